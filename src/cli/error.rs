@@ -1,0 +1,53 @@
+//! The errors a command can end with, and the exit code each gives.
+
+use std::path::PathBuf;
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("`{name}` is not an alto command or task name")]
+    #[diagnostic(code(alto::cli::unknown_command), help("`alto --help` lists the commands; `alto list` the task names"))]
+    UnknownCommand { name: String },
+
+    #[error("`{name}` names no task of the {environment} environment")]
+    #[diagnostic(code(alto::cli::unknown_task), help("`alto list` shows every task name of the project"))]
+    UnknownTask { name: String, environment: String },
+
+    #[error("`{task}` is not implemented in this version of alto yet")]
+    #[diagnostic(code(alto::cli::not_implemented))]
+    NotImplemented { task: String },
+
+    #[error("{} already has a config: {}", dir.display(), file)]
+    #[diagnostic(code(alto::init::exists), help("alto init never overwrites a project; edit {file} instead"))]
+    AlreadyInitialized { dir: PathBuf, file: String },
+
+    #[error("cannot write {}", path.display())]
+    #[diagnostic(code(alto::io))]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// 2 for anything wrong with the input (config, names, usage); 1 for
+    /// failures while doing the work.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_)
+            | Error::UnknownCommand { .. }
+            | Error::UnknownTask { .. }
+            | Error::AlreadyInitialized { .. } => 2,
+            Error::NotImplemented { .. } | Error::Write { .. } => 1,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Everything that can be wrong with a configuration, as diagnostics that point
+//! into the file (or the `ALTO_*` variable) at fault.
+
+use std::path::PathBuf;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use thiserror::Error;
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum ConfigError {
+    #[error("no alto config (alto.yaml, alto.toml, alto.json or alto.kdl) in {} or any directory above it", start.display())]
+    #[diagnostic(
+        code(alto::config::not_found),
+        help("run `alto init` to start a project here, or pass `--root DIR`")
+    )]
+    NotFound { start: PathBuf },
+
+    #[error("more than one {role} file in {}: {}", dir.display(), files.join(" and "))]
+    #[diagnostic(
+        code(alto::config::ambiguous),
+        help("keep one of them; alto will not guess which one you meant")
+    )]
+    Ambiguous {
+        role: &'static str,
+        dir: PathBuf,
+        files: Vec<String>,
+    },
+
+    #[error("cannot read {}", path.display())]
+    #[diagnostic(code(alto::config::io))]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{file} is not valid {format}: {message}")]
+    #[diagnostic(code(alto::config::syntax))]
+    Syntax {
+        file: String,
+        format: &'static str,
+        message: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("here")]
+        span: SourceSpan,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(alto::config::invalid))]
+    Invalid {
+        message: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("`{var}` is not set, but `{key}` needs it")]
+    #[diagnostic(
+        code(alto::config::unset_variable),
+        help("export {var}, or add it to .env or to the `environment` section of the config")
+    )]
+    UnsetVariable {
+        var: String,
+        key: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("uses {{env[{var}]}}")]
+        span: SourceSpan,
+    },
+
+    #[error("`{key}` refers to `this.{path}`, which is not in the config")]
+    #[diagnostic(code(alto::config::missing_path))]
+    MissingPath {
+        path: String,
+        key: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("refers to this.{path}")]
+        span: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(alto::config::unknown_name))]
+    Unknown {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{} line {line}: {message}", file.display())]
+    #[diagnostic(code(alto::config::dotenv))]
+    DotEnv {
+        file: PathBuf,
+        line: usize,
+        message: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("here")]
+        span: SourceSpan,
+    },
+}

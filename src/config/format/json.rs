@@ -1,0 +1,134 @@
+//! JSON: serde_json parses and reports errors; a small scanner over the
+//! already-valid text then records where each node is.
+
+use serde_json::Value;
+
+use super::{KeyPath, Parsed, SpanMap, SyntaxError, child};
+use crate::config::source::offset_of;
+
+pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| SyntaxError {
+        message: e.to_string().split(" at line").next().unwrap_or("invalid JSON").to_string(),
+        offset: offset_of(text, e.line(), e.column()).min(text.len().saturating_sub(1)),
+        len: 1,
+    })?;
+    let mut spans = SpanMap::new();
+    let mut scanner = Scanner {
+        bytes: text.as_bytes(),
+        pos: 0,
+        spans: &mut spans,
+    };
+    // The text is valid JSON, so the scanner cannot fail; if it ever does, only
+    // the spans are missing and errors point at the file's start.
+    let _ = scanner.value(Vec::new());
+    Ok(Parsed { value, spans })
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    spans: &'a mut SpanMap,
+}
+
+impl Scanner<'_> {
+    fn ws(&mut self) {
+        while self.pos < self.bytes.len() && self.bytes[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn value(&mut self, path: KeyPath) -> Option<()> {
+        self.ws();
+        let start = self.pos;
+        match self.peek()? {
+            b'{' => {
+                self.spans.insert(path.clone(), (start, 1));
+                self.pos += 1;
+                loop {
+                    self.ws();
+                    if self.peek()? == b'}' {
+                        self.pos += 1;
+                        break;
+                    }
+                    let key = self.string()?;
+                    self.ws();
+                    if self.peek()? != b':' {
+                        return None;
+                    }
+                    self.pos += 1;
+                    self.value(child(&path, key))?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.pos += 1,
+                        b'}' => {
+                            self.pos += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.spans.insert(path.clone(), (start, 1));
+                self.pos += 1;
+                let mut i = 0usize;
+                loop {
+                    self.ws();
+                    if self.peek()? == b']' {
+                        self.pos += 1;
+                        break;
+                    }
+                    self.value(child(&path, i.to_string()))?;
+                    i += 1;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.pos += 1,
+                        b']' => {
+                            self.pos += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'"' => {
+                self.string()?;
+                self.spans.insert(path, (start, self.pos - start));
+            }
+            _ => {
+                while let Some(b) = self.peek() {
+                    if matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace() {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                self.spans.insert(path, (start, self.pos - start));
+            }
+        }
+        Some(())
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let start = self.pos;
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.pos += 1;
+        while self.pos < self.bytes.len() {
+            match self.bytes[self.pos] {
+                b'\\' => self.pos += 2,
+                b'"' => {
+                    self.pos += 1;
+                    let raw = std::str::from_utf8(&self.bytes[start..self.pos]).ok()?;
+                    return serde_json::from_str(raw).ok();
+                }
+                _ => self.pos += 1,
+            }
+        }
+        None
+    }
+}

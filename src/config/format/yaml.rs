@@ -1,0 +1,289 @@
+//! YAML through yaml-rust2's event parser, which reports where each node starts.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::Yaml;
+
+use super::{KeyPath, Parsed, SpanMap, SyntaxError, child};
+use crate::config::source::CharIndex;
+
+enum Frame {
+    Seq {
+        items: Vec<Value>,
+        path: KeyPath,
+        anchor: usize,
+    },
+    Map {
+        map: Map<String, Value>,
+        path: KeyPath,
+        anchor: usize,
+        key: Option<String>,
+        merges: Vec<Value>,
+    },
+}
+
+struct Builder<'a> {
+    chars: CharIndex<'a>,
+    text: &'a str,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Value>,
+    spans: SpanMap,
+    root: Option<Value>,
+    documents: usize,
+    error: Option<SyntaxError>,
+}
+
+impl Builder<'_> {
+    fn fail(&mut self, message: impl Into<String>, offset: usize) {
+        if self.error.is_none() {
+            self.error = Some(SyntaxError {
+                message: message.into(),
+                offset,
+                len: 1,
+            });
+        }
+    }
+
+    /// The path the next node will get, or `None` when it is a mapping key.
+    fn next_path(&self) -> Option<KeyPath> {
+        match self.stack.last() {
+            None => Some(Vec::new()),
+            Some(Frame::Seq { items, path, .. }) => Some(child(path, items.len().to_string())),
+            Some(Frame::Map { key: Some(k), path, .. }) => Some(child(path, k.clone())),
+            Some(Frame::Map { key: None, .. }) => None,
+        }
+    }
+
+    fn place(&mut self, value: Value, offset: usize) {
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(value);
+                }
+            }
+            Some(Frame::Seq { items, .. }) => items.push(value),
+            Some(Frame::Map {
+                map, key, merges, ..
+            }) => match key.take() {
+                Some(k) if k == "<<" => merges.push(value),
+                Some(k) => {
+                    map.insert(k, value);
+                }
+                None => match value {
+                    Value::String(s) => *key = Some(s),
+                    Value::Bool(_) | Value::Number(_) => *key = Some(value.to_string()),
+                    Value::Null => *key = Some("null".to_string()),
+                    _ => self.fail("a mapping key must be a plain value, not a list or a map", offset),
+                },
+            },
+        }
+    }
+}
+
+fn resolve_scalar(s: String, style: TScalarStyle, tag: &Option<Tag>) -> Value {
+    if let Some(tag) = tag {
+        if tag.suffix == "str" {
+            return Value::String(s);
+        }
+    }
+    if style != TScalarStyle::Plain {
+        return Value::String(s);
+    }
+    match Yaml::from_str(&s) {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(b),
+        Yaml::Integer(i) => Value::Number(i.into()),
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::String(s)),
+        _ => Value::String(s),
+    }
+}
+
+impl MarkedEventReceiver for Builder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let offset = self.chars.byte(mark.index());
+        match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fail("a config file holds one YAML document; remove the extra `---`", offset);
+                }
+            }
+            Event::Scalar(s, style, anchor, tag) => {
+                let len = match style {
+                    TScalarStyle::Plain => s.len(),
+                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => s.len() + 2,
+                    _ => s.len().max(1),
+                };
+                let len = len.min(self.text.len().saturating_sub(offset));
+                let value = resolve_scalar(s, style, &tag);
+                if let Some(path) = self.next_path() {
+                    self.spans.insert(path, (offset, len));
+                } else if let Value::String(k) = &value {
+                    // A key: point its path at the key itself until the value replaces it.
+                    if let Some(Frame::Map { path, .. }) = self.stack.last() {
+                        let p = child(path, k.clone());
+                        self.spans.insert(p, (offset, len));
+                    }
+                }
+                if anchor > 0 {
+                    self.anchors.insert(anchor, value.clone());
+                }
+                self.place(value, offset);
+            }
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(v) => {
+                    if let Some(path) = self.next_path() {
+                        self.spans.entry(path).or_insert((offset, 1));
+                    }
+                    self.place(v, offset)
+                }
+                None => self.fail("unknown alias", offset),
+            },
+            Event::SequenceStart(anchor, _) => {
+                let path = self.next_path();
+                if path.is_none() {
+                    self.fail("a mapping key must be a plain value, not a list", offset);
+                    return;
+                }
+                let path = path.unwrap_or_default();
+                self.spans.entry(path.clone()).or_insert((offset, 1));
+                self.stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    path,
+                    anchor,
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                let path = self.next_path();
+                if path.is_none() {
+                    self.fail("a mapping key must be a plain value, not a map", offset);
+                    return;
+                }
+                let path = path.unwrap_or_default();
+                self.spans.entry(path.clone()).or_insert((offset, 1));
+                self.stack.push(Frame::Map {
+                    map: Map::new(),
+                    path,
+                    anchor,
+                    key: None,
+                    merges: Vec::new(),
+                });
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
+                    let v = Value::Array(items);
+                    if anchor > 0 {
+                        self.anchors.insert(anchor, v.clone());
+                    }
+                    self.place(v, offset);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map {
+                    mut map,
+                    anchor,
+                    merges,
+                    ..
+                }) = self.stack.pop()
+                {
+                    // `<<: *base` merge keys: explicit keys win over merged ones.
+                    for merged in merges {
+                        let maps = match merged {
+                            Value::Array(items) => items,
+                            other => vec![other],
+                        };
+                        for m in maps {
+                            match m {
+                                Value::Object(m) => {
+                                    for (k, v) in m {
+                                        map.entry(k).or_insert(v);
+                                    }
+                                }
+                                _ => {
+                                    self.fail("a `<<` merge key needs a map or a list of maps", offset);
+                                }
+                            }
+                        }
+                    }
+                    let v = Value::Object(map);
+                    if anchor > 0 {
+                        self.anchors.insert(anchor, v.clone());
+                    }
+                    self.place(v, offset);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
+    let mut builder = Builder {
+        chars: CharIndex::new(text),
+        text,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        spans: SpanMap::new(),
+        root: None,
+        documents: 0,
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, true) {
+        let offset = CharIndex::new(text).byte(e.marker().index());
+        return Err(SyntaxError {
+            message: e.info().to_string(),
+            offset,
+            len: 1,
+        });
+    }
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(Parsed {
+        value: builder.root.unwrap_or(Value::Null),
+        spans: builder.spans,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn anchors_and_merge_keys() {
+        let p = parse("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n").unwrap();
+        assert_eq!(p.value, json!({"base": {"x": 1, "y": 2}, "other": {"x": 1, "y": 3}}));
+    }
+
+    #[test]
+    fn quoted_scalars_stay_strings() {
+        let p = parse("a: '1'\nb: \"true\"\nc: 1\nd: yes\ne: !!str 5\n").unwrap();
+        assert_eq!(p.value, json!({"a": "1", "b": "true", "c": 1, "d": "yes", "e": "5"}));
+    }
+
+    #[test]
+    fn non_ascii_offsets_are_bytes() {
+        let text = "a: \"é\"\nb: x\n";
+        let p = parse(text).unwrap();
+        let (off, _) = p.spans[&vec!["b".to_string()]];
+        assert_eq!(&text[off..off + 1], "x");
+    }
+
+    #[test]
+    fn two_documents_are_an_error() {
+        assert!(parse("a: 1\n---\nb: 2\n").is_err());
+    }
+}

@@ -1,0 +1,387 @@
+//! Finding the config files of a project, reading them, and layering them with
+//! `.env` and `ALTO_*` variables into one tree for the active environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::error::ConfigError;
+use super::format::{Format, KeyPath, SpanMap};
+use super::source::{Layer, Origin, SourceFile, Sources};
+use super::tree::{LayerSource, Tree, find_key};
+
+/// Variables of the `ALTO_` prefix that steer alto itself and are not config.
+const CONTROL_VARS: [&str; 5] = ["ALTO_ENV", "ALTO_CACHE_DIR", "ALTO_LOG", "ALTO_ROOT", "ALTO_BENCH"];
+
+/// Top-level keys that belong inside a section; seeing one at the top level
+/// means the user forgot `default:`.
+const SETTING_KEYS: [&str; 10] = [
+    "project_name",
+    "load_path",
+    "taps",
+    "targets",
+    "utilities",
+    "environment",
+    "filesystem",
+    "bucket",
+    "bucket_path",
+    "extensions",
+];
+
+/// What a load needs from the outside world; tests pass their own.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--root`: the project directory, skipping discovery.
+    pub root: Option<PathBuf>,
+    /// Where discovery starts.
+    pub cwd: PathBuf,
+    /// `--env`
+    pub env: Option<String>,
+    /// The process environment.
+    pub vars: Vec<(String, String)>,
+}
+
+impl LoadOptions {
+    pub fn from_process(root: Option<PathBuf>, env: Option<String>) -> Self {
+        LoadOptions {
+            root,
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            env,
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+}
+
+/// Everything read from disk and the environment, layered for one environment.
+pub struct Loaded {
+    pub root: PathBuf,
+    pub main_file: PathBuf,
+    pub format: Format,
+    pub environment: String,
+    pub environments: Vec<String>,
+    pub sources: Sources,
+    pub tree: Tree,
+    /// Process variables over `.env` variables.
+    pub vars: BTreeMap<String, String>,
+    /// Names of the variables that came from `.env` (and not the process).
+    pub dotenv_names: Vec<String>,
+}
+
+/// Finds the project root: `--root`, else the nearest directory, from the
+/// current one upwards, holding a main config file.
+pub fn find_root(opts: &LoadOptions) -> Result<PathBuf, ConfigError> {
+    if let Some(root) = &opts.root {
+        let root = if root.is_absolute() { root.clone() } else { opts.cwd.join(root) };
+        return Ok(root);
+    }
+    let mut dir = Some(opts.cwd.as_path());
+    while let Some(d) = dir {
+        if !candidates(d, "alto").is_empty() {
+            return Ok(d.to_path_buf());
+        }
+        dir = d.parent();
+    }
+    Err(ConfigError::NotFound {
+        start: opts.cwd.clone(),
+    })
+}
+
+/// The existing `<stem>.<ext>` files of a directory, in extension order.
+pub fn candidates(dir: &Path, stem: &str) -> Vec<(PathBuf, Format)> {
+    Format::EXTENSIONS
+        .iter()
+        .map(|(ext, f)| (dir.join(format!("{stem}.{ext}")), *f))
+        .filter(|(p, _)| p.is_file())
+        .collect()
+}
+
+fn one_file(dir: &Path, stem: &str, role: &'static str) -> Result<Option<(PathBuf, Format)>, ConfigError> {
+    let mut found = candidates(dir, stem);
+    if found.len() > 1 {
+        return Err(ConfigError::Ambiguous {
+            role,
+            dir: dir.to_path_buf(),
+            files: found
+                .iter()
+                .map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+                .collect(),
+        });
+    }
+    Ok(found.pop())
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn display_name(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Reads `.env`: `KEY=value` lines, quotes and `export` allowed.
+fn read_dotenv(root: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let path = root.join(".env");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = read(&path)?;
+    let iter = dotenvy::from_path_iter(&path).map_err(|e| dotenv_error(&path, &text, e))?;
+    let mut out = Vec::new();
+    for item in iter {
+        out.push(item.map_err(|e| dotenv_error(&path, &text, e))?);
+    }
+    Ok(out)
+}
+
+fn dotenv_error(path: &Path, text: &str, e: dotenvy::Error) -> ConfigError {
+    let (line, message, offset) = match &e {
+        dotenvy::Error::LineParse(line_text, index) => {
+            let lineno = text
+                .lines()
+                .position(|l| l.contains(line_text.as_str()) || line_text.contains(l))
+                .unwrap_or(0);
+            let start: usize = text.lines().take(lineno).map(|l| l.len() + 1).sum();
+            (lineno + 1, "cannot parse this line".to_string(), start + index)
+        }
+        other => (0, other.to_string(), 0),
+    };
+    ConfigError::DotEnv {
+        file: path.to_path_buf(),
+        line,
+        message,
+        src: miette::NamedSource::new(".env", text.to_string()),
+        span: (offset.min(text.len()), 1).into(),
+    }
+}
+
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let root = find_root(opts)?;
+    let (main_file, format) = one_file(&root, "alto", "main config")?.ok_or_else(|| ConfigError::NotFound {
+        start: root.clone(),
+    })?;
+    let local = one_file(&root, "alto.local", "local config")?;
+    let secrets = one_file(&root, "alto.secrets", "secrets")?;
+
+    // Variables: the process wins over `.env`.
+    let dotenv = read_dotenv(&root)?;
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let mut dotenv_names = Vec::new();
+    for (k, v) in dotenv {
+        dotenv_names.push(k.clone());
+        vars.insert(k, v);
+    }
+    for (k, v) in &opts.vars {
+        dotenv_names.retain(|n| n != k);
+        vars.insert(k.clone(), v.clone());
+    }
+
+    let environment = opts
+        .env
+        .clone()
+        .filter(|e| !e.is_empty())
+        .or_else(|| vars.get("ALTO_ENV").cloned().filter(|e| !e.is_empty()))
+        .unwrap_or_else(|| "dev".to_string());
+
+    let mut sources = Sources::default();
+    let mut tree = Tree::new();
+    let mut environments: Vec<String> = Vec::new();
+
+    let files = [(Some((main_file.clone(), format)), Layer::Main), (local, Layer::Local), (secrets, Layer::Secrets)];
+    for (file, layer) in files {
+        let Some((path, format)) = file else { continue };
+        let text = read(&path)?;
+        let name = display_name(&root, &path);
+        let parsed = format.parse(&text).map_err(|e| ConfigError::Syntax {
+            file: name.clone(),
+            format: match format {
+                Format::Yaml => "YAML",
+                Format::Json => "JSON",
+                Format::Toml => "TOML",
+                Format::Kdl => "KDL",
+            },
+            message: e.message.clone(),
+            src: miette::NamedSource::new(&name, text.clone()),
+            span: (e.offset.min(text.len()), e.len.min(text.len().saturating_sub(e.offset)).max(0)).into(),
+        })?;
+        let id = sources.add(SourceFile {
+            name: name.clone(),
+            path: Some(path.clone()),
+            text: Arc::from(text.as_str()),
+            layer,
+        });
+        let sections = match parsed.value {
+            Value::Object(m) => m,
+            Value::Null => Map::new(),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    message: format!("{name} must hold sections: `default` and environments"),
+                    src: sources.named(Origin { source: id, offset: 0, len: 0 }),
+                    span: (0, text.len().min(1)).into(),
+                    label: "expected a map of sections".into(),
+                    help: Some("start the file with `default:` and put settings under it".into()),
+                })
+            }
+        };
+        let mut default = None;
+        let mut active = None;
+        for (key, section) in sections {
+            let path: KeyPath = vec![key.clone()];
+            let (offset, len) = parsed.spans.get(&path).copied().unwrap_or((0, 0));
+            let here = Origin { source: id, offset, len };
+            if SETTING_KEYS.contains(&key.as_str()) || !section.is_object() {
+                if section.is_null() && key != "default" {
+                    // An empty environment section.
+                    continue;
+                }
+                return Err(ConfigError::Invalid {
+                    message: format!("`{key}` at the top of {name} is not a section"),
+                    src: sources.named(here),
+                    span: here.span(),
+                    label: "settings belong inside a section".into(),
+                    help: Some(format!(
+                        "the top level holds `default` and environment sections (dev, prod, ...); move `{key}` under `default:`"
+                    )),
+                });
+            }
+            if key == "default" {
+                default = Some(section);
+            } else {
+                if !environments.iter().any(|e| e.eq_ignore_ascii_case(&key)) {
+                    environments.push(key.clone());
+                }
+                if key.eq_ignore_ascii_case(&environment) {
+                    active = Some((key, section));
+                }
+            }
+        }
+        let layer_src = LayerSource {
+            source: id,
+            spans: &parsed.spans,
+            fallback: (0, 0),
+        };
+        if let Some(d) = default {
+            tree.merge(d, &vec!["default".to_string()], &vec![], &layer_src);
+        }
+        if let Some((k, s)) = active {
+            tree.merge(s, &vec![k], &vec![], &layer_src);
+        }
+    }
+
+    apply_overrides(&mut tree, &mut sources, &vars)?;
+
+    Ok(Loaded {
+        root,
+        main_file,
+        format,
+        environment,
+        environments,
+        sources,
+        tree,
+        vars,
+        dotenv_names,
+    })
+}
+
+/// Applies `ALTO_A__B__C=value` variables: each segment picks an existing key
+/// loosely (case and `-`/`_`), else a new lower-case key.
+fn apply_overrides(tree: &mut Tree, sources: &mut Sources, vars: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let overrides: Vec<(&String, &String)> = vars
+        .iter()
+        .filter(|(k, _)| k.len() > 5 && k[..5].eq_ignore_ascii_case("ALTO_"))
+        .filter(|(k, _)| !CONTROL_VARS.iter().any(|c| c.eq_ignore_ascii_case(k)))
+        .filter(|(k, _)| !k[5..].split("__").any(str::is_empty))
+        .collect();
+    if overrides.is_empty() {
+        return Ok(());
+    }
+    // The synthetic source names each variable (never its value, which may be secret).
+    let mut text = String::new();
+    let mut spans = Vec::new();
+    for (k, _) in &overrides {
+        spans.push((text.len(), k.len()));
+        text.push_str(k);
+        text.push('\n');
+    }
+    let id = sources.add(SourceFile {
+        name: "<environment>".into(),
+        path: None,
+        text: Arc::from(text.as_str()),
+        layer: Layer::Environment,
+    });
+    for ((name, raw), span) in overrides.into_iter().zip(spans) {
+        let value = parse_override(raw).map_err(|message| ConfigError::Invalid {
+            message: format!("{name} is not valid: {message}"),
+            src: sources.named(Origin { source: id, offset: span.0, len: span.1 }),
+            span: span.into(),
+            label: "this variable".into(),
+            help: Some("`@json` values must be JSON".into()),
+        })?;
+        let mut path: KeyPath = Vec::new();
+        let mut node = Some(&tree.value);
+        for seg in name[5..].split("__") {
+            let key = match node {
+                Some(Value::Object(m)) => find_key(m, seg).cloned(),
+                _ => None,
+            }
+            .unwrap_or_else(|| seg.to_ascii_lowercase());
+            node = node.and_then(|n| n.get(&key));
+            path.push(key);
+        }
+        let spans_map = SpanMap::new();
+        let layer = LayerSource {
+            source: id,
+            spans: &spans_map,
+            fallback: span,
+        };
+        tree.merge(value, &vec![], &path, &layer);
+    }
+    Ok(())
+}
+
+/// `@json {...}` is JSON; anything TOML can read as one value (`42`, `true`,
+/// `[1, "a"]`, `'007'`) is that value; the rest is a string.
+pub fn parse_override(raw: &str) -> Result<Value, String> {
+    if let Some(rest) = raw.strip_prefix("@json") {
+        return serde_json::from_str(rest.trim()).map_err(|e| e.to_string());
+    }
+    if raw.contains('\n') {
+        return Ok(Value::String(raw.to_string()));
+    }
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(t) if t.len() == 1 => match t.into_iter().next() {
+            Some((_, v)) => Ok(super::format::toml_value(v)),
+            None => Ok(Value::String(raw.to_string())),
+        },
+        _ => Ok(Value::String(raw.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn override_values() {
+        assert_eq!(parse_override("42").unwrap(), json!(42));
+        assert_eq!(parse_override("true").unwrap(), json!(true));
+        assert_eq!(parse_override("3.5").unwrap(), json!(3.5));
+        assert_eq!(parse_override("[1, 2, \"three\"]").unwrap(), json!([1, 2, "three"]));
+        assert_eq!(parse_override("'007'").unwrap(), json!("007"));
+        assert_eq!(parse_override("env-foo").unwrap(), json!("env-foo"));
+        assert_eq!(parse_override("").unwrap(), json!(""));
+        assert_eq!(parse_override("1\nx = 2").unwrap(), json!("1\nx = 2"));
+        assert_eq!(parse_override("@json {\"z\": 26}").unwrap(), json!({"z": 26}));
+        assert!(parse_override("@json {").is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! Configuration: the file formats (YAML, TOML, JSON, KDL), environments,
+//! layering of `alto.*`, `alto.local.*`, `alto.secrets.*`, `.env` and `ALTO_*`
+//! variables, `@format` interpolation, `inherit_from`, per-tap target
+//! overrides, secrets, and diagnostics that point into the files.
+
+pub mod error;
+pub mod format;
+pub mod interpolate;
+pub mod load;
+pub mod project;
+pub mod source;
+pub mod template;
+pub mod tree;
+
+pub use error::ConfigError;
+pub use format::Format;
+pub use load::LoadOptions;
+pub use project::{Plugin, PluginKind, Project, REDACTED, Rendered};
+
+/// Finds, reads and layers the project's config for the active environment.
+pub fn load(opts: &LoadOptions) -> Result<Project, ConfigError> {
+    Project::from_loaded(load::load(opts)?)
+}

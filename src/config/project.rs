@@ -1,0 +1,779 @@
+//! The typed project of one environment: settings, taps, targets and utilities
+//! with `inherit_from` resolved, and the lazy rendering of their configs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use super::error::ConfigError;
+use super::format::{Format, KeyPath, child};
+use super::interpolate::{self, Piece};
+use super::load::Loaded;
+use super::source::{Origin, Sources};
+use super::tree::{Tree, find_key, overlay};
+
+/// What secrets are replaced with in dumps and logs.
+pub const REDACTED: &str = "********";
+
+/// How deep `{this.x}` references may chain before alto calls it a cycle.
+const MAX_DEPTH: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PluginKind {
+    Tap,
+    Target,
+    Utility,
+}
+
+impl PluginKind {
+    pub const ALL: [PluginKind; 3] = [PluginKind::Tap, PluginKind::Target, PluginKind::Utility];
+
+    /// The config section holding plugins of this kind.
+    pub fn section(self) -> &'static str {
+        match self {
+            PluginKind::Tap => "taps",
+            PluginKind::Target => "targets",
+            PluginKind::Utility => "utilities",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            PluginKind::Tap => "tap",
+            PluginKind::Target => "target",
+            PluginKind::Utility => "utility",
+        }
+    }
+}
+
+/// A tap, target or utility as configured, after `inherit_from`.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub name: String,
+    pub kind: PluginKind,
+    /// The plugin named by `inherit_from`.
+    pub parent: Option<String>,
+    /// Config paths of this plugin and its ancestors, nearest first: where its
+    /// values came from, for error messages and secret tracking.
+    pub lineage: Vec<KeyPath>,
+    /// The spec (parent's deep-copied, this plugin's merged over it), not rendered.
+    pub spec: Map<String, Value>,
+}
+
+impl Plugin {
+    /// A string setting, unrendered.
+    pub fn raw_str(&self, key: &str) -> Option<&str> {
+        self.spec.get(key).and_then(Value::as_str)
+    }
+
+    /// A list-of-strings setting; a single string counts as a list of one.
+    pub fn str_list(&self, key: &str) -> Vec<String> {
+        match self.spec.get(key) {
+            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn capabilities(&self) -> Vec<String> {
+        self.str_list("capabilities")
+    }
+
+    pub fn has_capability(&self, cap: &str) -> bool {
+        self.capabilities().iter().any(|c| c == cap)
+    }
+
+    /// The tap's select rules, `*.*` when none are given.
+    pub fn select(&self) -> Vec<String> {
+        let s = self.str_list("select");
+        if s.is_empty() { vec!["*.*".to_string()] } else { s }
+    }
+
+    pub fn metadata(&self) -> Map<String, Value> {
+        self.spec.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default()
+    }
+}
+
+/// A rendered value and the paths (relative to it) of the leaves that are secret.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub value: Value,
+    pub secrets: Vec<KeyPath>,
+}
+
+impl Rendered {
+    /// The value with every secret leaf replaced by `REDACTED`.
+    pub fn redacted(&self) -> Value {
+        let mut v = self.value.clone();
+        for path in &self.secrets {
+            if let Some(leaf) = get_mut(&mut v, path) {
+                if !leaf.is_object() && !leaf.is_array() && !leaf.is_null() {
+                    *leaf = Value::String(REDACTED.to_string());
+                }
+            }
+        }
+        v
+    }
+
+    /// The secret strings themselves, to scrub from logs.
+    pub fn secret_strings(&self) -> Vec<String> {
+        self.secrets
+            .iter()
+            .filter_map(|p| super::tree::get(&self.value, p))
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .filter(|s| s.len() >= 3)
+            .collect()
+    }
+}
+
+fn get_mut<'v>(mut v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+    for seg in path {
+        v = match v {
+            Value::Object(m) => m.get_mut(seg)?,
+            Value::Array(a) => a.get_mut(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// A loaded project in its active environment.
+pub struct Project {
+    pub root: PathBuf,
+    pub main_file: PathBuf,
+    pub format: Format,
+    /// The active environment's name, as the user gave it.
+    pub environment: String,
+    /// Every environment section found in the files.
+    pub environments: Vec<String>,
+    pub name: String,
+    pub sources: Sources,
+    pub tree: Tree,
+    pub taps: IndexMap<String, Plugin>,
+    pub targets: IndexMap<String, Plugin>,
+    pub utilities: IndexMap<String, Plugin>,
+    vars: BTreeMap<String, String>,
+    dotenv_names: Vec<String>,
+}
+
+/// Where the raw values being rendered live: a plugin's lineage and a prefix.
+struct Owner<'a> {
+    lineage: &'a [KeyPath],
+    prefix: KeyPath,
+}
+
+struct Ctx {
+    load_path: Option<String>,
+    depth: usize,
+}
+
+impl Project {
+    pub fn from_loaded(loaded: Loaded) -> Result<Project, ConfigError> {
+        let Loaded {
+            root,
+            main_file,
+            format,
+            environment,
+            environments,
+            sources,
+            tree,
+            vars,
+            dotenv_names,
+        } = loaded;
+        let mut project = Project {
+            name: String::new(),
+            root,
+            main_file,
+            format,
+            environment,
+            environments,
+            sources,
+            tree,
+            taps: IndexMap::new(),
+            targets: IndexMap::new(),
+            utilities: IndexMap::new(),
+            vars,
+            dotenv_names,
+        };
+        project.name = match project.tree.value.get("project_name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            None | Some(Value::Null) => project
+                .root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "alto".to_string()),
+            Some(_) => return Err(project.invalid(&["project_name".into()], "`project_name` must be a string", "expected a string", None)),
+        };
+        for key in ["load_path", "bucket", "bucket_path", "filesystem"] {
+            if let Some(v) = project.tree.value.get(key) {
+                if !v.is_string() && !v.is_null() {
+                    return Err(project.invalid(&[key.into()], &format!("`{key}` must be a string"), "expected a string", None));
+                }
+            }
+        }
+        for key in ["environment", "taps", "targets", "utilities"] {
+            if let Some(v) = project.tree.value.get(key) {
+                if !v.is_object() && !v.is_null() {
+                    return Err(project.invalid(&[key.into()], &format!("`{key}` must be a map"), "expected a map", None));
+                }
+            }
+        }
+        for kind in PluginKind::ALL {
+            let names: Vec<String> = project
+                .tree
+                .value
+                .get(kind.section())
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            let mut resolved = IndexMap::new();
+            for name in names {
+                let plugin = project.resolve(kind, &name, &mut Vec::new())?;
+                project.validate(&plugin)?;
+                resolved.insert(name, plugin);
+            }
+            match kind {
+                PluginKind::Tap => project.taps = resolved,
+                PluginKind::Target => project.targets = resolved,
+                PluginKind::Utility => project.utilities = resolved,
+            }
+        }
+        Ok(project)
+    }
+
+    fn resolve(&self, kind: PluginKind, name: &str, stack: &mut Vec<String>) -> Result<Plugin, ConfigError> {
+        let path: KeyPath = vec![kind.section().to_string(), name.to_string()];
+        let raw = match self.tree.get(&path) {
+            Some(Value::Object(m)) => m.clone(),
+            Some(Value::Null) | None => Map::new(),
+            Some(_) => {
+                return Err(self.invalid(
+                    &path,
+                    &format!("{} `{name}` must be a map of settings", kind.noun()),
+                    "expected a map",
+                    Some("give it at least a `pip_url`".into()),
+                ))
+            }
+        };
+        let Some(parent_value) = raw.get("inherit_from").cloned() else {
+            return Ok(Plugin {
+                name: name.to_string(),
+                kind,
+                parent: None,
+                lineage: vec![path],
+                spec: raw,
+            });
+        };
+        let inherit_path = child(&path, "inherit_from");
+        let Some(parent) = parent_value.as_str().map(str::to_string) else {
+            return Err(self.invalid(&inherit_path, "`inherit_from` must name a plugin", "expected a name", None));
+        };
+        stack.push(name.to_string());
+        let parent = parent.as_str();
+        if stack.iter().any(|s| s == parent) {
+            stack.push(parent.to_string());
+            return Err(self.invalid(
+                &inherit_path,
+                &format!("`inherit_from` forms a cycle: {}", stack.join(" → ")),
+                "this closes the cycle",
+                None,
+            ));
+        }
+        let exists = self
+            .tree
+            .get(&[kind.section().to_string()])
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.contains_key(parent));
+        if !exists {
+            let available: Vec<String> = self
+                .tree
+                .get(&[kind.section().to_string()])
+                .and_then(Value::as_object)
+                .map(|m| m.keys().filter(|k| *k != name).cloned().collect())
+                .unwrap_or_default();
+            return Err(self.invalid(
+                &inherit_path,
+                &format!("{} `{name}` inherits from `{parent}`, which is not a configured {}", kind.noun(), kind.noun()),
+                "unknown plugin",
+                Some(if available.is_empty() {
+                    format!("no other {} is configured", kind.section())
+                } else {
+                    format!("configured {}: {}", kind.section(), available.join(", "))
+                }),
+            ));
+        }
+        let base = self.resolve(kind, parent, stack)?;
+        stack.pop();
+        let mut spec = Value::Object(base.spec.clone());
+        let mut own = raw;
+        own.remove("inherit_from");
+        overlay(&mut spec, &Value::Object(own));
+        let mut lineage = vec![path];
+        lineage.extend(base.lineage);
+        Ok(Plugin {
+            name: name.to_string(),
+            kind,
+            parent: Some(parent.to_string()),
+            lineage,
+            spec: match spec {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+        })
+    }
+
+    fn validate(&self, plugin: &Plugin) -> Result<(), ConfigError> {
+        let owner = Owner { lineage: &plugin.lineage, prefix: Vec::new() };
+        for (key, want) in [
+            ("pip_url", "a string"),
+            ("executable", "a string"),
+            ("entrypoint", "a string"),
+            ("load_path", "a string"),
+            ("python", "a string"),
+            ("config", "a map"),
+            ("environment", "a map"),
+            ("metadata", "a map"),
+            ("capabilities", "a list of strings"),
+            ("select", "a list of strings"),
+        ] {
+            let Some(v) = plugin.spec.get(key) else { continue };
+            let ok = match want {
+                "a string" => v.is_string() || v.is_null(),
+                "a map" => v.is_object() || v.is_null(),
+                _ => match v {
+                    Value::Array(a) => a.iter().all(Value::is_string),
+                    Value::String(_) | Value::Null => true,
+                    _ => false,
+                },
+            };
+            if !ok {
+                let path = self.owner_path(&owner, &[key.to_string()]);
+                return Err(self.invalid(
+                    &path,
+                    &format!("`{key}` of {} `{}` must be {want}", plugin.kind.noun(), plugin.name),
+                    &format!("expected {want}"),
+                    None,
+                ));
+            }
+        }
+        if let Some(Value::String(v)) = plugin.spec.get("_version") {
+            let _ = v;
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, path: &[String], message: &str, label: &str, help: Option<String>) -> ConfigError {
+        let origin = self.tree.origin(path).unwrap_or(Origin { source: 0, offset: 0, len: 0 });
+        ConfigError::Invalid {
+            message: message.to_string(),
+            src: self.sources.named(origin),
+            span: origin.span(),
+            label: label.to_string(),
+            help,
+        }
+    }
+
+    /// The tree path (in the plugin or an ancestor) a raw value came from.
+    fn owner_path(&self, owner: &Owner, rel: &[String]) -> KeyPath {
+        let mut suffix = owner.prefix.clone();
+        suffix.extend_from_slice(rel);
+        for base in owner.lineage {
+            let mut p = base.clone();
+            p.extend_from_slice(&suffix);
+            if self.tree.exact_origin(&p).is_some() {
+                return p;
+            }
+        }
+        let mut p = owner.lineage.first().cloned().unwrap_or_default();
+        p.extend_from_slice(&suffix);
+        p
+    }
+
+    fn origin_of(&self, owner: &Owner, rel: &[String]) -> Origin {
+        let p = self.owner_path(owner, rel);
+        self.tree.origin(&p).unwrap_or(Origin { source: 0, offset: 0, len: 0 })
+    }
+
+    fn is_secret_origin(&self, path: &[String]) -> bool {
+        self.tree
+            .exact_origin(path)
+            .and_then(|o| self.sources.layer(o))
+            .is_some_and(|l| l.is_secret())
+    }
+
+    // ----- lookups ---------------------------------------------------------
+
+    /// A plugin of any kind by name (taps first, then targets, then utilities).
+    pub fn plugin(&self, name: &str) -> Result<&Plugin, ConfigError> {
+        self.taps
+            .get(name)
+            .or_else(|| self.targets.get(name))
+            .or_else(|| self.utilities.get(name))
+            .ok_or_else(|| self.unknown(name, None))
+    }
+
+    pub fn tap(&self, name: &str) -> Result<&Plugin, ConfigError> {
+        self.taps.get(name).ok_or_else(|| self.unknown(name, Some(PluginKind::Tap)))
+    }
+
+    pub fn target(&self, name: &str) -> Result<&Plugin, ConfigError> {
+        self.targets.get(name).ok_or_else(|| self.unknown(name, Some(PluginKind::Target)))
+    }
+
+    pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
+        self.taps.values().chain(self.targets.values()).chain(self.utilities.values())
+    }
+
+    fn unknown(&self, name: &str, kind: Option<PluginKind>) -> ConfigError {
+        let kinds: Vec<PluginKind> = match kind {
+            Some(k) => vec![k],
+            None => PluginKind::ALL.to_vec(),
+        };
+        let mut names = Vec::new();
+        for k in &kinds {
+            let m = match k {
+                PluginKind::Tap => &self.taps,
+                PluginKind::Target => &self.targets,
+                PluginKind::Utility => &self.utilities,
+            };
+            names.extend(m.keys().cloned());
+        }
+        let noun = kind.map(|k| k.noun()).unwrap_or("plugin");
+        let close = names.iter().find(|n| super::tree::key_matches(n, name)).cloned();
+        ConfigError::Unknown {
+            message: format!("no {noun} named `{name}` in the {} environment", self.environment),
+            help: Some(match close {
+                Some(c) => format!("did you mean `{c}`?"),
+                None if names.is_empty() => format!("no {noun}s are configured; add one under `{}`", kinds[0].section()),
+                None => format!("configured: {}", names.join(", ")),
+            }),
+        }
+    }
+
+    /// The root `load_path` setting, unrendered.
+    pub fn root_load_path(&self) -> Option<&str> {
+        self.tree.value.get("load_path").and_then(Value::as_str)
+    }
+
+    /// The load path data from this tap lands in: the tap's own, else the root's.
+    pub fn load_path_of(&self, plugin: &Plugin) -> Result<Option<String>, ConfigError> {
+        let owner = Owner { lineage: &plugin.lineage, prefix: Vec::new() };
+        let root_ctx = Ctx { load_path: None, depth: 0 };
+        let raw = match plugin.spec.get("load_path") {
+            Some(Value::String(s)) => Some((s.clone(), &owner)),
+            _ => None,
+        };
+        let root_owner = Owner { lineage: &[Vec::new()][..], prefix: Vec::new() };
+        let raw = raw.or_else(|| self.root_load_path().map(|s| (s.to_string(), &root_owner)));
+        match raw {
+            None => Ok(None),
+            Some((s, owner)) => {
+                let mut secret = false;
+                let v = self.render_str(&s, owner, &["load_path".to_string()], &root_ctx, &mut secret)?;
+                Ok(Some(v))
+            }
+        }
+    }
+
+    // ----- rendering -------------------------------------------------------
+
+    /// The config a plugin receives, `@format` rendered. With `for_tap`, a
+    /// target's config as it loads that tap's data: the tap's `load_path` and
+    /// the tap's override block for this target apply.
+    pub fn render_config(&self, name: &str, for_tap: Option<&str>) -> Result<Rendered, ConfigError> {
+        let plugin = self.plugin(name)?;
+        let tap = match for_tap {
+            Some(t) => {
+                if plugin.kind != PluginKind::Target {
+                    return Err(ConfigError::Unknown {
+                        message: format!("`--tap` applies to targets, and `{name}` is a {}", plugin.kind.noun()),
+                        help: None,
+                    });
+                }
+                Some(self.tap(t)?)
+            }
+            None => None,
+        };
+        let load_path = self.load_path_of(tap.unwrap_or(plugin))?;
+        let ctx = Ctx { load_path, depth: 0 };
+        let owner = Owner { lineage: &plugin.lineage, prefix: vec!["config".to_string()] };
+        let base = match plugin.spec.get("config") {
+            Some(v @ Value::Object(_)) => v.clone(),
+            _ => Value::Object(Map::new()),
+        };
+        let mut secrets = Vec::new();
+        let mut value = self.render_value(&base, &owner, &mut Vec::new(), &ctx, &mut secrets)?;
+        if let Some(tap) = tap {
+            if let Some(over) = tap.spec.get(&plugin.name) {
+                let over_owner = Owner { lineage: &tap.lineage, prefix: vec![plugin.name.clone()] };
+                if !over.is_object() {
+                    let path = self.owner_path(&over_owner, &[]);
+                    return Err(self.invalid(
+                        &path,
+                        &format!("the `{}` block of tap `{}` must be a map of target settings", plugin.name, tap.name),
+                        "expected a map",
+                        None,
+                    ));
+                }
+                let rendered = self.render_value(over, &over_owner, &mut Vec::new(), &ctx, &mut secrets)?;
+                overlay(&mut value, &rendered);
+            }
+        }
+        Ok(Rendered { value, secrets })
+    }
+
+    /// The whole merged config of the active environment, or the parts named by
+    /// dotted keys, rendered.
+    pub fn render_dump(&self, keys: &[String]) -> Result<Rendered, ConfigError> {
+        let ctx = Ctx { load_path: self.root_load_path().map(str::to_string), depth: 0 };
+        let root_lineage = [Vec::new()];
+        if keys.is_empty() {
+            let owner = Owner { lineage: &root_lineage, prefix: Vec::new() };
+            let mut secrets = Vec::new();
+            let value = self.render_value(&self.tree.value, &owner, &mut Vec::new(), &ctx, &mut secrets)?;
+            return Ok(Rendered { value, secrets });
+        }
+        let mut out = Map::new();
+        let mut secrets = Vec::new();
+        for key in keys {
+            let path = self.lookup_path(&key.split('.').map(str::to_string).collect::<Vec<_>>()).ok_or_else(|| {
+                ConfigError::Unknown {
+                    message: format!("`{key}` is not in the config of the {} environment", self.environment),
+                    help: Some("`alto dump` with no key shows everything".into()),
+                }
+            })?;
+            let raw = self.tree.get(&path).cloned().unwrap_or(Value::Null);
+            let owner = Owner { lineage: &root_lineage, prefix: path.clone() };
+            let mut s = Vec::new();
+            let v = self.render_value(&raw, &owner, &mut Vec::new(), &ctx, &mut s)?;
+            secrets.extend(s.into_iter().map(|p| {
+                let mut q = vec![key.clone()];
+                q.extend(p);
+                q
+            }));
+            out.insert(key.clone(), v);
+        }
+        Ok(Rendered { value: Value::Object(out), secrets })
+    }
+
+    /// The environment a plugin's process gets from the config: the top-level
+    /// `environment` map, then the plugin's own; values as strings.
+    pub fn plugin_environment(&self, plugin: &Plugin) -> Result<Vec<(String, String)>, ConfigError> {
+        let ctx = Ctx { load_path: self.load_path_of(plugin)?, depth: 0 };
+        let mut out: IndexMap<String, String> = IndexMap::new();
+        let root_lineage = [Vec::new()];
+        let sources = [
+            (self.tree.value.get("environment"), Owner { lineage: &root_lineage, prefix: vec!["environment".into()] }),
+            (plugin.spec.get("environment"), Owner { lineage: &plugin.lineage, prefix: vec!["environment".into()] }),
+        ];
+        for (map, owner) in sources {
+            let Some(Value::Object(m)) = map else { continue };
+            for (k, v) in m {
+                let mut secrets = Vec::new();
+                let r = self.render_value(v, &owner, &mut vec![k.clone()], &ctx, &mut secrets)?;
+                out.insert(k.clone(), python_str(&r));
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Every secret string of the active environment, to scrub from logs.
+    pub fn secret_strings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .dotenv_names
+            .iter()
+            .filter(|k| !k.starts_with("ALTO_ENV"))
+            .filter_map(|k| self.vars.get(k).cloned())
+            .collect();
+        if let Ok(r) = self.render_dump(&[]) {
+            out.extend(r.secret_strings());
+        }
+        out.retain(|s| s.len() >= 3);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn render_value(
+        &self,
+        v: &Value,
+        owner: &Owner,
+        rel: &mut KeyPath,
+        ctx: &Ctx,
+        secrets: &mut Vec<KeyPath>,
+    ) -> Result<Value, ConfigError> {
+        match v {
+            Value::Object(m) => {
+                let mut out = Map::with_capacity(m.len());
+                for (k, c) in m {
+                    rel.push(k.clone());
+                    let r = self.render_value(c, owner, rel, ctx, secrets);
+                    rel.pop();
+                    out.insert(k.clone(), r?);
+                }
+                Ok(Value::Object(out))
+            }
+            Value::Array(a) => {
+                let mut out = Vec::with_capacity(a.len());
+                for (i, c) in a.iter().enumerate() {
+                    rel.push(i.to_string());
+                    let r = self.render_value(c, owner, rel, ctx, secrets);
+                    rel.pop();
+                    out.push(r?);
+                }
+                Ok(Value::Array(out))
+            }
+            leaf => {
+                let mut secret = self.is_secret_origin(&self.owner_path(owner, rel));
+                let out = match leaf {
+                    Value::String(s) => Value::String(self.render_str(s, owner, rel, ctx, &mut secret)?),
+                    other => other.clone(),
+                };
+                if secret {
+                    secrets.push(rel.clone());
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn render_str(&self, s: &str, owner: &Owner, rel: &[String], ctx: &Ctx, secret: &mut bool) -> Result<String, ConfigError> {
+        let Some(template) = interpolate::template(s) else {
+            return Ok(s.to_string());
+        };
+        let key = || self.owner_path(owner, rel).join(".");
+        let pieces = interpolate::parse(template).map_err(|message| {
+            let o = self.origin_of(owner, rel);
+            ConfigError::Invalid {
+                message: format!("`{}`: {message}", key()),
+                src: self.sources.named(o),
+                span: o.span(),
+                label: "in this @format string".into(),
+                help: None,
+            }
+        })?;
+        if ctx.depth > MAX_DEPTH {
+            let o = self.origin_of(owner, rel);
+            return Err(ConfigError::Invalid {
+                message: format!("`{}`: @format references form a cycle", key()),
+                src: self.sources.named(o),
+                span: o.span(),
+                label: "refers back to itself".into(),
+                help: None,
+            });
+        }
+        let mut out = String::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => out.push_str(&t),
+                Piece::Env(name) => {
+                    *secret = true;
+                    out.push_str(&self.env_var(&name, ctx).ok_or_else(|| {
+                        let o = self.origin_of(owner, rel);
+                        ConfigError::UnsetVariable {
+                            var: name.clone(),
+                            key: key(),
+                            src: self.sources.named(o),
+                            span: o.span(),
+                        }
+                    })??);
+                }
+                Piece::This(path) => {
+                    if path.len() == 1 && path[0] == "load_path" {
+                        match &ctx.load_path {
+                            Some(lp) => {
+                                out.push_str(lp);
+                                continue;
+                            }
+                            None => {
+                                let o = self.origin_of(owner, rel);
+                                return Err(ConfigError::MissingPath {
+                                    path: "load_path".into(),
+                                    key: key(),
+                                    src: self.sources.named(o),
+                                    span: o.span(),
+                                    help: Some("set `load_path` at the top of the config or on the tap".into()),
+                                });
+                            }
+                        }
+                    }
+                    let Some(full) = self.lookup_path(&path) else {
+                        let o = self.origin_of(owner, rel);
+                        return Err(ConfigError::MissingPath {
+                            path: path.join("."),
+                            key: key(),
+                            src: self.sources.named(o),
+                            span: o.span(),
+                            help: Some("`this` is the merged config of the active environment".into()),
+                        });
+                    };
+                    let target = self.tree.get(&full).cloned().unwrap_or(Value::Null);
+                    let target_owner = Owner { lineage: &[Vec::new()][..], prefix: Vec::new() };
+                    let inner = Ctx { load_path: ctx.load_path.clone(), depth: ctx.depth + 1 };
+                    let mut inner_secrets = Vec::new();
+                    let rendered =
+                        self.render_value(&target, &target_owner, &mut full.clone(), &inner, &mut inner_secrets)?;
+                    if !inner_secrets.is_empty() {
+                        *secret = true;
+                    }
+                    out.push_str(&python_str(&rendered));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `{env[NAME]}`: the config's `environment` map, else the process, else `.env`.
+    fn env_var(&self, name: &str, ctx: &Ctx) -> Option<Result<String, ConfigError>> {
+        if let Some(v) = self.tree.value.get("environment").and_then(|e| e.get(name)) {
+            let owner = Owner { lineage: &[Vec::new()][..], prefix: vec!["environment".into()] };
+            let inner = Ctx { load_path: ctx.load_path.clone(), depth: ctx.depth + 1 };
+            let mut s = Vec::new();
+            return Some(
+                self.render_value(v, &owner, &mut vec![name.to_string()], &inner, &mut s)
+                    .map(|v| python_str(&v)),
+            );
+        }
+        self.vars.get(name).cloned().map(Ok)
+    }
+
+    /// A `this.` path resolved against the tree, each segment matched loosely.
+    fn lookup_path(&self, path: &[String]) -> Option<KeyPath> {
+        let mut node = &self.tree.value;
+        let mut out = Vec::new();
+        for seg in path {
+            match node {
+                Value::Object(m) => {
+                    let k = find_key(m, seg)?;
+                    node = &m[k.as_str()];
+                    out.push(k.clone());
+                }
+                Value::Array(a) => {
+                    let i: usize = seg.parse().ok()?;
+                    node = a.get(i)?;
+                    out.push(seg.clone());
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+}
+
+/// How Python's `str()` shows a value, as the original's @format did.
+pub fn python_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        other => other.to_string(),
+    }
+}
