@@ -2,5 +2,9 @@
 //! config is evaluated into content-addressed derivations that are realized
 //! from a shared store before any pipeline runs.
 
+// Errors carry their source text and spans so `main` can render a diagnostic
+// that points into the file; they are rare, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod config;

@@ -9,7 +9,13 @@ fn main() -> ExitCode {
             let color = std::env::var_os("NO_COLOR").is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let _ = miette::set_hook(Box::new(move |_| {
-                Box::new(miette::MietteHandlerOpts::new().color(color).unicode(color).terminal_links(false).build())
+                Box::new(
+                    miette::MietteHandlerOpts::new()
+                        .color(color)
+                        .unicode(color)
+                        .terminal_links(false)
+                        .build(),
+                )
             }));
             let code = e.exit_code();
             eprintln!("{:?}", miette::Report::new(e));

@@ -18,7 +18,11 @@ fn print_json(v: &Value) -> Result<(), Error> {
 }
 
 fn shown(g: &Global, r: &Rendered) -> Value {
-    if g.show_secrets { r.value.clone() } else { r.redacted() }
+    if g.show_secrets {
+        r.value.clone()
+    } else {
+        r.redacted()
+    }
 }
 
 pub fn config(g: &Global, project: &Project, plugin: &str, tap: Option<&str>) -> Result<(), Error> {
@@ -43,7 +47,11 @@ fn pip_url_shown(project: &Project, p: &crate::config::Plugin, g: &Global) -> Op
             .and_then(|o| project.sources.layer(o))
             .is_some_and(|l| l.is_secret())
     });
-    Some(if secret && !g.show_secrets { REDACTED.to_string() } else { url.split_whitespace().collect::<Vec<_>>().join(" ") })
+    Some(if secret && !g.show_secrets {
+        REDACTED.to_string()
+    } else {
+        url.split_whitespace().collect::<Vec<_>>().join(" ")
+    })
 }
 
 pub fn list(g: &Global, project: &Project) -> Result<(), Error> {
@@ -71,9 +79,16 @@ pub fn list(g: &Global, project: &Project) -> Result<(), Error> {
         }));
     }
     let mut out = String::new();
-    out.push_str(&format!("project {} (environment {})\n", project.name, project.environment));
+    out.push_str(&format!(
+        "project {} (environment {})\n",
+        project.name, project.environment
+    ));
     let width = project.plugins().map(|p| p.name.len()).max().unwrap_or(0);
-    for (title, m) in [("taps", &project.taps), ("targets", &project.targets), ("utilities", &project.utilities)] {
+    for (title, m) in [
+        ("taps", &project.taps),
+        ("targets", &project.targets),
+        ("utilities", &project.utilities),
+    ] {
         out.push_str(&format!("\n{title}\n"));
         if m.is_empty() {
             out.push_str("  (none)\n");
@@ -94,10 +109,18 @@ pub fn list(g: &Global, project: &Project) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn init(g: &Global, format: InitFormat, name: Option<String>, no_prompt: bool) -> Result<(), Error> {
+pub fn init(
+    g: &Global,
+    format: InitFormat,
+    name: Option<String>,
+    no_prompt: bool,
+) -> Result<(), Error> {
     let dir = match &g.root {
         Some(r) => r.clone(),
-        None => std::env::current_dir().map_err(|source| Error::Write { path: ".".into(), source })?,
+        None => std::env::current_dir().map_err(|source| Error::Write {
+            path: ".".into(),
+            source,
+        })?,
     };
     let format = match format {
         InitFormat::Yaml => Format::Yaml,
@@ -108,7 +131,10 @@ pub fn init(g: &Global, format: InitFormat, name: Option<String>, no_prompt: boo
     if let Some((existing, _)) = crate::config::load::candidates(&dir, "alto").first() {
         return Err(Error::AlreadyInitialized {
             dir: dir.clone(),
-            file: existing.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            file: existing
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         });
     }
     let default_name = dir
@@ -122,16 +148,26 @@ pub fn init(g: &Global, format: InitFormat, name: Option<String>, no_prompt: boo
             let mut line = String::new();
             let _ = std::io::stdin().lock().read_line(&mut line);
             let line = line.trim();
-            if line.is_empty() { default_name } else { line.to_string() }
+            if line.is_empty() {
+                default_name
+            } else {
+                line.to_string()
+            }
         }
         None => default_name,
     };
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+        path: dir.clone(),
+        source,
+    })?;
     let ext = format.extension();
     let mut written = Vec::new();
     let files = [
         (format!("alto.{ext}"), template::main_file(format, &name)),
-        (format!("alto.local.{ext}"), template::local_file(format).to_string()),
+        (
+            format!("alto.local.{ext}"),
+            template::local_file(format).to_string(),
+        ),
         (".env".to_string(), template::DOTENV.to_string()),
     ];
     for (file, text) in files {
@@ -145,19 +181,33 @@ pub fn init(g: &Global, format: InitFormat, name: Option<String>, no_prompt: boo
     for f in &written {
         eprintln!("wrote {f}");
     }
-    eprintln!("next: `alto list` shows the plugins and tasks; `alto config tap-jsonl` a rendered config");
+    eprintln!(
+        "next: `alto list` shows the plugins and tasks; `alto config tap-jsonl` a rendered config"
+    );
     Ok(())
 }
 
 /// Writes a file that must not exist yet; `false` if it already did.
 fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
-    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-        Err(source) => return Err(Error::Write { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(Error::Write {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     f.write_all(text.as_bytes())
-        .map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
+        .map_err(|source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(true)
 }
 
@@ -184,8 +234,14 @@ fn add_gitignore_lines(path: &Path) -> Result<bool, Error> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
+        .map_err(|source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
     f.write_all(text.as_bytes())
-        .map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
+        .map_err(|source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(true)
 }

@@ -14,11 +14,17 @@ pub enum Error {
     Config(#[from] ConfigError),
 
     #[error("`{name}` is not an alto command or task name")]
-    #[diagnostic(code(alto::cli::unknown_command), help("`alto --help` lists the commands; `alto list` the task names"))]
+    #[diagnostic(
+        code(alto::cli::unknown_command),
+        help("`alto --help` lists the commands; `alto list` the task names")
+    )]
     UnknownCommand { name: String },
 
     #[error("`{name}` names no task of the {environment} environment")]
-    #[diagnostic(code(alto::cli::unknown_task), help("`alto list` shows every task name of the project"))]
+    #[diagnostic(
+        code(alto::cli::unknown_task),
+        help("`alto list` shows every task name of the project")
+    )]
     UnknownTask { name: String, environment: String },
 
     #[error("`{task}` is not implemented in this version of alto yet")]
@@ -26,7 +32,10 @@ pub enum Error {
     NotImplemented { task: String },
 
     #[error("{} already has a config: {}", dir.display(), file)]
-    #[diagnostic(code(alto::init::exists), help("alto init never overwrites a project; edit {file} instead"))]
+    #[diagnostic(
+        code(alto::init::exists),
+        help("alto init never overwrites a project; edit {file} instead")
+    )]
     AlreadyInitialized { dir: PathBuf, file: String },
 
     #[error("cannot write {}", path.display())]

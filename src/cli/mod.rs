@@ -119,7 +119,8 @@ pub fn init_logging(global: &Global) {
         1 => Level::DEBUG,
         _ => Level::TRACE,
     };
-    let ansi = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
@@ -133,12 +134,19 @@ pub fn init_logging(global: &Global) {
 pub fn run(cli: Cli) -> Result<(), Error> {
     let g = &cli.global;
     match &cli.command {
-        Command::Init { format, name, no_prompt } => commands::init(g, *format, name.clone(), *no_prompt),
+        Command::Init {
+            format,
+            name,
+            no_prompt,
+        } => commands::init(g, *format, name.clone(), *no_prompt),
         Command::Config { plugin, tap } => commands::config(g, &g.load()?, plugin, tap.as_deref()),
         Command::Dump { keys } => commands::dump(g, &g.load()?, keys),
         Command::List => commands::list(g, &g.load()?),
         Command::Task(args) => {
-            let name = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = args
+                .first()
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if !name.contains(':') {
                 return Err(Error::UnknownCommand { name });
             }
@@ -147,7 +155,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 name: name.clone(),
                 environment: project.environment.clone(),
             })?;
-            Err(Error::NotImplemented { task: task.to_string() })
+            Err(Error::NotImplemented {
+                task: task.to_string(),
+            })
         }
     }
 }

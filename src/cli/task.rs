@@ -7,7 +7,11 @@ use crate::config::Project;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Task {
     /// `tap:target`, or `tap:mapper:...:target`
-    Run { tap: String, mappers: Vec<String>, target: String },
+    Run {
+        tap: String,
+        mappers: Vec<String>,
+        target: String,
+    },
     /// `tap:reservoir`
     Ingest { tap: String },
     /// `reservoir:tap-target` or `reservoir:tap:target`
@@ -23,7 +27,11 @@ pub enum Task {
 impl std::fmt::Display for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Task::Run { tap, mappers, target } => {
+            Task::Run {
+                tap,
+                mappers,
+                target,
+            } => {
                 write!(f, "{tap}:")?;
                 for m in mappers {
                     write!(f, "{m}:")?;
@@ -43,7 +51,10 @@ impl std::fmt::Display for Task {
 fn split_pair(project: &Project, s: &str) -> Option<(String, String)> {
     project.taps.keys().find_map(|tap| {
         let rest = s.strip_prefix(tap.as_str())?.strip_prefix('-')?;
-        project.targets.contains_key(rest).then(|| (tap.clone(), rest.to_string()))
+        project
+            .targets
+            .contains_key(rest)
+            .then(|| (tap.clone(), rest.to_string()))
     })
 }
 
@@ -54,14 +65,29 @@ pub fn parse(project: &Project, name: &str) -> Option<Task> {
         ["build", plugin] => project
             .plugins()
             .any(|p| p.name == *plugin)
-            .then(|| Task::Build { plugin: plugin.to_string() }),
-        ["catalog", tap] => project.taps.contains_key(*tap).then(|| Task::Catalog { tap: tap.to_string() }),
-        ["state", pair] => split_pair(project, pair).map(|(tap, target)| Task::State { tap, target }),
-        ["reservoir", pair] => split_pair(project, pair).map(|(tap, target)| Task::Replay { tap, target }),
-        ["reservoir", tap, target] if project.taps.contains_key(*tap) && project.targets.contains_key(*target) => {
-            Some(Task::Replay { tap: tap.to_string(), target: target.to_string() })
+            .then(|| Task::Build {
+                plugin: plugin.to_string(),
+            }),
+        ["catalog", tap] => project.taps.contains_key(*tap).then(|| Task::Catalog {
+            tap: tap.to_string(),
+        }),
+        ["state", pair] => {
+            split_pair(project, pair).map(|(tap, target)| Task::State { tap, target })
         }
-        [tap, "reservoir"] => project.taps.contains_key(*tap).then(|| Task::Ingest { tap: tap.to_string() }),
+        ["reservoir", pair] => {
+            split_pair(project, pair).map(|(tap, target)| Task::Replay { tap, target })
+        }
+        ["reservoir", tap, target]
+            if project.taps.contains_key(*tap) && project.targets.contains_key(*target) =>
+        {
+            Some(Task::Replay {
+                tap: tap.to_string(),
+                target: target.to_string(),
+            })
+        }
+        [tap, "reservoir"] => project.taps.contains_key(*tap).then(|| Task::Ingest {
+            tap: tap.to_string(),
+        }),
         [tap, middle @ .., target]
             if project.taps.contains_key(*tap) && project.targets.contains_key(*target) =>
         {
@@ -80,19 +106,31 @@ pub fn all(project: &Project) -> Vec<Task> {
     let mut out = Vec::new();
     for tap in project.taps.keys() {
         for target in project.targets.keys() {
-            out.push(Task::Run { tap: tap.clone(), mappers: Vec::new(), target: target.clone() });
+            out.push(Task::Run {
+                tap: tap.clone(),
+                mappers: Vec::new(),
+                target: target.clone(),
+            });
         }
         out.push(Task::Ingest { tap: tap.clone() });
         for target in project.targets.keys() {
-            out.push(Task::Replay { tap: tap.clone(), target: target.clone() });
+            out.push(Task::Replay {
+                tap: tap.clone(),
+                target: target.clone(),
+            });
         }
         out.push(Task::Catalog { tap: tap.clone() });
         for target in project.targets.keys() {
-            out.push(Task::State { tap: tap.clone(), target: target.clone() });
+            out.push(Task::State {
+                tap: tap.clone(),
+                target: target.clone(),
+            });
         }
     }
     for p in project.plugins() {
-        out.push(Task::Build { plugin: p.name.clone() });
+        out.push(Task::Build {
+            plugin: p.name.clone(),
+        });
     }
     out
 }

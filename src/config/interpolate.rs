@@ -38,7 +38,11 @@ pub fn parse(template: &str) -> Result<Vec<Piece>, String> {
                 chars.next();
                 text.push('}');
             }
-            '}' => return Err("single `}` in a @format string (write `}}` for a literal brace)".into()),
+            '}' => {
+                return Err(
+                    "single `}` in a @format string (write `}}` for a literal brace)".into(),
+                );
+            }
             '{' => {
                 let mut field = String::new();
                 let mut closed = false;
@@ -50,7 +54,9 @@ pub fn parse(template: &str) -> Result<Vec<Piece>, String> {
                     field.push(c);
                 }
                 if !closed {
-                    return Err("unclosed `{` in a @format string (write `{{` for a literal brace)".into());
+                    return Err(
+                        "unclosed `{` in a @format string (write `{{` for a literal brace)".into(),
+                    );
                 }
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
@@ -68,7 +74,9 @@ pub fn parse(template: &str) -> Result<Vec<Piece>, String> {
 
 fn parse_field(field: &str) -> Result<Piece, String> {
     if field.contains(['!', ':']) && !field.starts_with("env[") {
-        return Err(format!("`{{{field}}}`: conversions and format specs are not supported"));
+        return Err(format!(
+            "`{{{field}}}`: conversions and format specs are not supported"
+        ));
     }
     if let Some(rest) = field.strip_prefix("env[") {
         let name = rest
@@ -95,7 +103,9 @@ fn parse_field(field: &str) -> Result<Piece, String> {
                 path.push(r[..end].to_string());
                 rest = &r[end..];
             } else if let Some(r) = rest.strip_prefix('[') {
-                let end = r.find(']').ok_or_else(|| format!("`{{{field}}}` has an unclosed `[`"))?;
+                let end = r
+                    .find(']')
+                    .ok_or_else(|| format!("`{{{field}}}` has an unclosed `[`"))?;
                 path.push(r[..end].trim_matches(|c| c == '\'' || c == '"').to_string());
                 rest = &r[end + 1..];
             } else {
@@ -132,7 +142,10 @@ mod tests {
                 Piece::Text("/{x}".into()),
             ]
         );
-        assert_eq!(parse("{this[a].b}").unwrap(), vec![Piece::This(vec!["a".into(), "b".into()])]);
+        assert_eq!(
+            parse("{this[a].b}").unwrap(),
+            vec![Piece::This(vec!["a".into(), "b".into()])]
+        );
         assert!(parse("{").is_err());
         assert!(parse("}").is_err());
         assert!(parse("{foo}").is_err());

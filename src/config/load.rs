@@ -13,7 +13,13 @@ use super::source::{Layer, Origin, SourceFile, Sources};
 use super::tree::{LayerSource, Tree, find_key};
 
 /// Variables of the `ALTO_` prefix that steer alto itself and are not config.
-const CONTROL_VARS: [&str; 5] = ["ALTO_ENV", "ALTO_CACHE_DIR", "ALTO_LOG", "ALTO_ROOT", "ALTO_BENCH"];
+const CONTROL_VARS: [&str; 5] = [
+    "ALTO_ENV",
+    "ALTO_CACHE_DIR",
+    "ALTO_LOG",
+    "ALTO_ROOT",
+    "ALTO_BENCH",
+];
 
 /// Top-level keys that belong inside a section; seeing one at the top level
 /// means the user forgot `default:`.
@@ -75,7 +81,11 @@ pub struct Loaded {
 /// current one upwards, holding a main config file.
 pub fn find_root(opts: &LoadOptions) -> Result<PathBuf, ConfigError> {
     if let Some(root) = &opts.root {
-        let root = if root.is_absolute() { root.clone() } else { opts.cwd.join(root) };
+        let root = if root.is_absolute() {
+            root.clone()
+        } else {
+            opts.cwd.join(root)
+        };
         return Ok(root);
     }
     let mut dir = Some(opts.cwd.as_path());
@@ -99,7 +109,11 @@ pub fn candidates(dir: &Path, stem: &str) -> Vec<(PathBuf, Format)> {
         .collect()
 }
 
-fn one_file(dir: &Path, stem: &str, role: &'static str) -> Result<Option<(PathBuf, Format)>, ConfigError> {
+fn one_file(
+    dir: &Path,
+    stem: &str,
+    role: &'static str,
+) -> Result<Option<(PathBuf, Format)>, ConfigError> {
     let mut found = candidates(dir, stem);
     if found.len() > 1 {
         return Err(ConfigError::Ambiguous {
@@ -107,7 +121,11 @@ fn one_file(dir: &Path, stem: &str, role: &'static str) -> Result<Option<(PathBu
             dir: dir.to_path_buf(),
             files: found
                 .iter()
-                .map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+                .map(|(p, _)| {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
                 .collect(),
         });
     }
@@ -126,6 +144,37 @@ fn display_name(root: &Path, path: &Path) -> String {
         .unwrap_or(path)
         .to_string_lossy()
         .into_owned()
+}
+
+/// The original also read `alto.<anything>.<ext>` files as includes; alto reads
+/// only `alto.local.*` and `alto.secrets.*`, and says so rather than ignoring
+/// a file silently.
+fn warn_unread_includes(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(middle) = name.strip_prefix("alto.") else {
+            continue;
+        };
+        let Some((stem, ext)) = middle.rsplit_once('.') else {
+            continue;
+        };
+        if Format::from_name(ext).is_none()
+            || stem.is_empty()
+            || stem.starts_with("local")
+            || stem.starts_with("secrets")
+        {
+            continue;
+        }
+        if stem == "example" {
+            continue;
+        }
+        tracing::warn!(
+            "{name} is not read: alto layers alto.{{yaml,toml,json,kdl}}, then alto.local.*, then alto.secrets.*; move its settings into one of those"
+        );
+    }
 }
 
 /// Reads `.env`: `KEY=value` lines, quotes and `export` allowed.
@@ -151,7 +200,11 @@ fn dotenv_error(path: &Path, text: &str, e: dotenvy::Error) -> ConfigError {
                 .position(|l| l.contains(line_text.as_str()) || line_text.contains(l))
                 .unwrap_or(0);
             let start: usize = text.lines().take(lineno).map(|l| l.len() + 1).sum();
-            (lineno + 1, "cannot parse this line".to_string(), start + index)
+            (
+                lineno + 1,
+                "cannot parse this line".to_string(),
+                start + index,
+            )
         }
         other => (0, other.to_string(), 0),
     };
@@ -166,10 +219,12 @@ fn dotenv_error(path: &Path, text: &str, e: dotenvy::Error) -> ConfigError {
 
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let root = find_root(opts)?;
-    let (main_file, format) = one_file(&root, "alto", "main config")?.ok_or_else(|| ConfigError::NotFound {
-        start: root.clone(),
-    })?;
+    let (main_file, format) =
+        one_file(&root, "alto", "main config")?.ok_or_else(|| ConfigError::NotFound {
+            start: root.clone(),
+        })?;
     let local = one_file(&root, "alto.local", "local config")?;
+    warn_unread_includes(&root);
     let secrets = one_file(&root, "alto.secrets", "secrets")?;
 
     // Variables: the process wins over `.env`.
@@ -196,7 +251,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut tree = Tree::new();
     let mut environments: Vec<String> = Vec::new();
 
-    let files = [(Some((main_file.clone(), format)), Layer::Main), (local, Layer::Local), (secrets, Layer::Secrets)];
+    let files = [
+        (Some((main_file.clone(), format)), Layer::Main),
+        (local, Layer::Local),
+        (secrets, Layer::Secrets),
+    ];
     for (file, layer) in files {
         let Some((path, format)) = file else { continue };
         let text = read(&path)?;
@@ -211,7 +270,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             },
             message: e.message.clone(),
             src: miette::NamedSource::new(&name, text.clone()),
-            span: (e.offset.min(text.len()), e.len.min(text.len().saturating_sub(e.offset)).max(0)).into(),
+            span: (
+                e.offset.min(text.len()),
+                e.len.min(text.len().saturating_sub(e.offset)),
+            )
+                .into(),
         })?;
         let id = sources.add(SourceFile {
             name: name.clone(),
@@ -225,11 +288,15 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             _ => {
                 return Err(ConfigError::Invalid {
                     message: format!("{name} must hold sections: `default` and environments"),
-                    src: sources.named(Origin { source: id, offset: 0, len: 0 }),
+                    src: sources.named(Origin {
+                        source: id,
+                        offset: 0,
+                        len: 0,
+                    }),
                     span: (0, text.len().min(1)).into(),
                     label: "expected a map of sections".into(),
                     help: Some("start the file with `default:` and put settings under it".into()),
-                })
+                });
             }
         };
         let mut default = None;
@@ -237,7 +304,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         for (key, section) in sections {
             let path: KeyPath = vec![key.clone()];
             let (offset, len) = parsed.spans.get(&path).copied().unwrap_or((0, 0));
-            let here = Origin { source: id, offset, len };
+            let here = Origin {
+                source: id,
+                offset,
+                len,
+            };
             if SETTING_KEYS.contains(&key.as_str()) || !section.is_object() {
                 if section.is_null() && key != "default" {
                     // An empty environment section.
@@ -294,7 +365,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
 
 /// Applies `ALTO_A__B__C=value` variables: each segment picks an existing key
 /// loosely (case and `-`/`_`), else a new lower-case key.
-fn apply_overrides(tree: &mut Tree, sources: &mut Sources, vars: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+fn apply_overrides(
+    tree: &mut Tree,
+    sources: &mut Sources,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
     let overrides: Vec<(&String, &String)> = vars
         .iter()
         .filter(|(k, _)| k.len() > 5 && k[..5].eq_ignore_ascii_case("ALTO_"))
@@ -321,7 +396,11 @@ fn apply_overrides(tree: &mut Tree, sources: &mut Sources, vars: &BTreeMap<Strin
     for ((name, raw), span) in overrides.into_iter().zip(spans) {
         let value = parse_override(raw).map_err(|message| ConfigError::Invalid {
             message: format!("{name} is not valid: {message}"),
-            src: sources.named(Origin { source: id, offset: span.0, len: span.1 }),
+            src: sources.named(Origin {
+                source: id,
+                offset: span.0,
+                len: span.1,
+            }),
             span: span.into(),
             label: "this variable".into(),
             help: Some("`@json` values must be JSON".into()),
@@ -376,12 +455,18 @@ mod tests {
         assert_eq!(parse_override("42").unwrap(), json!(42));
         assert_eq!(parse_override("true").unwrap(), json!(true));
         assert_eq!(parse_override("3.5").unwrap(), json!(3.5));
-        assert_eq!(parse_override("[1, 2, \"three\"]").unwrap(), json!([1, 2, "three"]));
+        assert_eq!(
+            parse_override("[1, 2, \"three\"]").unwrap(),
+            json!([1, 2, "three"])
+        );
         assert_eq!(parse_override("'007'").unwrap(), json!("007"));
         assert_eq!(parse_override("env-foo").unwrap(), json!("env-foo"));
         assert_eq!(parse_override("").unwrap(), json!(""));
         assert_eq!(parse_override("1\nx = 2").unwrap(), json!("1\nx = 2"));
-        assert_eq!(parse_override("@json {\"z\": 26}").unwrap(), json!({"z": 26}));
+        assert_eq!(
+            parse_override("@json {\"z\": 26}").unwrap(),
+            json!({"z": 26})
+        );
         assert!(parse_override("@json {").is_err());
     }
 }

@@ -71,7 +71,10 @@ impl Plugin {
     /// A list-of-strings setting; a single string counts as a list of one.
     pub fn str_list(&self, key: &str) -> Vec<String> {
         match self.spec.get(key) {
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             Some(Value::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         }
@@ -88,11 +91,19 @@ impl Plugin {
     /// The tap's select rules, `*.*` when none are given.
     pub fn select(&self) -> Vec<String> {
         let s = self.str_list("select");
-        if s.is_empty() { vec!["*.*".to_string()] } else { s }
+        if s.is_empty() {
+            vec!["*.*".to_string()]
+        } else {
+            s
+        }
     }
 
     pub fn metadata(&self) -> Map<String, Value> {
-        self.spec.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default()
+        self.spec
+            .get("metadata")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -108,10 +119,12 @@ impl Rendered {
     pub fn redacted(&self) -> Value {
         let mut v = self.value.clone();
         for path in &self.secrets {
-            if let Some(leaf) = get_mut(&mut v, path) {
-                if !leaf.is_object() && !leaf.is_array() && !leaf.is_null() {
-                    *leaf = Value::String(REDACTED.to_string());
-                }
+            if let Some(leaf) = get_mut(&mut v, path)
+                && !leaf.is_object()
+                && !leaf.is_array()
+                && !leaf.is_null()
+            {
+                *leaf = Value::String(REDACTED.to_string());
             }
         }
         v
@@ -209,20 +222,39 @@ impl Project {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "alto".to_string()),
-            Some(_) => return Err(project.invalid(&["project_name".into()], "`project_name` must be a string", "expected a string", None)),
+            Some(_) => {
+                return Err(project.invalid(
+                    &["project_name".into()],
+                    "`project_name` must be a string",
+                    "expected a string",
+                    None,
+                ));
+            }
         };
         for key in ["load_path", "bucket", "bucket_path", "filesystem"] {
-            if let Some(v) = project.tree.value.get(key) {
-                if !v.is_string() && !v.is_null() {
-                    return Err(project.invalid(&[key.into()], &format!("`{key}` must be a string"), "expected a string", None));
-                }
+            if let Some(v) = project.tree.value.get(key)
+                && !v.is_string()
+                && !v.is_null()
+            {
+                return Err(project.invalid(
+                    &[key.into()],
+                    &format!("`{key}` must be a string"),
+                    "expected a string",
+                    None,
+                ));
             }
         }
         for key in ["environment", "taps", "targets", "utilities"] {
-            if let Some(v) = project.tree.value.get(key) {
-                if !v.is_object() && !v.is_null() {
-                    return Err(project.invalid(&[key.into()], &format!("`{key}` must be a map"), "expected a map", None));
-                }
+            if let Some(v) = project.tree.value.get(key)
+                && !v.is_object()
+                && !v.is_null()
+            {
+                return Err(project.invalid(
+                    &[key.into()],
+                    &format!("`{key}` must be a map"),
+                    "expected a map",
+                    None,
+                ));
             }
         }
         for kind in PluginKind::ALL {
@@ -248,7 +280,12 @@ impl Project {
         Ok(project)
     }
 
-    fn resolve(&self, kind: PluginKind, name: &str, stack: &mut Vec<String>) -> Result<Plugin, ConfigError> {
+    fn resolve(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        stack: &mut Vec<String>,
+    ) -> Result<Plugin, ConfigError> {
         let path: KeyPath = vec![kind.section().to_string(), name.to_string()];
         let raw = match self.tree.get(&path) {
             Some(Value::Object(m)) => m.clone(),
@@ -259,7 +296,7 @@ impl Project {
                     &format!("{} `{name}` must be a map of settings", kind.noun()),
                     "expected a map",
                     Some("give it at least a `pip_url`".into()),
-                ))
+                ));
             }
         };
         let Some(parent_value) = raw.get("inherit_from").cloned() else {
@@ -273,7 +310,12 @@ impl Project {
         };
         let inherit_path = child(&path, "inherit_from");
         let Some(parent) = parent_value.as_str().map(str::to_string) else {
-            return Err(self.invalid(&inherit_path, "`inherit_from` must name a plugin", "expected a name", None));
+            return Err(self.invalid(
+                &inherit_path,
+                "`inherit_from` must name a plugin",
+                "expected a name",
+                None,
+            ));
         };
         stack.push(name.to_string());
         let parent = parent.as_str();
@@ -300,7 +342,11 @@ impl Project {
                 .unwrap_or_default();
             return Err(self.invalid(
                 &inherit_path,
-                &format!("{} `{name}` inherits from `{parent}`, which is not a configured {}", kind.noun(), kind.noun()),
+                &format!(
+                    "{} `{name}` inherits from `{parent}`, which is not a configured {}",
+                    kind.noun(),
+                    kind.noun()
+                ),
                 "unknown plugin",
                 Some(if available.is_empty() {
                     format!("no other {} is configured", kind.section())
@@ -330,7 +376,10 @@ impl Project {
     }
 
     fn validate(&self, plugin: &Plugin) -> Result<(), ConfigError> {
-        let owner = Owner { lineage: &plugin.lineage, prefix: Vec::new() };
+        let owner = Owner {
+            lineage: &plugin.lineage,
+            prefix: Vec::new(),
+        };
         for (key, want) in [
             ("pip_url", "a string"),
             ("executable", "a string"),
@@ -343,7 +392,9 @@ impl Project {
             ("capabilities", "a list of strings"),
             ("select", "a list of strings"),
         ] {
-            let Some(v) = plugin.spec.get(key) else { continue };
+            let Some(v) = plugin.spec.get(key) else {
+                continue;
+            };
             let ok = match want {
                 "a string" => v.is_string() || v.is_null(),
                 "a map" => v.is_object() || v.is_null(),
@@ -357,7 +408,11 @@ impl Project {
                 let path = self.owner_path(&owner, &[key.to_string()]);
                 return Err(self.invalid(
                     &path,
-                    &format!("`{key}` of {} `{}` must be {want}", plugin.kind.noun(), plugin.name),
+                    &format!(
+                        "`{key}` of {} `{}` must be {want}",
+                        plugin.kind.noun(),
+                        plugin.name
+                    ),
                     &format!("expected {want}"),
                     None,
                 ));
@@ -369,8 +424,18 @@ impl Project {
         Ok(())
     }
 
-    fn invalid(&self, path: &[String], message: &str, label: &str, help: Option<String>) -> ConfigError {
-        let origin = self.tree.origin(path).unwrap_or(Origin { source: 0, offset: 0, len: 0 });
+    fn invalid(
+        &self,
+        path: &[String],
+        message: &str,
+        label: &str,
+        help: Option<String>,
+    ) -> ConfigError {
+        let origin = self.tree.origin(path).unwrap_or(Origin {
+            source: 0,
+            offset: 0,
+            len: 0,
+        });
         ConfigError::Invalid {
             message: message.to_string(),
             src: self.sources.named(origin),
@@ -398,7 +463,11 @@ impl Project {
 
     fn origin_of(&self, owner: &Owner, rel: &[String]) -> Origin {
         let p = self.owner_path(owner, rel);
-        self.tree.origin(&p).unwrap_or(Origin { source: 0, offset: 0, len: 0 })
+        self.tree.origin(&p).unwrap_or(Origin {
+            source: 0,
+            offset: 0,
+            len: 0,
+        })
     }
 
     fn is_secret_origin(&self, path: &[String]) -> bool {
@@ -420,15 +489,22 @@ impl Project {
     }
 
     pub fn tap(&self, name: &str) -> Result<&Plugin, ConfigError> {
-        self.taps.get(name).ok_or_else(|| self.unknown(name, Some(PluginKind::Tap)))
+        self.taps
+            .get(name)
+            .ok_or_else(|| self.unknown(name, Some(PluginKind::Tap)))
     }
 
     pub fn target(&self, name: &str) -> Result<&Plugin, ConfigError> {
-        self.targets.get(name).ok_or_else(|| self.unknown(name, Some(PluginKind::Target)))
+        self.targets
+            .get(name)
+            .ok_or_else(|| self.unknown(name, Some(PluginKind::Target)))
     }
 
     pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
-        self.taps.values().chain(self.targets.values()).chain(self.utilities.values())
+        self.taps
+            .values()
+            .chain(self.targets.values())
+            .chain(self.utilities.values())
     }
 
     fn unknown(&self, name: &str, kind: Option<PluginKind>) -> ConfigError {
@@ -446,12 +522,21 @@ impl Project {
             names.extend(m.keys().cloned());
         }
         let noun = kind.map(|k| k.noun()).unwrap_or("plugin");
-        let close = names.iter().find(|n| super::tree::key_matches(n, name)).cloned();
+        let close = names
+            .iter()
+            .find(|n| super::tree::key_matches(n, name))
+            .cloned();
         ConfigError::Unknown {
-            message: format!("no {noun} named `{name}` in the {} environment", self.environment),
+            message: format!(
+                "no {noun} named `{name}` in the {} environment",
+                self.environment
+            ),
             help: Some(match close {
                 Some(c) => format!("did you mean `{c}`?"),
-                None if names.is_empty() => format!("no {noun}s are configured; add one under `{}`", kinds[0].section()),
+                None if names.is_empty() => format!(
+                    "no {noun}s are configured; add one under `{}`",
+                    kinds[0].section()
+                ),
                 None => format!("configured: {}", names.join(", ")),
             }),
         }
@@ -464,19 +549,34 @@ impl Project {
 
     /// The load path data from this tap lands in: the tap's own, else the root's.
     pub fn load_path_of(&self, plugin: &Plugin) -> Result<Option<String>, ConfigError> {
-        let owner = Owner { lineage: &plugin.lineage, prefix: Vec::new() };
-        let root_ctx = Ctx { load_path: None, depth: 0 };
+        let owner = Owner {
+            lineage: &plugin.lineage,
+            prefix: Vec::new(),
+        };
+        let root_ctx = Ctx {
+            load_path: None,
+            depth: 0,
+        };
         let raw = match plugin.spec.get("load_path") {
             Some(Value::String(s)) => Some((s.clone(), &owner)),
             _ => None,
         };
-        let root_owner = Owner { lineage: &[Vec::new()][..], prefix: Vec::new() };
+        let root_owner = Owner {
+            lineage: &[Vec::new()][..],
+            prefix: Vec::new(),
+        };
         let raw = raw.or_else(|| self.root_load_path().map(|s| (s.to_string(), &root_owner)));
         match raw {
             None => Ok(None),
             Some((s, owner)) => {
                 let mut secret = false;
-                let v = self.render_str(&s, owner, &["load_path".to_string()], &root_ctx, &mut secret)?;
+                let v = self.render_str(
+                    &s,
+                    owner,
+                    &["load_path".to_string()],
+                    &root_ctx,
+                    &mut secret,
+                )?;
                 Ok(Some(v))
             }
         }
@@ -487,13 +587,20 @@ impl Project {
     /// The config a plugin receives, `@format` rendered. With `for_tap`, a
     /// target's config as it loads that tap's data: the tap's `load_path` and
     /// the tap's override block for this target apply.
-    pub fn render_config(&self, name: &str, for_tap: Option<&str>) -> Result<Rendered, ConfigError> {
+    pub fn render_config(
+        &self,
+        name: &str,
+        for_tap: Option<&str>,
+    ) -> Result<Rendered, ConfigError> {
         let plugin = self.plugin(name)?;
         let tap = match for_tap {
             Some(t) => {
                 if plugin.kind != PluginKind::Target {
                     return Err(ConfigError::Unknown {
-                        message: format!("`--tap` applies to targets, and `{name}` is a {}", plugin.kind.noun()),
+                        message: format!(
+                            "`--tap` applies to targets, and `{name}` is a {}",
+                            plugin.kind.noun()
+                        ),
                         help: None,
                     });
                 }
@@ -502,29 +609,42 @@ impl Project {
             None => None,
         };
         let load_path = self.load_path_of(tap.unwrap_or(plugin))?;
-        let ctx = Ctx { load_path, depth: 0 };
-        let owner = Owner { lineage: &plugin.lineage, prefix: vec!["config".to_string()] };
+        let ctx = Ctx {
+            load_path,
+            depth: 0,
+        };
+        let owner = Owner {
+            lineage: &plugin.lineage,
+            prefix: vec!["config".to_string()],
+        };
         let base = match plugin.spec.get("config") {
             Some(v @ Value::Object(_)) => v.clone(),
             _ => Value::Object(Map::new()),
         };
         let mut secrets = Vec::new();
         let mut value = self.render_value(&base, &owner, &mut Vec::new(), &ctx, &mut secrets)?;
-        if let Some(tap) = tap {
-            if let Some(over) = tap.spec.get(&plugin.name) {
-                let over_owner = Owner { lineage: &tap.lineage, prefix: vec![plugin.name.clone()] };
-                if !over.is_object() {
-                    let path = self.owner_path(&over_owner, &[]);
-                    return Err(self.invalid(
-                        &path,
-                        &format!("the `{}` block of tap `{}` must be a map of target settings", plugin.name, tap.name),
-                        "expected a map",
-                        None,
-                    ));
-                }
-                let rendered = self.render_value(over, &over_owner, &mut Vec::new(), &ctx, &mut secrets)?;
-                overlay(&mut value, &rendered);
+        if let Some(tap) = tap
+            && let Some(over) = tap.spec.get(&plugin.name)
+        {
+            let over_owner = Owner {
+                lineage: &tap.lineage,
+                prefix: vec![plugin.name.clone()],
+            };
+            if !over.is_object() {
+                let path = self.owner_path(&over_owner, &[]);
+                return Err(self.invalid(
+                    &path,
+                    &format!(
+                        "the `{}` block of tap `{}` must be a map of target settings",
+                        plugin.name, tap.name
+                    ),
+                    "expected a map",
+                    None,
+                ));
             }
+            let rendered =
+                self.render_value(over, &over_owner, &mut Vec::new(), &ctx, &mut secrets)?;
+            overlay(&mut value, &rendered);
         }
         Ok(Rendered { value, secrets })
     }
@@ -532,25 +652,43 @@ impl Project {
     /// The whole merged config of the active environment, or the parts named by
     /// dotted keys, rendered.
     pub fn render_dump(&self, keys: &[String]) -> Result<Rendered, ConfigError> {
-        let ctx = Ctx { load_path: self.root_load_path().map(str::to_string), depth: 0 };
+        let ctx = Ctx {
+            load_path: self.root_load_path().map(str::to_string),
+            depth: 0,
+        };
         let root_lineage = [Vec::new()];
         if keys.is_empty() {
-            let owner = Owner { lineage: &root_lineage, prefix: Vec::new() };
+            let owner = Owner {
+                lineage: &root_lineage,
+                prefix: Vec::new(),
+            };
             let mut secrets = Vec::new();
-            let value = self.render_value(&self.tree.value, &owner, &mut Vec::new(), &ctx, &mut secrets)?;
+            let value = self.render_value(
+                &self.tree.value,
+                &owner,
+                &mut Vec::new(),
+                &ctx,
+                &mut secrets,
+            )?;
             return Ok(Rendered { value, secrets });
         }
         let mut out = Map::new();
         let mut secrets = Vec::new();
         for key in keys {
-            let path = self.lookup_path(&key.split('.').map(str::to_string).collect::<Vec<_>>()).ok_or_else(|| {
-                ConfigError::Unknown {
-                    message: format!("`{key}` is not in the config of the {} environment", self.environment),
+            let path = self
+                .lookup_path(&key.split('.').map(str::to_string).collect::<Vec<_>>())
+                .ok_or_else(|| ConfigError::Unknown {
+                    message: format!(
+                        "`{key}` is not in the config of the {} environment",
+                        self.environment
+                    ),
                     help: Some("`alto dump` with no key shows everything".into()),
-                }
-            })?;
+                })?;
             let raw = self.tree.get(&path).cloned().unwrap_or(Value::Null);
-            let owner = Owner { lineage: &root_lineage, prefix: path.clone() };
+            let owner = Owner {
+                lineage: &root_lineage,
+                prefix: path.clone(),
+            };
             let mut s = Vec::new();
             let v = self.render_value(&raw, &owner, &mut Vec::new(), &ctx, &mut s)?;
             secrets.extend(s.into_iter().map(|p| {
@@ -560,21 +698,44 @@ impl Project {
             }));
             out.insert(key.clone(), v);
         }
-        Ok(Rendered { value: Value::Object(out), secrets })
+        Ok(Rendered {
+            value: Value::Object(out),
+            secrets,
+        })
     }
 
     /// The environment a plugin's process gets from the config: the top-level
     /// `environment` map, then the plugin's own; values as strings.
-    pub fn plugin_environment(&self, plugin: &Plugin) -> Result<Vec<(String, String)>, ConfigError> {
-        let ctx = Ctx { load_path: self.load_path_of(plugin)?, depth: 0 };
+    pub fn plugin_environment(
+        &self,
+        plugin: &Plugin,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let ctx = Ctx {
+            load_path: self.load_path_of(plugin)?,
+            depth: 0,
+        };
         let mut out: IndexMap<String, String> = IndexMap::new();
         let root_lineage = [Vec::new()];
         let sources = [
-            (self.tree.value.get("environment"), Owner { lineage: &root_lineage, prefix: vec!["environment".into()] }),
-            (plugin.spec.get("environment"), Owner { lineage: &plugin.lineage, prefix: vec!["environment".into()] }),
+            (
+                self.tree.value.get("environment"),
+                Owner {
+                    lineage: &root_lineage,
+                    prefix: vec!["environment".into()],
+                },
+            ),
+            (
+                plugin.spec.get("environment"),
+                Owner {
+                    lineage: &plugin.lineage,
+                    prefix: vec!["environment".into()],
+                },
+            ),
         ];
         for (map, owner) in sources {
-            let Some(Value::Object(m)) = map else { continue };
+            let Some(Value::Object(m)) = map else {
+                continue;
+            };
             for (k, v) in m {
                 let mut secrets = Vec::new();
                 let r = self.render_value(v, &owner, &mut vec![k.clone()], &ctx, &mut secrets)?;
@@ -633,7 +794,9 @@ impl Project {
             leaf => {
                 let mut secret = self.is_secret_origin(&self.owner_path(owner, rel));
                 let out = match leaf {
-                    Value::String(s) => Value::String(self.render_str(s, owner, rel, ctx, &mut secret)?),
+                    Value::String(s) => {
+                        Value::String(self.render_str(s, owner, rel, ctx, &mut secret)?)
+                    }
                     other => other.clone(),
                 };
                 if secret {
@@ -644,7 +807,14 @@ impl Project {
         }
     }
 
-    fn render_str(&self, s: &str, owner: &Owner, rel: &[String], ctx: &Ctx, secret: &mut bool) -> Result<String, ConfigError> {
+    fn render_str(
+        &self,
+        s: &str,
+        owner: &Owner,
+        rel: &[String],
+        ctx: &Ctx,
+        secret: &mut bool,
+    ) -> Result<String, ConfigError> {
         let Some(template) = interpolate::template(s) else {
             return Ok(s.to_string());
         };
@@ -699,7 +869,10 @@ impl Project {
                                     key: key(),
                                     src: self.sources.named(o),
                                     span: o.span(),
-                                    help: Some("set `load_path` at the top of the config or on the tap".into()),
+                                    help: Some(
+                                        "set `load_path` at the top of the config or on the tap"
+                                            .into(),
+                                    ),
                                 });
                             }
                         }
@@ -711,15 +884,28 @@ impl Project {
                             key: key(),
                             src: self.sources.named(o),
                             span: o.span(),
-                            help: Some("`this` is the merged config of the active environment".into()),
+                            help: Some(
+                                "`this` is the merged config of the active environment".into(),
+                            ),
                         });
                     };
                     let target = self.tree.get(&full).cloned().unwrap_or(Value::Null);
-                    let target_owner = Owner { lineage: &[Vec::new()][..], prefix: Vec::new() };
-                    let inner = Ctx { load_path: ctx.load_path.clone(), depth: ctx.depth + 1 };
+                    let target_owner = Owner {
+                        lineage: &[Vec::new()][..],
+                        prefix: Vec::new(),
+                    };
+                    let inner = Ctx {
+                        load_path: ctx.load_path.clone(),
+                        depth: ctx.depth + 1,
+                    };
                     let mut inner_secrets = Vec::new();
-                    let rendered =
-                        self.render_value(&target, &target_owner, &mut full.clone(), &inner, &mut inner_secrets)?;
+                    let rendered = self.render_value(
+                        &target,
+                        &target_owner,
+                        &mut full.clone(),
+                        &inner,
+                        &mut inner_secrets,
+                    )?;
                     if !inner_secrets.is_empty() {
                         *secret = true;
                     }
@@ -733,8 +919,14 @@ impl Project {
     /// `{env[NAME]}`: the config's `environment` map, else the process, else `.env`.
     fn env_var(&self, name: &str, ctx: &Ctx) -> Option<Result<String, ConfigError>> {
         if let Some(v) = self.tree.value.get("environment").and_then(|e| e.get(name)) {
-            let owner = Owner { lineage: &[Vec::new()][..], prefix: vec!["environment".into()] };
-            let inner = Ctx { load_path: ctx.load_path.clone(), depth: ctx.depth + 1 };
+            let owner = Owner {
+                lineage: &[Vec::new()][..],
+                prefix: vec!["environment".into()],
+            };
+            let inner = Ctx {
+                load_path: ctx.load_path.clone(),
+                depth: ctx.depth + 1,
+            };
             let mut s = Vec::new();
             return Some(
                 self.render_value(v, &owner, &mut vec![name.to_string()], &inner, &mut s)

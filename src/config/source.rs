@@ -93,7 +93,10 @@ pub struct CharIndex<'a> {
 
 impl<'a> CharIndex<'a> {
     pub fn new(text: &'a str) -> Self {
-        CharIndex { text, ascii: text.is_ascii() }
+        CharIndex {
+            text,
+            ascii: text.is_ascii(),
+        }
     }
 
     pub fn byte(&self, char_index: usize) -> usize {

@@ -17,10 +17,16 @@ pub fn main_file(format: Format, project: &str) -> String {
 /// `alto.local.<ext>`: this machine's overrides, kept out of version control.
 pub fn local_file(format: Format) -> &'static str {
     match format {
-        Format::Yaml => "# Settings for this machine only (not committed). Same sections as alto.yaml.\ndefault: {}\n",
-        Format::Toml => "# Settings for this machine only (not committed). Same sections as alto.toml.\n[default]\n",
+        Format::Yaml => {
+            "# Settings for this machine only (not committed). Same sections as alto.yaml.\ndefault: {}\n"
+        }
+        Format::Toml => {
+            "# Settings for this machine only (not committed). Same sections as alto.toml.\n[default]\n"
+        }
         Format::Json => "{\n  \"default\": {}\n}\n",
-        Format::Kdl => "// Settings for this machine only (not committed). Same sections as alto.kdl.\ndefault {}\n",
+        Format::Kdl => {
+            "// Settings for this machine only (not committed). Same sections as alto.kdl.\ndefault {}\n"
+        }
     }
 }
 

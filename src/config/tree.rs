@@ -54,7 +54,13 @@ impl Tree {
     }
 
     /// Merges `src` (found at `src_path` in its file) into the node at `dst_path`.
-    pub fn merge(&mut self, src: Value, src_path: &KeyPath, dst_path: &KeyPath, layer: &LayerSource) {
+    pub fn merge(
+        &mut self,
+        src: Value,
+        src_path: &KeyPath,
+        dst_path: &KeyPath,
+        layer: &LayerSource,
+    ) {
         let mut dst = &mut self.value;
         for (i, seg) in dst_path.iter().enumerate() {
             if !dst.is_object() {
@@ -62,7 +68,8 @@ impl Tree {
             }
             let Value::Object(m) = dst else { return };
             if !m.contains_key(seg) {
-                self.origins.insert(dst_path[..=i].to_vec(), layer.origin(src_path));
+                self.origins
+                    .insert(dst_path[..=i].to_vec(), layer.origin(src_path));
             }
             dst = m.entry(seg.clone()).or_insert(Value::Null);
         }
@@ -101,7 +108,13 @@ pub fn get<'v>(mut v: &'v Value, path: &[String]) -> Option<&'v Value> {
     Some(v)
 }
 
-fn record_all(v: &Value, src_path: &mut KeyPath, dst_path: &mut KeyPath, layer: &LayerSource, origins: &mut HashMap<KeyPath, Origin>) {
+fn record_all(
+    v: &Value,
+    src_path: &mut KeyPath,
+    dst_path: &mut KeyPath,
+    layer: &LayerSource,
+    origins: &mut HashMap<KeyPath, Origin>,
+) {
     origins.insert(dst_path.clone(), layer.origin(src_path));
     match v {
         Value::Object(m) => {
@@ -136,7 +149,9 @@ fn merge_value(
 ) {
     match (dst, src) {
         (Value::Object(d), Value::Object(s)) => {
-            origins.entry(dst_path.clone()).or_insert_with(|| layer.origin(src_path));
+            origins
+                .entry(dst_path.clone())
+                .or_insert_with(|| layer.origin(src_path));
             for (k, v) in s {
                 let sp = child(src_path, k.clone());
                 let dp = child(dst_path, k.clone());
@@ -159,7 +174,13 @@ fn merge_value(
             }
         }
         (d, s) => {
-            record_all(&s, &mut src_path.clone(), &mut dst_path.clone(), layer, origins);
+            record_all(
+                &s,
+                &mut src_path.clone(),
+                &mut dst_path.clone(),
+                layer,
+                origins,
+            );
             *d = s;
         }
     }
@@ -189,7 +210,13 @@ pub fn overlay(base: &mut Value, over: &Value) {
 pub fn key_matches(key: &str, name: &str) -> bool {
     key.len() == name.len()
         && key.chars().zip(name.chars()).all(|(a, b)| {
-            let norm = |c: char| if c == '-' { '_' } else { c.to_ascii_lowercase() };
+            let norm = |c: char| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
             norm(a) == norm(b)
         })
 }
@@ -211,14 +238,45 @@ mod tests {
     #[test]
     fn layering_rules() {
         let spans = SpanMap::new();
-        let l = LayerSource { source: 0, spans: &spans, fallback: (0, 0) };
+        let l = LayerSource {
+            source: 0,
+            spans: &spans,
+            fallback: (0, 0),
+        };
         let mut t = Tree::new();
-        t.merge(json!({"a": {"x": 1, "l": [1]}, "s": "a"}), &vec![], &vec![], &l);
-        let l2 = LayerSource { source: 1, spans: &spans, fallback: (0, 0) };
-        t.merge(json!({"a": {"y": 2, "l": [2]}, "s": "b"}), &vec![], &vec![], &l2);
-        assert_eq!(t.value, json!({"a": {"x": 1, "l": [1, 2], "y": 2}, "s": "b"}));
-        assert_eq!(t.exact_origin(&["a".into(), "l".into(), "1".into()]).unwrap().source, 1);
-        assert_eq!(t.exact_origin(&["a".into(), "l".into(), "0".into()]).unwrap().source, 0);
+        t.merge(
+            json!({"a": {"x": 1, "l": [1]}, "s": "a"}),
+            &vec![],
+            &vec![],
+            &l,
+        );
+        let l2 = LayerSource {
+            source: 1,
+            spans: &spans,
+            fallback: (0, 0),
+        };
+        t.merge(
+            json!({"a": {"y": 2, "l": [2]}, "s": "b"}),
+            &vec![],
+            &vec![],
+            &l2,
+        );
+        assert_eq!(
+            t.value,
+            json!({"a": {"x": 1, "l": [1, 2], "y": 2}, "s": "b"})
+        );
+        assert_eq!(
+            t.exact_origin(&["a".into(), "l".into(), "1".into()])
+                .unwrap()
+                .source,
+            1
+        );
+        assert_eq!(
+            t.exact_origin(&["a".into(), "l".into(), "0".into()])
+                .unwrap()
+                .source,
+            0
+        );
         assert_eq!(t.exact_origin(&["s".into()]).unwrap().source, 1);
     }
 

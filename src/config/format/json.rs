@@ -8,7 +8,12 @@ use crate::config::source::offset_of;
 
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
     let value: Value = serde_json::from_str(text).map_err(|e| SyntaxError {
-        message: e.to_string().split(" at line").next().unwrap_or("invalid JSON").to_string(),
+        message: e
+            .to_string()
+            .split(" at line")
+            .next()
+            .unwrap_or("invalid JSON")
+            .to_string(),
         offset: offset_of(text, e.line(), e.column()).min(text.len().saturating_sub(1)),
         len: 1,
     })?;

@@ -53,7 +53,10 @@ fn document(doc: &KdlDocument, path: &KeyPath, spans: &mut SpanMap) -> Result<Va
             return Err(err(n, &format!("`{key}` is given twice at this level")));
         }
         let p = child(path, key.clone());
-        spans.insert(p.clone(), (n.name().span().offset(), n.name().span().len().max(1)));
+        spans.insert(
+            p.clone(),
+            (n.name().span().offset(), n.name().span().len().max(1)),
+        );
         let v = node(n, &p, spans)?;
         map.insert(key, v);
     }
@@ -99,7 +102,10 @@ fn node(n: &KdlNode, path: &KeyPath, spans: &mut SpanMap) -> Result<Value, Synta
     match args.len() {
         0 => Ok(Value::Null),
         1 => {
-            spans.insert(path.clone(), (args[0].span().offset(), args[0].span().len().max(1)));
+            spans.insert(
+                path.clone(),
+                (args[0].span().offset(), args[0].span().len().max(1)),
+            );
             Ok(scalar(args[0].value()))
         }
         _ => {

@@ -85,6 +85,11 @@ pub(crate) fn child(path: &[String], key: impl Into<String>) -> KeyPath {
     p
 }
 
+/// A TOML value as a config value (datetimes become strings).
+pub fn toml_value(v: ::toml::Value) -> Value {
+    toml::convert(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,9 +154,4 @@ mod tests {
             assert!(!err.message.is_empty());
         }
     }
-}
-
-/// A TOML value as a config value (datetimes become strings).
-pub fn toml_value(v: ::toml::Value) -> Value {
-    toml::convert(v)
 }

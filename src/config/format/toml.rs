@@ -11,7 +11,10 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         SyntaxError {
             message: e.message().trim().to_string(),
             offset: span.start.min(text.len()),
-            len: span.len().max(1).min(text.len().saturating_sub(span.start).max(1)),
+            len: span
+                .len()
+                .max(1)
+                .min(text.len().saturating_sub(span.start).max(1)),
         }
     })?;
     let mut spans = SpanMap::new();

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
+use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
-use yaml_rust2::Yaml;
 
 use super::{KeyPath, Parsed, SpanMap, SyntaxError, child};
 use crate::config::source::CharIndex;
@@ -52,7 +52,9 @@ impl Builder<'_> {
         match self.stack.last() {
             None => Some(Vec::new()),
             Some(Frame::Seq { items, path, .. }) => Some(child(path, items.len().to_string())),
-            Some(Frame::Map { key: Some(k), path, .. }) => Some(child(path, k.clone())),
+            Some(Frame::Map {
+                key: Some(k), path, ..
+            }) => Some(child(path, k.clone())),
             Some(Frame::Map { key: None, .. }) => None,
         }
     }
@@ -76,7 +78,10 @@ impl Builder<'_> {
                     Value::String(s) => *key = Some(s),
                     Value::Bool(_) | Value::Number(_) => *key = Some(value.to_string()),
                     Value::Null => *key = Some("null".to_string()),
-                    _ => self.fail("a mapping key must be a plain value, not a list or a map", offset),
+                    _ => self.fail(
+                        "a mapping key must be a plain value, not a list or a map",
+                        offset,
+                    ),
                 },
             },
         }
@@ -84,10 +89,10 @@ impl Builder<'_> {
 }
 
 fn resolve_scalar(s: String, style: TScalarStyle, tag: &Option<Tag>) -> Value {
-    if let Some(tag) = tag {
-        if tag.suffix == "str" {
-            return Value::String(s);
-        }
+    if let Some(tag) = tag
+        && tag.suffix == "str"
+    {
+        return Value::String(s);
     }
     if style != TScalarStyle::Plain {
         return Value::String(s);
@@ -116,7 +121,10 @@ impl MarkedEventReceiver for Builder<'_> {
             Event::DocumentStart => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    self.fail("a config file holds one YAML document; remove the extra `---`", offset);
+                    self.fail(
+                        "a config file holds one YAML document; remove the extra `---`",
+                        offset,
+                    );
                 }
             }
             Event::Scalar(s, style, anchor, tag) => {
@@ -211,7 +219,10 @@ impl MarkedEventReceiver for Builder<'_> {
                                     }
                                 }
                                 _ => {
-                                    self.fail("a `<<` merge key needs a map or a list of maps", offset);
+                                    self.fail(
+                                        "a `<<` merge key needs a map or a list of maps",
+                                        offset,
+                                    );
                                 }
                             }
                         }
@@ -265,13 +276,19 @@ mod tests {
     #[test]
     fn anchors_and_merge_keys() {
         let p = parse("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n").unwrap();
-        assert_eq!(p.value, json!({"base": {"x": 1, "y": 2}, "other": {"x": 1, "y": 3}}));
+        assert_eq!(
+            p.value,
+            json!({"base": {"x": 1, "y": 2}, "other": {"x": 1, "y": 3}})
+        );
     }
 
     #[test]
     fn quoted_scalars_stay_strings() {
         let p = parse("a: '1'\nb: \"true\"\nc: 1\nd: yes\ne: !!str 5\n").unwrap();
-        assert_eq!(p.value, json!({"a": "1", "b": "true", "c": 1, "d": "yes", "e": "5"}));
+        assert_eq!(
+            p.value,
+            json!({"a": "1", "b": "true", "c": 1, "d": "yes", "e": "5"})
+        );
     }
 
     #[test]

@@ -1,0 +1,463 @@
+//! `alto init`, `config`, `dump`, `list` and task names, driven through the
+//! real binary on projects written to temporary directories.
+
+mod common;
+
+use common::Project;
+use serde_json::json;
+
+const BASIC: &str = r#"
+default:
+  project_name: demo
+  load_path: raw
+  taps:
+    tap-x:
+      pip_url: tap-x==1.0
+      load_path: xns
+      config:
+        user: "@format {env[X_USER]}"
+        plain: hello
+      target-y:
+        batch: 7
+    tap-z:
+      pip_url: tap-z==1.0
+      config:
+        token: "@format {env[Z_TOKEN]}"
+  targets:
+    target-y:
+      pip_url: target-y==1.0
+      config:
+        schema: "@format {this.load_path}"
+        batch: 1
+prod:
+  load_path: warehouse
+"#;
+
+#[test]
+fn init_in_every_format_gives_a_working_project() {
+    for format in ["yaml", "toml", "json", "kdl"] {
+        let p = Project::new(&[]);
+        let (code, _, err) = p.run(&["init", "--format", format, "--name", "quick", "--no-prompt"]);
+        assert_eq!(code, 0, "{format}: {err}");
+        for f in [
+            format!("alto.{format}"),
+            format!("alto.local.{format}"),
+            ".env".into(),
+            ".gitignore".into(),
+        ] {
+            assert!(p.path().join(&f).is_file(), "{format}: {f} missing");
+        }
+        let gitignore = std::fs::read_to_string(p.path().join(".gitignore")).unwrap();
+        for line in [".alto/", ".env", "alto.local.*", "alto.secrets.*"] {
+            assert!(
+                gitignore.lines().any(|l| l == line),
+                "{format}: .gitignore lacks {line}"
+            );
+        }
+        let list = p.json(&["list", "--json"]);
+        assert_eq!(list["project"], "quick", "{format}");
+        assert_eq!(list["taps"][0]["name"], "tap-jsonl", "{format}");
+        assert_eq!(list["targets"][0]["name"], "target-jsonl", "{format}");
+        assert!(
+            list["tasks"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("tap-jsonl:target-jsonl"))
+        );
+        assert_eq!(
+            p.json(&["config", "target-jsonl", "--tap", "tap-jsonl"]),
+            json!({"destination_path": "output/example", "do_timestamp_file": false}),
+            "{format}"
+        );
+        assert_eq!(
+            p.json(&["--env", "prod", "config", "target-jsonl"]),
+            json!({"destination_path": "output/warehouse", "do_timestamp_file": false}),
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn init_never_overwrites() {
+    let p = Project::new(&[(".env", "KEEP=1\n"), (".gitignore", "node_modules/")]);
+    let (code, _, _) = p.run(&["init", "--no-prompt"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join(".env")).unwrap(),
+        "KEEP=1\n"
+    );
+    let gi = std::fs::read_to_string(p.path().join(".gitignore")).unwrap();
+    assert!(gi.starts_with("node_modules/\n.alto/\n"), "{gi}");
+    let before = std::fs::read_to_string(p.path().join("alto.yaml")).unwrap();
+    let (code, _, err) = p.run(&["init", "--no-prompt", "--format", "toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already has a config: alto.yaml"), "{err}");
+    assert!(!p.path().join("alto.toml").exists());
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("alto.yaml")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn config_renders_per_tap_and_environment() {
+    let p = Project::new(&[("alto.yaml", BASIC), (".env", "X_USER=alice\n")]);
+    assert_eq!(
+        p.json(&["config", "target-y"]),
+        json!({"schema": "raw", "batch": 1})
+    );
+    assert_eq!(
+        p.json(&["config", "target-y", "--tap", "tap-x"]),
+        json!({"schema": "xns", "batch": 7})
+    );
+    // The override block of tap-x never leaks into tap-z's render.
+    assert_eq!(
+        p.json(&["config", "target-y", "--tap", "tap-z"]),
+        json!({"schema": "raw", "batch": 1})
+    );
+    assert_eq!(
+        p.json(&["--env", "PROD", "config", "target-y", "--tap", "tap-z"]),
+        json!({"schema": "warehouse", "batch": 1})
+    );
+    assert_eq!(
+        p.json(&["--show-secrets", "config", "tap-x"]),
+        json!({"user": "alice", "plain": "hello"})
+    );
+}
+
+#[test]
+fn an_unset_variable_breaks_only_what_uses_it() {
+    let p = Project::new(&[("alto.yaml", BASIC), (".env", "X_USER=alice\n")]);
+    let (code, _, err) = p.run(&["config", "tap-z"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`Z_TOKEN` is not set, but `taps.tap-z.config.token` needs it"),
+        "{err}"
+    );
+    assert!(err.contains("alto.yaml:17:"), "{err}");
+    // Everything else keeps working.
+    assert_eq!(p.run(&["list"]).0, 0);
+    assert_eq!(p.run(&["config", "tap-x"]).0, 0);
+}
+
+#[test]
+fn secrets_are_redacted_unless_asked_for() {
+    let p = Project::new(&[
+        ("alto.yaml", BASIC),
+        (
+            "alto.secrets.yaml",
+            "default:\n  targets:\n    target-y:\n      config:\n        password: hunter22\n",
+        ),
+        (".env", "X_USER=alice\nZ_TOKEN=tok-123\n"),
+    ]);
+    let cfg = p.json(&["config", "target-y"]);
+    assert_eq!(cfg["password"], "********");
+    assert_eq!(cfg["schema"], "raw");
+    let (_, dump, _) = p.run(&["dump"]);
+    for secret in ["hunter22", "alice", "tok-123"] {
+        assert!(!dump.contains(secret), "dump shows {secret}:\n{dump}");
+    }
+    assert!(dump.contains("hello"));
+    let (_, shown, _) = p.run(&["dump", "--show-secrets"]);
+    for secret in ["hunter22", "alice", "tok-123"] {
+        assert!(shown.contains(secret), "--show-secrets hides {secret}");
+    }
+    // ALTO_ variables are secret too (they often carry credentials).
+    let out = p
+        .alto()
+        .env("ALTO_TAPS__TAP_X__CONFIG__PLAIN", "s3cr3t")
+        .args(["config", "tap-x"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("s3cr3t") && text.contains("********"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dump_selects_keys() {
+    let p = Project::new(&[("alto.yaml", BASIC)]);
+    assert_eq!(
+        p.json(&["dump", "load_path", "taps.tap_x.load_path"]),
+        json!({"load_path": "raw", "taps.tap_x.load_path": "xns"})
+    );
+    let (code, _, err) = p.run(&["dump", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`nope` is not in the config"), "{err}");
+}
+
+#[test]
+fn environment_from_dotenv_and_overrides_from_dotenv() {
+    let p = Project::new(&[
+        ("alto.yaml", BASIC),
+        (
+            ".env",
+            "ALTO_ENV=prod\nALTO_TARGETS__TARGET_Y__CONFIG__BATCH=99\n",
+        ),
+    ]);
+    assert_eq!(
+        p.json(&["--show-secrets", "config", "target-y"]),
+        json!({"schema": "warehouse", "batch": 99})
+    );
+    // The process wins over .env, --env over both.
+    let out = p
+        .alto()
+        .env("ALTO_ENV", "dev")
+        .args(["config", "target-y"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["schema"],
+        "raw"
+    );
+    let out = p
+        .alto()
+        .env("ALTO_ENV", "dev")
+        .args(["--env", "prod", "list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["environment"],
+        "prod"
+    );
+}
+
+#[test]
+fn root_is_found_upwards_or_given() {
+    let p = Project::new(&[("alto.yaml", BASIC), ("sub/dir/keep", "")]);
+    let out = common::alto(&p.path().join("sub/dir"), p.home.path())
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = common::alto(elsewhere.path(), p.home.path())
+        .args(["-r", p.path().to_str().unwrap(), "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = common::alto(elsewhere.path(), p.home.path())
+        .args(["list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alto init"));
+}
+
+#[test]
+fn two_main_files_are_an_error_naming_both() {
+    let p = Project::new(&[("alto.yaml", BASIC), ("alto.toml", "[default]\n")]);
+    let (code, _, err) = p.run(&["list"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("alto.yaml and") && err.contains("alto.toml"),
+        "{err}"
+    );
+    let p = Project::new(&[
+        ("alto.yaml", BASIC),
+        ("alto.local.yaml", "default: {}\n"),
+        ("alto.local.yml", "default: {}\n"),
+    ]);
+    let (code, _, err) = p.run(&["list"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("alto.local.yaml and") && err.contains("alto.local.yml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn syntax_errors_point_into_the_file() {
+    let cases = [
+        (
+            "alto.yaml",
+            "default:\n  taps:\n    tap-x: [1, 2\n",
+            "alto.yaml:",
+        ),
+        ("alto.toml", "[default]\nproject_name = \n", "alto.toml:2:"),
+        ("alto.json", "{\"default\": {\"a\": }}", "alto.json:1:"),
+        (
+            "alto.kdl",
+            "default {\n  a \"unterminated\n}\n",
+            "alto.kdl:",
+        ),
+    ];
+    for (file, text, place) in cases {
+        let p = Project::new(&[(file, text)]);
+        let (code, _, err) = p.run(&["list"]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains(place), "{file}: {err}");
+        assert!(!err.contains("panicked"), "{file}: {err}");
+    }
+}
+
+#[test]
+fn semantic_errors_point_at_the_value() {
+    let p = Project::new(&[(
+        "alto.yaml",
+        "default:\n  taps:\n    a:\n      inherit_from: b\n    b:\n      inherit_from: a\n",
+    )]);
+    let (code, _, err) = p.run(&["list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cycle"), "{err}");
+    assert!(err.contains("alto.yaml:"), "{err}");
+
+    let p = Project::new(&[(
+        "alto.yaml",
+        "default:\n  taps:\n    a:\n      inherit_from: nope\n",
+    )]);
+    let (code, _, err) = p.run(&["list"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("inherits from `nope`") && err.contains("alto.yaml:4:21"),
+        "{err}"
+    );
+
+    let p = Project::new(&[("alto.yaml", "project_name: x\ndefault: {}\n")]);
+    let (code, _, err) = p.run(&["list"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`project_name` at the top of alto.yaml is not a section"),
+        "{err}"
+    );
+
+    let p = Project::new(&[(
+        "alto.yaml",
+        "default:\n  targets:\n    t:\n      config:\n        x: \"@format {this.nope.key}\"\n",
+    )]);
+    let (code, _, err) = p.run(&["config", "t"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("this.nope.key") && err.contains("alto.yaml:5:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kdl_projects_follow_the_natural_mapping() {
+    let kdl = r#"
+default {
+    project_name "kdl-demo"
+    load_path "raw"
+    taps {
+        tap-x {
+            pip_url "tap-x==1"
+            capabilities "catalog" "state"
+            select "*.*"
+            metadata {
+                "*" replication-method="INCREMENTAL"
+            }
+            config {
+                files {
+                    - { entity "a"; path "a.csv"; }
+                }
+                delimiter ","
+                limit 10
+                strict #true
+            }
+        }
+    }
+    targets {
+        target-y {
+            pip_url "target-y==1"
+            config schema="@format {this.load_path}"
+        }
+    }
+}
+"#;
+    let p = Project::new(&[("alto.kdl", kdl)]);
+    assert_eq!(
+        p.json(&["config", "tap-x"]),
+        json!({"files": [{"entity": "a", "path": "a.csv"}], "delimiter": ",", "limit": 10, "strict": true})
+    );
+    assert_eq!(p.json(&["config", "target-y"]), json!({"schema": "raw"}));
+    let list = p.json(&["list", "--json"]);
+    assert_eq!(list["taps"][0]["capabilities"], json!(["catalog", "state"]));
+}
+
+#[test]
+fn task_names() {
+    let p = Project::new(&[("alto.yaml", BASIC)]);
+    let (_, out, _) = p.run(&["list"]);
+    for t in [
+        "tap-x:target-y",
+        "tap-x:reservoir",
+        "reservoir:tap-x-target-y",
+        "build:tap-x",
+        "catalog:tap-x",
+        "state:tap-x-target-y",
+    ] {
+        assert!(out.lines().any(|l| l.trim() == t), "{t} not listed:\n{out}");
+    }
+    let (code, _, err) = p.run(&["tap-x:target-y"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`tap-x:target-y` is not implemented"), "{err}");
+    let (code, _, err) = p.run(&["build:tap-x"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = p.run(&["tap-x:target-nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("names no task"), "{err}");
+    let (code, _, _) = p.run(&["frobnicate"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn the_example_config_loads_in_every_environment() {
+    let example = std::fs::read_to_string(common::fixtures().join("../alto.example.yaml")).unwrap();
+    let p = Project::new(&[("alto.yaml", &example)]);
+    for env in ["dev", "prod", "ci"] {
+        let list = p.json(&["--env", env, "list", "--json"]);
+        assert_eq!(list["taps"].as_array().unwrap().len(), 3, "{env}");
+        assert_eq!(list["targets"].as_array().unwrap().len(), 2, "{env}");
+        assert_eq!(list["utilities"].as_array().unwrap().len(), 2, "{env}");
+    }
+    let run = |args: &[&str]| {
+        let out = p
+            .alto()
+            .env("PGUSER", "loader")
+            .env("PGPASSWORD", "pw")
+            .env("GITHUB_TOKEN", "ghp_x")
+            .arg("--show-secrets")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let gh = run(&["config", "target-postgres", "--tap", "tap-github"]);
+    assert_eq!(gh["default_target_schema"], "github");
+    assert_eq!(gh["batch_size_rows"], 5000);
+    assert_eq!(gh["database"], "warehouse_dev");
+    let pg = run(&["config", "target-postgres", "--tap", "tap-postgres"]);
+    assert!(pg.get("batch_size_rows").is_none());
+    let billing = run(&["--env", "prod", "config", "tap-postgres-billing"]);
+    assert_eq!(
+        billing,
+        json!({"host": "db.internal", "port": 5432, "user": "loader", "password": "pw", "database": "billing"})
+    );
+    assert_eq!(
+        run(&[
+            "--env",
+            "prod",
+            "config",
+            "target-postgres",
+            "--tap",
+            "tap-postgres-billing"
+        ])["default_target_schema"],
+        "billing"
+    );
+    assert_eq!(
+        run(&["--env", "prod", "config", "target-jsonl"])["destination_path"],
+        "output/analytics"
+    );
+    assert_eq!(
+        run(&["config", "tap-github"])["start_date"],
+        "2024-06-01T00:00:00Z"
+    );
+}
