@@ -21,14 +21,23 @@ fn run_once(program: &Path, args: &[&str], dir: &Path) -> Sample {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let pid = child.id() as libc::pid_t;
+    // Reaped by wait4 below, which also reports the child's peak memory.
+    std::mem::forget(child);
     let mut status = 0;
     // SAFETY: wait4 on our own child's pid with valid out-pointers.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
     assert_eq!(r, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{} {args:?} failed", program.display());
-    Sample { wall, max_rss_kib: usage.ru_maxrss }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{} {args:?} failed",
+        program.display()
+    );
+    Sample {
+        wall,
+        max_rss_kib: usage.ru_maxrss,
+    }
 }
 
 struct Summary {
@@ -57,9 +66,16 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let alto = PathBuf::from(env!("CARGO_BIN_EXE_alto"));
-    let runs: usize = std::env::var("ALTO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let runs: usize = std::env::var("ALTO_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let project = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(root.join("alto.example.yaml"), project.path().join("alto.yaml")).expect("copy example");
+    std::fs::copy(
+        root.join("alto.example.yaml"),
+        project.path().join("alto.yaml"),
+    )
+    .expect("copy example");
 
     println!("alto list on alto.example.yaml ({runs} runs; median, p90, peak RSS)");
     let ours = measure(&alto, &["list"], project.path(), runs);
@@ -86,7 +102,9 @@ fn main() {
             theirs.max_rss_mib / ours.max_rss_mib.max(0.001)
         );
     } else {
-        println!("  (the original is not installed; scripts/bench installs it into target/bench-venv)");
+        println!(
+            "  (the original is not installed; scripts/bench installs it into target/bench-venv)"
+        );
     }
     println!("  target: median under 5 ms, peak under 10 MiB");
 }

@@ -464,7 +464,10 @@ fn the_example_config_loads_in_every_environment() {
 
 #[test]
 fn diagnostics_read_well() {
-    let p = Project::new(&[("alto.yaml", "default:\n  taps:\n    tap-x:\n      pip_url: [1, 2\n")]);
+    let p = Project::new(&[(
+        "alto.yaml",
+        "default:\n  taps:\n    tap-x:\n      pip_url: [1, 2\n",
+    )]);
     insta::assert_snapshot!("yaml_syntax_error", p.run(&["list"]).2);
     let p = Project::new(&[("alto.yaml", BASIC)]);
     insta::assert_snapshot!("unset_variable", p.run(&["config", "tap-x"]).2);

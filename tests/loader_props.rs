@@ -33,7 +33,12 @@ fn exercise(dir: &Path, ext: &str, text: &str, vars: Vec<(String, String)>) {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
     std::fs::write(dir.join(format!("alto.{ext}")), text).unwrap();
-    let opts = LoadOptions { root: Some(dir.to_path_buf()), cwd: dir.to_path_buf(), env: None, vars };
+    let opts = LoadOptions {
+        root: Some(dir.to_path_buf()),
+        cwd: dir.to_path_buf(),
+        env: None,
+        vars,
+    };
     match config::load(&opts) {
         Ok(project) => {
             let names: Vec<String> = project.plugins().map(|p| p.name.clone()).collect();
@@ -61,7 +66,8 @@ fn exercise(dir: &Path, ext: &str, text: &str, vars: Vec<(String, String)>) {
 
 fn render(e: config::ConfigError) {
     let mut out = String::new();
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
     handler.render_report(&mut out, &e).unwrap();
     assert!(!out.is_empty());
 }

@@ -146,6 +146,21 @@ fn display_name(root: &Path, path: &Path) -> String {
         .into_owned()
 }
 
+/// A span miette can label: errors reported at the end of the text move back
+/// onto its last visible character.
+fn visible_span(text: &str, offset: usize, len: usize) -> miette::SourceSpan {
+    let end = text.trim_end().len();
+    if offset >= end {
+        let start = text[..end]
+            .char_indices()
+            .last()
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        return (start, end - start).into();
+    }
+    (offset, len.min(text.len() - offset)).into()
+}
+
 /// The original also read `alto.<anything>.<ext>` files as includes; alto reads
 /// only `alto.local.*` and `alto.secrets.*`, and says so rather than ignoring
 /// a file silently.
@@ -270,11 +285,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             },
             message: e.message.clone(),
             src: miette::NamedSource::new(&name, text.clone()),
-            span: (
-                e.offset.min(text.len()),
-                e.len.min(text.len().saturating_sub(e.offset)),
-            )
-                .into(),
+            span: visible_span(&text, e.offset, e.len),
         })?;
         let id = sources.add(SourceFile {
             name: name.clone(),
