@@ -8,3 +8,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod eval;
+pub mod realize;
+pub mod store;

@@ -6,12 +6,45 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::eval::EvalError;
+use crate::realize::RealizeError;
+use crate::store::StoreError;
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Config(#[from] ConfigError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Realize(#[from] RealizeError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+
+    #[error("{failed} of {total} plugins failed to realize")]
+    #[diagnostic(code(alto::build::failed))]
+    BuildFailed { failed: usize, total: usize },
+
+    #[error("{count} of the rebuilt plugins differ from the stored objects")]
+    #[diagnostic(
+        code(alto::build::check),
+        help("a build is not reproducible, or the cache was poisoned; see the lines above")
+    )]
+    CheckFailed { count: usize },
+
+    #[error("{count} local store objects are damaged")]
+    #[diagnostic(
+        code(alto::store::damaged),
+        help("`alto build` replaces the damaged plugins")
+    )]
+    VerifyFailed { count: usize },
+
+    #[error("`{plugin}` has no pip_url, so there is nothing to run")]
+    #[diagnostic(code(alto::invoke::no_pip_url))]
+    NothingToRun { plugin: String },
 
     #[error("`{name}` is not an alto command or task name")]
     #[diagnostic(
@@ -56,7 +89,18 @@ impl Error {
             | Error::UnknownCommand { .. }
             | Error::UnknownTask { .. }
             | Error::AlreadyInitialized { .. } => 2,
-            Error::NotImplemented { .. } | Error::Write { .. } => 1,
+            Error::Realize(RealizeError::Config(_))
+            | Error::Realize(RealizeError::Eval(EvalError::Config(_)))
+            | Error::Realize(RealizeError::Eval(EvalError::MissingLocalSource { .. }))
+            | Error::Realize(RealizeError::PythonNotFound { .. })
+            | Error::NothingToRun { .. } => 2,
+            Error::NotImplemented { .. }
+            | Error::Write { .. }
+            | Error::Realize(_)
+            | Error::Store(_)
+            | Error::BuildFailed { .. }
+            | Error::CheckFailed { .. }
+            | Error::VerifyFailed { .. } => 1,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! output modes (human or `--json`) and exit codes. How things are done lives
 //! in the other modules.
 
+mod build;
 mod commands;
 mod error;
 pub mod task;
@@ -87,10 +88,60 @@ pub enum Command {
     },
     /// List taps, targets, utilities and the task names they give.
     List,
+    /// Realize plugins: from the local store, the remote store, or a pex build.
+    Build {
+        /// Plugins to realize (all when none).
+        plugins: Vec<String>,
+        /// Realizations to run at once.
+        #[arg(short = 'j', long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// Print each derivation and where its output is; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rebuild and compare with the stored objects.
+        #[arg(long)]
+        check: bool,
+        /// Replace remote objects that fail verification with local builds.
+        #[arg(long)]
+        repair: bool,
+        /// Realize the plugins of every environment (for CI pre-seeding the store).
+        #[arg(long)]
+        all_envs: bool,
+    },
+    /// Show a plugin's derivation: key, inputs, and where its output is.
+    Show { plugin: String },
+    /// Run a plugin with its environment (`alto invoke python PLUGIN` runs its Python).
+    Invoke {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "[python] PLUGIN [ARGS]"
+        )]
+        args: Vec<String>,
+    },
+    /// Maintain the local store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// A task name: `tap:target`, `tap:reservoir`, `reservoir:tap-target`,
     /// `build:plugin`, `catalog:tap`, `state:tap-target`.
     #[command(external_subcommand)]
     Task(Vec<OsString>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Re-hash every local object against its metadata.
+    Verify,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(4)
 }
 
 impl Cli {
@@ -130,18 +181,43 @@ pub fn init_logging(global: &Global) {
         .try_init();
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<(), Error> {
+/// Runs a parsed command line; the exit code on success.
+pub fn run(cli: Cli) -> Result<u8, Error> {
     let g = &cli.global;
     match &cli.command {
         Command::Init {
             format,
             name,
             no_prompt,
-        } => commands::init(g, *format, name.clone(), *no_prompt),
-        Command::Config { plugin, tap } => commands::config(g, &g.load()?, plugin, tap.as_deref()),
-        Command::Dump { keys } => commands::dump(g, &g.load()?, keys),
-        Command::List => commands::list(g, &g.load()?),
+        } => commands::init(g, *format, name.clone(), *no_prompt).map(|_| 0),
+        Command::Config { plugin, tap } => {
+            commands::config(g, &g.load()?, plugin, tap.as_deref()).map(|_| 0)
+        }
+        Command::Dump { keys } => commands::dump(g, &g.load()?, keys).map(|_| 0),
+        Command::List => commands::list(g, &g.load()?).map(|_| 0),
+        Command::Build {
+            plugins,
+            jobs,
+            dry_run,
+            check,
+            repair,
+            all_envs,
+        } => {
+            let opts = build::BuildArgs {
+                plugins: plugins.clone(),
+                jobs: *jobs,
+                dry_run: *dry_run,
+                check: *check,
+                repair: *repair,
+                all_envs: *all_envs,
+            };
+            build::build(g, &g.load()?, &opts).map(|_| 0)
+        }
+        Command::Show { plugin } => build::show(g, &g.load()?, plugin).map(|_| 0),
+        Command::Invoke { args } => build::invoke(g, &g.load()?, args),
+        Command::Store {
+            command: StoreCommand::Verify,
+        } => build::verify(g).map(|_| 0),
         Command::Task(args) => {
             let name = args
                 .first()
@@ -155,9 +231,19 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 name: name.clone(),
                 environment: project.environment.clone(),
             })?;
-            Err(Error::NotImplemented {
-                task: task.to_string(),
-            })
+            match task {
+                task::Task::Build { plugin } => {
+                    let opts = build::BuildArgs {
+                        plugins: vec![plugin],
+                        jobs: default_jobs(),
+                        ..Default::default()
+                    };
+                    build::build(g, &project, &opts).map(|_| 0)
+                }
+                other => Err(Error::NotImplemented {
+                    task: other.to_string(),
+                }),
+            }
         }
     }
 }

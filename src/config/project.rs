@@ -582,6 +582,94 @@ impl Project {
         }
     }
 
+    /// A string setting of a plugin (or, with `None`, of the project),
+    /// `@format` rendered; `None` when unset.
+    pub fn setting_str(
+        &self,
+        plugin: Option<&Plugin>,
+        key: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let root_lineage = [Vec::new()];
+        let (value, owner) = match plugin {
+            Some(p) => (
+                p.spec.get(key),
+                Owner {
+                    lineage: &p.lineage,
+                    prefix: Vec::new(),
+                },
+            ),
+            None => (
+                self.tree.value.get(key),
+                Owner {
+                    lineage: &root_lineage,
+                    prefix: Vec::new(),
+                },
+            ),
+        };
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => {
+                let ctx = Ctx {
+                    load_path: self.root_load_path().map(str::to_string),
+                    depth: 0,
+                };
+                let mut secret = false;
+                self.render_str(s, &owner, &[key.to_string()], &ctx, &mut secret)
+                    .map(Some)
+            }
+            Some(other) => Ok(Some(python_str(other))),
+        }
+    }
+
+    /// A map setting of the project (`s3_settings`, ...), rendered.
+    pub fn setting_map(&self, key: &str) -> Result<Option<Map<String, Value>>, ConfigError> {
+        let Some(v) = self.tree.value.get(key) else {
+            return Ok(None);
+        };
+        if v.is_null() {
+            return Ok(None);
+        }
+        let lineage = [Vec::new()];
+        let owner = Owner {
+            lineage: &lineage,
+            prefix: vec![key.to_string()],
+        };
+        let ctx = Ctx {
+            load_path: self.root_load_path().map(str::to_string),
+            depth: 0,
+        };
+        match self.render_value(v, &owner, &mut Vec::new(), &ctx, &mut Vec::new())? {
+            Value::Object(m) => Ok(Some(m)),
+            _ => Err(self.invalid(
+                &[key.to_string()],
+                &format!("`{key}` must be a map"),
+                "expected a map",
+                None,
+            )),
+        }
+    }
+
+    /// Where in the files a setting is, for errors raised by later stages.
+    pub fn locate(
+        &self,
+        plugin: Option<&Plugin>,
+        key: &str,
+    ) -> (miette::NamedSource<String>, miette::SourceSpan) {
+        let root_lineage = [Vec::new()];
+        let owner = match plugin {
+            Some(p) => Owner {
+                lineage: &p.lineage,
+                prefix: Vec::new(),
+            },
+            None => Owner {
+                lineage: &root_lineage,
+                prefix: Vec::new(),
+            },
+        };
+        let o = self.origin_of(&owner, &[key.to_string()]);
+        (self.sources.named(o), o.span())
+    }
+
     // ----- rendering -------------------------------------------------------
 
     /// The config a plugin receives, `@format` rendered. With `for_tap`, a

@@ -1,0 +1,305 @@
+//! `alto build`, `alto show`, `alto invoke` and `alto store verify`.
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::{Value, json};
+
+use super::{Error, Global};
+use crate::config::{LoadOptions, Project};
+use crate::eval::PluginDerivation;
+use crate::realize::{self, Availability, Options, Realizer, Status};
+use crate::store::{self, LocalStatus, LocalStore};
+
+#[derive(Debug, Default, Clone)]
+pub struct BuildArgs {
+    pub plugins: Vec<String>,
+    pub jobs: usize,
+    pub dry_run: bool,
+    pub check: bool,
+    pub repair: bool,
+    pub all_envs: bool,
+}
+
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn print_json(v: &Value) {
+    out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    ));
+}
+
+fn availability_word(a: Availability) -> &'static str {
+    match a {
+        Availability::Local => "in the local store",
+        Availability::Remote => "in the remote store (will be substituted)",
+        Availability::Build => "must be built",
+    }
+}
+
+fn describe_derivation(d: &PluginDerivation, a: Availability) -> String {
+    let mut s = format!("{}  {}\n", d.plugins.join(", "), d.key);
+    s.push_str(&format!("  status    {}\n", availability_word(a)));
+    s.push_str(&format!("  pip_url   {}\n", d.pip_url));
+    for (token, hash) in &d.local_sources {
+        s.push_str(&format!("  source    {token} (contents {})\n", &hash[..16]));
+    }
+    s.push_str(&format!(
+        "  python    {} {} ({} {})\n",
+        d.platform.implementation, d.platform.python_version, d.platform.os, d.platform.arch
+    ));
+    s.push_str(&format!(
+        "  builder   {} {} {}\n",
+        d.builder.tool,
+        d.builder.version,
+        d.builder.flags.join(" ")
+    ));
+    if let Some(v) = &d.version {
+        s.push_str(&format!("  _version  {v}\n"));
+    }
+    s
+}
+
+fn derivation_json(d: &PluginDerivation, a: Availability) -> Value {
+    json!({"key": d.key, "plugins": d.plugins, "inputs": d.inputs(), "status": a})
+}
+
+pub fn build(g: &Global, project: &Project, args: &BuildArgs) -> Result<(), Error> {
+    if args.all_envs {
+        let mut envs = vec![project.environment.clone()];
+        for e in &project.environments {
+            if !envs.iter().any(|x| x.eq_ignore_ascii_case(e)) {
+                envs.push(e.clone());
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for env in envs {
+            let opts = LoadOptions::from_process(Some(project.root.clone()), Some(env.clone()));
+            let p = crate::config::load(&opts)?;
+            tracing::info!("environment {env}");
+            build_one(g, &p, args, &mut seen)?;
+        }
+        return Ok(());
+    }
+    build_one(g, project, args, &mut std::collections::HashSet::new())
+}
+
+fn build_one(
+    g: &Global,
+    project: &Project,
+    args: &BuildArgs,
+    seen: &mut std::collections::HashSet<crate::eval::Key>,
+) -> Result<(), Error> {
+    let start = std::time::Instant::now();
+    let realizer = Realizer::new(project)?;
+    let mut derivs = realizer.derivations(&args.plugins)?;
+    derivs.retain(|d| seen.insert(d.key.clone()));
+    if args.dry_run {
+        let avail = realizer.availability(&derivs)?;
+        if g.json {
+            print_json(&Value::Array(
+                derivs
+                    .iter()
+                    .zip(&avail)
+                    .map(|(d, a)| derivation_json(d, *a))
+                    .collect(),
+            ));
+        } else {
+            for (d, a) in derivs.iter().zip(&avail) {
+                out(&describe_derivation(d, *a));
+            }
+        }
+        return Ok(());
+    }
+    let opts = Options {
+        jobs: args.jobs,
+        repair: args.repair,
+        progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
+    };
+    let outcomes = realizer.realize(&derivs, &opts);
+    let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
+    let failed = count(Status::Failed);
+    let mut differing = 0;
+    let mut checks = Vec::new();
+    if args.check && failed == 0 {
+        for d in &derivs {
+            match realizer.check(d)? {
+                None => checks.push(json!({"key": d.key, "plugins": d.plugins, "identical": true})),
+                Some((stored, rebuilt)) => {
+                    differing += 1;
+                    tracing::error!(
+                        "{} ({}): the rebuild differs from the stored object (stored blake3 {stored}, rebuilt {rebuilt})",
+                        d.plugins.join(", "),
+                        d.key
+                    );
+                    checks.push(json!({"key": d.key, "plugins": d.plugins, "identical": false, "stored": stored, "rebuilt": rebuilt}));
+                }
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if g.json {
+        let mut summary = json!({
+            "environment": project.environment,
+            "derivations": outcomes,
+            "local": count(Status::Local),
+            "substituted": count(Status::Substituted),
+            "built": count(Status::Built),
+            "failed": failed,
+            "seconds": seconds,
+        });
+        if args.check {
+            summary["check"] = Value::Array(checks);
+        }
+        print_json(&summary);
+    } else if g.quiet == 0 {
+        eprintln!(
+            "{} plugins: {} present, {} substituted, {} built, {} failed ({seconds:.2}s)",
+            outcomes.len(),
+            count(Status::Local),
+            count(Status::Substituted),
+            count(Status::Built),
+            failed
+        );
+        if args.check && differing == 0 && failed == 0 {
+            eprintln!("check: every rebuild is identical to the stored object");
+        }
+    }
+    let mut errors = outcomes.into_iter().filter_map(|o| o.error);
+    if let Some(first) = errors.next() {
+        for other in errors {
+            tracing::error!("{other}");
+        }
+        if failed == 1 {
+            return Err(first.into());
+        }
+        tracing::error!("{first}");
+        return Err(Error::BuildFailed {
+            failed,
+            total: derivs.len(),
+        });
+    }
+    if differing > 0 {
+        return Err(Error::CheckFailed { count: differing });
+    }
+    Ok(())
+}
+
+pub fn show(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
+    let plugin = project.plugin(name)?;
+    let realizer = Realizer::new(project)?;
+    let derivs = realizer.derivations(&[name.to_string()])?;
+    let entry = crate::eval::entry(project, plugin)?;
+    let Some(d) = derivs.first() else {
+        if g.json {
+            print_json(&json!({"plugin": name, "derivation": null}));
+        } else {
+            out(&format!("{name} has no pip_url: nothing to build\n"));
+        }
+        return Ok(());
+    };
+    let avail = realizer.availability(&derivs)?[0];
+    if g.json {
+        let mut v = derivation_json(d, avail);
+        v["entry"] = json!(entry);
+        v["path"] = json!(realizer.local.data_path(&d.key));
+        print_json(&v);
+    } else {
+        out(&describe_derivation(d, avail));
+        out(&match entry {
+            crate::eval::Entry::Script(s) => format!("  entry     script {s} (PEX_SCRIPT)\n"),
+            crate::eval::Entry::Module(m) => format!("  entry     module {m} (PEX_MODULE)\n"),
+        });
+        out(&format!(
+            "  path      {}\n",
+            realizer.local.data_path(&d.key).display()
+        ));
+    }
+    Ok(())
+}
+
+/// `alto invoke [python] PLUGIN [ARGS...]`; the plugin's exit code is alto's.
+pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<u8, Error> {
+    let (interpreter, name, rest) = match args {
+        [first, second, rest @ ..] if first == "python" && project.plugin(second).is_ok() => {
+            (true, second, rest)
+        }
+        [first, rest @ ..] => (false, first, rest),
+        [] => {
+            return Err(Error::UnknownCommand {
+                name: String::new(),
+            });
+        }
+    };
+    let plugin = project.plugin(name)?;
+    let realizer = Realizer::new(project)?;
+    let derivs = realizer.derivations(std::slice::from_ref(name))?;
+    let Some(d) = derivs.first() else {
+        return Err(Error::NothingToRun {
+            plugin: name.clone(),
+        });
+    };
+    let opts = Options {
+        jobs: 1,
+        repair: false,
+        progress: std::io::stderr().is_terminal() && g.quiet == 0,
+    };
+    if let Some(outcome) = realizer.realize(&derivs, &opts).into_iter().next() {
+        if let Some(e) = outcome.error {
+            return Err(e.into());
+        }
+    }
+    let mut cmd = realizer.command(plugin, d, interpreter)?;
+    cmd.args(rest);
+    let program = std::path::PathBuf::from(cmd.get_program());
+    let status = cmd
+        .status()
+        .map_err(|source| realize::RealizeError::Spawn { program, source })?;
+    Ok(exit_code(status))
+}
+
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    if let Some(c) = status.code() {
+        return c.clamp(0, 255) as u8;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return (128 + sig).clamp(0, 255) as u8;
+        }
+    }
+    1
+}
+
+pub fn verify(g: &Global) -> Result<(), Error> {
+    let local = LocalStore::open(&store::cache_dir())?;
+    let mut damaged = 0;
+    let mut report = Vec::new();
+    for key in local.keys()? {
+        let (ok, reason) = match local.status(&key, true)? {
+            LocalStatus::Valid(_) => (true, None),
+            LocalStatus::Damaged { reason, .. } => (false, Some(reason)),
+            LocalStatus::Missing => continue,
+        };
+        if !ok {
+            damaged += 1;
+            tracing::error!("{key}: {}", reason.clone().unwrap_or_default());
+        }
+        report.push(json!({"key": key, "ok": ok, "reason": reason}));
+    }
+    if g.json {
+        print_json(&Value::Array(report));
+    } else if g.quiet == 0 {
+        eprintln!(
+            "{} objects verified, {damaged} damaged",
+            local.keys()?.len()
+        );
+    }
+    if damaged > 0 {
+        return Err(Error::VerifyFailed { count: damaged });
+    }
+    Ok(())
+}

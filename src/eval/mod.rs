@@ -1,0 +1,326 @@
+//! Evaluation: the project's plugins become derivations, each keyed by blake3
+//! over a canonical, versioned encoding of exactly the inputs that decide its
+//! output. Pure but for hashing local plugin sources (a Nix path input).
+
+mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::config::{ConfigError, Plugin, PluginKind, Project};
+
+pub use local::hash_tree;
+
+/// The encoding's version: bump it and every key changes.
+const KEY_PREFIX: &str = "alto-drv-v1:";
+
+/// A derivation key: 32 hex characters (128 bits) of blake3.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Key(pub String);
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Key {
+    pub fn of(inputs: &Value) -> Key {
+        let text = format!("{KEY_PREFIX}{}", canonical_json(inputs));
+        Key(blake3::hash(text.as_bytes()).to_hex()[..32].to_string())
+    }
+
+    /// Whether a string can be a key (guards paths built from remote listings).
+    pub fn parse(s: &str) -> Option<Key> {
+        (s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| Key(s.to_string()))
+    }
+}
+
+/// JSON with object keys sorted at every level and no whitespace.
+pub fn canonical_json(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sorted(&m[k.as_str()]));
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sorted(v)).unwrap_or_default()
+}
+
+/// The interpreter a plugin is built for, as probed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub implementation: String,
+    pub python_version: String,
+    pub os: String,
+    pub arch: String,
+}
+
+/// Who builds plugins, and how: part of every plugin key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Builder {
+    pub tool: String,
+    pub version: String,
+    pub flags: Vec<String>,
+}
+
+/// How a built plugin is entered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Entry {
+    /// A console script (`PEX_SCRIPT`).
+    Script(String),
+    /// A module (`PEX_MODULE`), `module` or `module:function`.
+    Module(String),
+}
+
+/// A plugin PEX to realize.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginDerivation {
+    pub key: Key,
+    pub pip_url: String,
+    /// For each local path in `pip_url`, the blake3 of its contents.
+    pub local_sources: BTreeMap<String, String>,
+    pub platform: Platform,
+    pub version: Option<String>,
+    pub builder: Builder,
+    /// The interpreter the build runs with (not an input: the platform is).
+    #[serde(skip)]
+    pub python: PathBuf,
+    /// Plugins sharing this artifact (not an input).
+    pub plugins: Vec<String>,
+}
+
+impl PluginDerivation {
+    /// Exactly the inputs the key is computed from.
+    pub fn inputs(&self) -> Value {
+        json!({
+            "kind": "plugin",
+            "pip_url": self.pip_url,
+            "local_sources": self.local_sources,
+            "python": {"implementation": self.platform.implementation, "version": self.platform.python_version},
+            "os": self.platform.os,
+            "arch": self.platform.arch,
+            "version": self.version,
+            "builder": self.builder,
+        })
+    }
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum EvalError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("`{token}` in the pip_url of `{plugin}` looks like a local path, but {} does not exist", path.display())]
+    #[diagnostic(
+        code(alto::eval::missing_source),
+        help("paths in pip_url are relative to the project root")
+    )]
+    MissingLocalSource {
+        plugin: String,
+        token: String,
+        path: PathBuf,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("this pip_url")]
+        span: SourceSpan,
+    },
+
+    #[error("cannot read the local plugin source {}", path.display())]
+    #[diagnostic(code(alto::eval::io))]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `pip_url` with whitespace normalised.
+pub fn normalize_pip_url(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// How the plugin's PEX is entered: `entrypoint` (a module) wins over
+/// `executable` (a script), which defaults to the plugin's name.
+pub fn entry(project: &Project, plugin: &Plugin) -> Result<Entry, ConfigError> {
+    if let Some(m) = project.setting_str(Some(plugin), "entrypoint")? {
+        return Ok(Entry::Module(m));
+    }
+    Ok(Entry::Script(
+        project
+            .setting_str(Some(plugin), "executable")?
+            .unwrap_or_else(|| plugin.name.clone()),
+    ))
+}
+
+/// The local paths a pip_url names: `./x`, `../x`, `/x`, `file://x`, or an
+/// existing relative path containing `/`; extras (`./x[dev]`) are stripped.
+fn local_tokens(pip_url: &str) -> Vec<(String, String)> {
+    pip_url
+        .split_whitespace()
+        .filter(|t| !t.starts_with('-'))
+        .filter_map(|t| {
+            let raw = t.strip_prefix("file://").unwrap_or(t);
+            let path = match raw.find('[') {
+                Some(i) if raw.ends_with(']') => &raw[..i],
+                _ => raw,
+            };
+            let looks_local = path.starts_with("./")
+                || path.starts_with("../")
+                || path.starts_with('/')
+                || path.starts_with("~/")
+                || path == "."
+                || t.starts_with("file://");
+            looks_local.then(|| (t.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// The derivation of one plugin, or `None` when it has no `pip_url`.
+pub fn plugin_derivation(
+    project: &Project,
+    plugin: &Plugin,
+    platform: &Platform,
+    python: &std::path::Path,
+    builder: &Builder,
+) -> Result<Option<PluginDerivation>, EvalError> {
+    let Some(pip_url) = project.setting_str(Some(plugin), "pip_url")? else {
+        return Ok(None);
+    };
+    let pip_url = normalize_pip_url(&pip_url);
+    if pip_url.is_empty() {
+        return Ok(None);
+    }
+    let mut local_sources = BTreeMap::new();
+    for (token, path) in local_tokens(&pip_url) {
+        let full = if let Some(rest) = path.strip_prefix("~/") {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(rest)
+        } else {
+            project.root.join(&path)
+        };
+        if !full.exists() {
+            let (src, span) = project.locate(Some(plugin), "pip_url");
+            return Err(EvalError::MissingLocalSource {
+                plugin: plugin.name.clone(),
+                token,
+                path: full,
+                src,
+                span,
+            });
+        }
+        let hash = hash_tree(&full).map_err(|source| EvalError::Io {
+            path: full.clone(),
+            source,
+        })?;
+        local_sources.insert(token, hash);
+    }
+    let version = match plugin.spec.get("_version") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    let mut d = PluginDerivation {
+        key: Key(String::new()),
+        pip_url,
+        local_sources,
+        platform: platform.clone(),
+        version,
+        builder: builder.clone(),
+        python: python.to_path_buf(),
+        plugins: vec![plugin.name.clone()],
+    };
+    d.key = Key::of(&d.inputs());
+    Ok(Some(d))
+}
+
+/// Derivations for the named plugins (all when `names` is empty), one per key:
+/// plugins with the same inputs share one artifact.
+pub fn plugin_derivations(
+    project: &Project,
+    names: &[String],
+    platform_of: &mut dyn FnMut(&Plugin) -> Result<(Platform, PathBuf), EvalError>,
+    builder: &Builder,
+) -> Result<Vec<PluginDerivation>, EvalError> {
+    let plugins: Vec<&Plugin> = if names.is_empty() {
+        project.plugins().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| project.plugin(n))
+            .collect::<Result<_, _>>()?
+    };
+    let mut out: Vec<PluginDerivation> = Vec::new();
+    for p in plugins {
+        if p.kind == PluginKind::Utility && p.spec.get("pip_url").is_none_or(Value::is_null) {
+            continue;
+        }
+        let (platform, python) = platform_of(p)?;
+        if let Some(d) = plugin_derivation(project, p, &platform, &python, builder)? {
+            match out.iter_mut().find(|e| e.key == d.key) {
+                Some(existing) => existing.plugins.push(p.name.clone()),
+                None => out.push(d),
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_and_compacts() {
+        let v: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": null}}"#)
+                .unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":null,"d":[1,{"y":1,"z":0}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn keys_are_stable_and_input_sensitive() {
+        let a = Key::of(&json!({"pip_url": "x==1", "os": "linux"}));
+        let b = Key::of(&json!({"os": "linux", "pip_url": "x==1"}));
+        let c = Key::of(&json!({"os": "linux", "pip_url": "x==2"}));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.0.len(), 32);
+        assert!(Key::parse(&a.0).is_some());
+        assert!(Key::parse("../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn local_tokens_are_found() {
+        let t = local_tokens(
+            "./plugins/tap-x[dev] requests==2 -e ../y file:///abs/z git+https://h/r.git",
+        );
+        let paths: Vec<&str> = t.iter().map(|(_, p)| p.as_str()).collect();
+        assert_eq!(paths, vec!["./plugins/tap-x", "../y", "/abs/z"]);
+        assert_eq!(normalize_pip_url("  a==1 \n b  "), "a==1 b");
+    }
+}

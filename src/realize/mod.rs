@@ -1,0 +1,639 @@
+//! Realization: making each derivation's output exist in the local store, by
+//! finding it there, substituting it from the remote (verifying its hash), or
+//! building it with pex and publishing it; in parallel, with progress.
+
+pub mod pex;
+pub mod python;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use miette::Diagnostic;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::config::{ConfigError, Plugin, Project};
+use crate::eval::{self, Entry, EvalError, Key, PluginDerivation};
+use crate::store::local::hash_file;
+use crate::store::{self, BuilderInfo, LocalStatus, LocalStore, ObjectMeta, Remote, StoreError};
+
+pub use pex::PexTool;
+pub use python::PythonInfo;
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum RealizeError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Eval(#[from] EvalError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+
+    #[error("no Python interpreter `{name}` found")]
+    #[diagnostic(
+        code(alto::realize::no_python),
+        help(
+            "install Python 3, or set `python: /path/to/python3` in the config (project-wide or per plugin)"
+        )
+    )]
+    PythonNotFound { name: String },
+
+    #[error("probing the Python interpreter {} failed: {message}", python.display())]
+    #[diagnostic(code(alto::realize::python_probe))]
+    PythonProbe { python: PathBuf, message: String },
+
+    #[error("cannot provision pex: {message}")]
+    #[diagnostic(code(alto::realize::pex), help("{}", log.as_deref().unwrap_or("alto installs pex with the interpreter's pip from the package registry; or set `pex: /path/to/pex`")))]
+    PexProvision {
+        message: String,
+        log: Option<String>,
+    },
+
+    #[error("building {plugins} failed (pex exited with {status}); the full log is {}", log.display())]
+    #[diagnostic(
+        code(alto::realize::build_failed),
+        help("last lines of the log:\n{tail}")
+    )]
+    BuildFailed {
+        plugins: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("the local copy of {plugins} ({key}) is damaged: {reason}")]
+    #[diagnostic(code(alto::realize::damaged), help("`alto build` replaces it"))]
+    Damaged {
+        plugins: String,
+        key: Key,
+        reason: String,
+    },
+
+    #[error("cannot run {}", program.display())]
+    #[diagnostic(code(alto::realize::spawn))]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The last `n` lines of a text.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Where a derivation's output is now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    Local,
+    Remote,
+    Build,
+}
+
+/// How a derivation was realized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Local,
+    Substituted,
+    Built,
+    Failed,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub key: Key,
+    pub plugins: Vec<String>,
+    pub status: Status,
+    /// Whether alto uploaded it to the remote during this realization.
+    pub pushed: bool,
+    pub seconds: f64,
+    #[serde(skip)]
+    pub error: Option<RealizeError>,
+    #[serde(rename = "error")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub jobs: usize,
+    pub repair: bool,
+    pub progress: bool,
+}
+
+/// Makes derivations' outputs exist, for one project.
+pub struct Realizer<'p> {
+    pub project: &'p Project,
+    pub cache_dir: PathBuf,
+    pub local: LocalStore,
+    remote: Mutex<Option<Arc<Remote>>>,
+    pex: PexTool,
+    pythons: Mutex<HashMap<PathBuf, PythonInfo>>,
+    provision: Mutex<()>,
+}
+
+impl<'p> Realizer<'p> {
+    pub fn new(project: &'p Project) -> Result<Realizer<'p>, RealizeError> {
+        let cache_dir = store::cache_dir();
+        let local = LocalStore::open(&cache_dir)?;
+        let pex = pex::planned_tool(&cache_dir, project.setting_str(None, "pex")?.as_deref())?;
+        Ok(Realizer {
+            project,
+            cache_dir,
+            local,
+            remote: Mutex::new(None),
+            pex,
+            pythons: Mutex::new(HashMap::new()),
+            provision: Mutex::new(()),
+        })
+    }
+
+    /// The remote store, opened on first use.
+    pub fn remote(&self) -> Result<Arc<Remote>, RealizeError> {
+        let mut guard = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = guard.as_ref() {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(Remote::open(self.project)?);
+        *guard = Some(r.clone());
+        Ok(r)
+    }
+
+    /// The interpreter a plugin uses: its `python`, else the project's, else `python3`.
+    pub fn python_for(&self, plugin: Option<&Plugin>) -> Result<PythonInfo, RealizeError> {
+        let setting = match plugin {
+            Some(p) => match self.project.setting_str(Some(p), "python")? {
+                Some(s) => Some(s),
+                None => self.project.setting_str(None, "python")?,
+            },
+            None => self.project.setting_str(None, "python")?,
+        };
+        let path = python::find(setting.as_deref())?;
+        if let Some(info) = self
+            .pythons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&path)
+        {
+            return Ok(info.clone());
+        }
+        let info = python::probe(&path, &self.cache_dir)?;
+        self.pythons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path, info.clone());
+        Ok(info)
+    }
+
+    /// The plugin derivations for the named plugins (all when none).
+    pub fn derivations(&self, names: &[String]) -> Result<Vec<PluginDerivation>, RealizeError> {
+        let builder = self.pex.builder();
+        let mut platform_of = |p: &Plugin| -> Result<(eval::Platform, PathBuf), EvalError> {
+            let info = self.python_for(Some(p)).map_err(|e| match e {
+                RealizeError::Config(c) => EvalError::Config(c),
+                other => EvalError::Io {
+                    path: PathBuf::from("python"),
+                    source: std::io::Error::other(other.to_string()),
+                },
+            })?;
+            Ok((info.platform(), info.executable.clone()))
+        };
+        Ok(eval::plugin_derivations(
+            self.project,
+            names,
+            &mut platform_of,
+            &builder,
+        )?)
+    }
+
+    /// Where each derivation's output is, without changing anything.
+    pub fn availability(
+        &self,
+        derivs: &[PluginDerivation],
+    ) -> Result<Vec<Availability>, RealizeError> {
+        let mut remote_keys = None;
+        let mut out = Vec::new();
+        for d in derivs {
+            if matches!(self.local.status(&d.key, false)?, LocalStatus::Valid(_)) {
+                out.push(Availability::Local);
+                continue;
+            }
+            if remote_keys.is_none() {
+                remote_keys = Some(self.remote()?.meta_keys()?);
+            }
+            out.push(
+                if remote_keys.as_ref().is_some_and(|k| k.contains(&d.key)) {
+                    Availability::Remote
+                } else {
+                    Availability::Build
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Realizes every derivation, `opts.jobs` at a time.
+    pub fn realize(&self, derivs: &[PluginDerivation], opts: &Options) -> Vec<Outcome> {
+        // One listing of the remote's metadata serves every derivation.
+        let remote_keys: Option<HashSet<Key>> = match self.remote().and_then(|r| Ok(r.meta_keys()?))
+        {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!(
+                    "the remote store is unavailable ({e}); realizing from the local store and builds only"
+                );
+                None
+            }
+        };
+        let progress = Progress::new(opts.progress);
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Outcome>>> =
+            Mutex::new((0..derivs.len()).map(|_| None).collect());
+        let workers = opts.jobs.max(1).min(derivs.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(d) = derivs.get(i) else { break };
+                        let start = Instant::now();
+                        let bar = progress.start(&d.plugins.join(", "));
+                        let mut pushed = false;
+                        let result =
+                            self.realize_one(d, remote_keys.as_ref(), opts, &bar, &mut pushed);
+                        let seconds = start.elapsed().as_secs_f64();
+                        let outcome = match result {
+                            Ok(status) => {
+                                bar.finish(&format!(
+                                    "{} ({seconds:.1}s)",
+                                    describe(status, pushed)
+                                ));
+                                Outcome {
+                                    key: d.key.clone(),
+                                    plugins: d.plugins.clone(),
+                                    status,
+                                    pushed,
+                                    seconds,
+                                    error: None,
+                                    message: None,
+                                }
+                            }
+                            Err(e) => {
+                                bar.finish("failed");
+                                Outcome {
+                                    key: d.key.clone(),
+                                    plugins: d.plugins.clone(),
+                                    status: Status::Failed,
+                                    pushed,
+                                    seconds,
+                                    message: Some(e.to_string()),
+                                    error: Some(e),
+                                }
+                            }
+                        };
+                        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+                    }
+                });
+            }
+        });
+        results
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn realize_one(
+        &self,
+        d: &PluginDerivation,
+        remote_keys: Option<&HashSet<Key>>,
+        opts: &Options,
+        bar: &Bar,
+        pushed: &mut bool,
+    ) -> Result<Status, RealizeError> {
+        let in_remote = remote_keys.is_some_and(|k| k.contains(&d.key));
+        match self.local.status(&d.key, false)? {
+            LocalStatus::Valid(meta) => {
+                if remote_keys.is_some() && !in_remote {
+                    bar.set("uploading");
+                    self.push(d, &meta)?;
+                    *pushed = true;
+                }
+                return Ok(Status::Local);
+            }
+            LocalStatus::Damaged { reason, .. } => {
+                tracing::warn!(
+                    "the local copy of {} ({}) is damaged ({reason}); replacing it",
+                    d.plugins.join(", "),
+                    d.key
+                );
+                self.local.remove(&d.key)?;
+            }
+            LocalStatus::Missing => {}
+        }
+        if in_remote {
+            bar.set("downloading");
+            match self.substitute(d) {
+                Ok(()) => return Ok(Status::Substituted),
+                Err(RealizeError::Store(StoreError::HashMismatch {
+                    object,
+                    remote,
+                    expected,
+                    actual,
+                })) => {
+                    tracing::error!(
+                        "{object} in {remote} does not match its metadata (expected blake3 {expected}, got {actual}); it is not used"
+                    );
+                    if !opts.repair {
+                        return Err(StoreError::HashMismatch {
+                            object,
+                            remote,
+                            expected,
+                            actual,
+                        }
+                        .into());
+                    }
+                    bar.set("building (repair)");
+                    let meta = self.build(d)?;
+                    bar.set("replacing the remote copy");
+                    self.remote()?
+                        .upload(&d.key, &self.local.data_path(&d.key), &meta, true)?;
+                    *pushed = true;
+                    return Ok(Status::Built);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        bar.set("building");
+        let meta = self.build(d)?;
+        if remote_keys.is_some() {
+            bar.set("uploading");
+            self.push(d, &meta)?;
+            *pushed = true;
+        }
+        Ok(Status::Built)
+    }
+
+    fn push(&self, d: &PluginDerivation, meta: &ObjectMeta) -> Result<(), RealizeError> {
+        self.remote()?
+            .upload(&d.key, &self.local.data_path(&d.key), meta, false)?;
+        Ok(())
+    }
+
+    /// Downloads, verifies against the remote metadata, and commits locally.
+    fn substitute(&self, d: &PluginDerivation) -> Result<(), RealizeError> {
+        let remote = self.remote()?;
+        let Some(meta) = remote.meta(&d.key)? else {
+            return Err(StoreError::BadMeta {
+                path: d.key.0.clone(),
+                message: "vanished".into(),
+            }
+            .into());
+        };
+        let tmp = self.local.temp_path(&d.key.0);
+        let result = (|| {
+            let (actual, size) = remote.download(&d.key, &tmp)?;
+            if actual != meta.blake3 || size != meta.size || meta.key != d.key {
+                return Err(RealizeError::Store(StoreError::HashMismatch {
+                    object: format!("{} ({})", d.plugins.join(", "), d.key),
+                    remote: remote.describe.clone(),
+                    expected: meta.blake3.clone(),
+                    actual,
+                }));
+            }
+            self.local.commit(&d.key, &tmp, &meta, true)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn pex_ready(&self, python: &Path) -> Result<(), RealizeError> {
+        let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
+        pex::ensure(&self.pex, python, &self.cache_dir)
+    }
+
+    /// Builds a derivation into a temporary file; returns its metadata.
+    fn build_to(&self, d: &PluginDerivation, out: &Path) -> Result<ObjectMeta, RealizeError> {
+        self.pex_ready(&d.python)?;
+        let logs = self.project.root.join(".alto/logs/build");
+        std::fs::create_dir_all(&logs).map_err(StoreError::io("cannot create", &logs))?;
+        let log_path = logs.join(format!(
+            "{}-{}.log",
+            d.plugins.first().map(String::as_str).unwrap_or("plugin"),
+            d.key
+        ));
+        let log =
+            std::fs::File::create(&log_path).map_err(StoreError::io("cannot create", &log_path))?;
+        let log_err = log
+            .try_clone()
+            .map_err(StoreError::io("cannot open", &log_path))?;
+        let mut cmd = self.pex.command(&d.python);
+        cmd.args(d.pip_url.split_whitespace())
+            .arg("-o")
+            .arg(out)
+            .args(pex::PEX_FLAGS)
+            .arg("--python")
+            .arg(&d.python)
+            .env("PEX_ROOT", self.pex_root())
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .current_dir(&self.project.root)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let program = PathBuf::from(cmd.get_program());
+        let status = cmd
+            .status()
+            .map_err(|source| RealizeError::Spawn { program, source })?;
+        if !status.success() {
+            let _ = std::fs::remove_file(out);
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(RealizeError::BuildFailed {
+                plugins: d.plugins.join(", "),
+                status: status
+                    .code()
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "a signal".into()),
+                log: log_path,
+                tail: tail(&text, 15),
+            });
+        }
+        let (blake3, size) = hash_file(out).map_err(StoreError::io("cannot read", out))?;
+        Ok(ObjectMeta {
+            format: store::META_FORMAT.to_string(),
+            key: d.key.clone(),
+            kind: "plugin".into(),
+            derivation: d.inputs(),
+            blake3,
+            size,
+            created: store::now_rfc3339(),
+            builder: BuilderInfo::here(),
+            signature: None,
+        })
+    }
+
+    /// Builds and commits to the local store.
+    fn build(&self, d: &PluginDerivation) -> Result<ObjectMeta, RealizeError> {
+        let tmp = self.local.temp_path(&format!("{}.pex", d.key));
+        let meta = self.build_to(d, &tmp)?;
+        let result = self.local.commit(&d.key, &tmp, &meta, true);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result?;
+        Ok(meta)
+    }
+
+    /// Rebuilds a realized derivation and compares with the stored object.
+    pub fn check(&self, d: &PluginDerivation) -> Result<Option<(String, String)>, RealizeError> {
+        let stored = match self.local.status(&d.key, true)? {
+            LocalStatus::Valid(m) => m,
+            LocalStatus::Damaged { reason, .. } => {
+                return Err(RealizeError::Damaged {
+                    plugins: d.plugins.join(", "),
+                    key: d.key.clone(),
+                    reason,
+                });
+            }
+            LocalStatus::Missing => {
+                return Err(RealizeError::Damaged {
+                    plugins: d.plugins.join(", "),
+                    key: d.key.clone(),
+                    reason: "it is not in the local store".into(),
+                });
+            }
+        };
+        let tmp = self.local.temp_path(&format!("{}.check.pex", d.key));
+        let rebuilt = self.build_to(d, &tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let rebuilt = rebuilt?;
+        Ok((rebuilt.blake3 != stored.blake3).then_some((stored.blake3, rebuilt.blake3)))
+    }
+
+    /// pex's own cache (and the venvs `--venv` PEXes install themselves into).
+    pub fn pex_root(&self) -> PathBuf {
+        self.cache_dir.join("pex-root")
+    }
+
+    /// A command running a realized plugin (or, with `interpreter`, its
+    /// Python), with its environment, in the project root. The object is
+    /// verified before it is handed out.
+    pub fn command(
+        &self,
+        plugin: &Plugin,
+        d: &PluginDerivation,
+        interpreter: bool,
+    ) -> Result<Command, RealizeError> {
+        match self.local.status(&d.key, false)? {
+            LocalStatus::Valid(_) => {}
+            LocalStatus::Damaged { reason, .. } => {
+                return Err(RealizeError::Damaged {
+                    plugins: plugin.name.clone(),
+                    key: d.key.clone(),
+                    reason,
+                });
+            }
+            LocalStatus::Missing => {
+                return Err(RealizeError::Damaged {
+                    plugins: plugin.name.clone(),
+                    key: d.key.clone(),
+                    reason: "it is not in the local store".into(),
+                });
+            }
+        }
+        let mut cmd = Command::new(&d.python);
+        cmd.arg(self.local.data_path(&d.key))
+            .current_dir(&self.project.root);
+        for (k, v) in self.project.plugin_environment(plugin)? {
+            cmd.env(k, v);
+        }
+        cmd.env("PEX_ROOT", self.pex_root())
+            .env("ALTO_PLUGIN", &plugin.name);
+        if interpreter {
+            cmd.env("PEX_INTERPRETER", "1");
+        } else {
+            match eval::entry(self.project, plugin)? {
+                Entry::Script(s) => cmd.env("PEX_SCRIPT", s),
+                Entry::Module(m) => cmd.env("PEX_MODULE", m),
+            };
+        }
+        Ok(cmd)
+    }
+}
+
+fn describe(status: Status, pushed: bool) -> &'static str {
+    match (status, pushed) {
+        (Status::Local, false) => "present",
+        (Status::Local, true) => "present, uploaded",
+        (Status::Substituted, _) => "substituted",
+        (Status::Built, false) => "built",
+        (Status::Built, true) => "built, uploaded",
+        (Status::Failed, _) => "failed",
+    }
+}
+
+/// Progress bars on a terminal, plain log lines otherwise.
+struct Progress {
+    multi: Option<indicatif::MultiProgress>,
+}
+
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+    label: String,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Progress {
+        Progress {
+            multi: tty.then(indicatif::MultiProgress::new),
+        }
+    }
+
+    fn start(&self, label: &str) -> Bar {
+        let bar = self.multi.as_ref().map(|m| {
+            let b = m.add(indicatif::ProgressBar::new_spinner());
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b.set_prefix(label.to_string());
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        });
+        Bar {
+            bar,
+            label: label.to_string(),
+        }
+    }
+}
+
+impl Bar {
+    fn set(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.set_message(msg.to_string()),
+            None => tracing::info!("{}: {msg}", self.label),
+        }
+    }
+
+    fn finish(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.finish_with_message(msg.to_string()),
+            None => tracing::debug!("{}: {msg}", self.label),
+        }
+    }
+}

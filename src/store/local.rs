@@ -1,0 +1,380 @@
+//! The local store: `<cache>/store/v1/objects/<key>` and `<key>.meta.json`,
+//! written through `tmp/` and renamed into place, the metadata last.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ObjectMeta, StoreError};
+use crate::eval::Key;
+
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+/// What the local store holds for a key.
+#[derive(Debug)]
+pub enum LocalStatus {
+    /// Present, and its content matches the metadata.
+    Valid(ObjectMeta),
+    Missing,
+    /// Present but not what the metadata says; never to be used.
+    Damaged {
+        meta: ObjectMeta,
+        reason: String,
+    },
+}
+
+/// The file state a full hash was last verified against: if the file still
+/// has it, it has not been touched since (the idea of git's index).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+    blake3: String,
+}
+
+impl Stamp {
+    fn of(path: &Path, blake3: &str) -> std::io::Result<Stamp> {
+        let m = std::fs::metadata(path)?;
+        let mtime_ns = m
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let ino = 0;
+        Ok(Stamp {
+            size: m.len(),
+            mtime_ns,
+            ino,
+            blake3: blake3.to_string(),
+        })
+    }
+}
+
+/// blake3 and size of a file.
+pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hasher.finalize().to_hex().to_string(), size))
+}
+
+/// Writes a file atomically: a temporary sibling, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        unique()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A name no other process or thread uses at the same time.
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl LocalStore {
+    pub fn open(cache_dir: &Path) -> Result<LocalStore, StoreError> {
+        let dir = cache_dir.join("store/v1");
+        for sub in ["objects", "tmp"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(StoreError::io("cannot create", &p))?;
+        }
+        Ok(LocalStore { dir })
+    }
+
+    pub fn data_path(&self, key: &Key) -> PathBuf {
+        self.dir.join("objects").join(&key.0)
+    }
+
+    pub fn meta_path(&self, key: &Key) -> PathBuf {
+        self.dir
+            .join("objects")
+            .join(format!("{}.meta.json", key.0))
+    }
+
+    fn stamp_path(&self, key: &Key) -> PathBuf {
+        self.dir.join("objects").join(format!("{}.stamp", key.0))
+    }
+
+    /// A fresh temporary path inside the store (same filesystem as objects).
+    pub fn temp_path(&self, hint: &str) -> PathBuf {
+        self.dir.join("tmp").join(format!("{hint}.{}", unique()))
+    }
+
+    /// The metadata record, if the object was committed.
+    pub fn meta(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
+        let path = self.meta_path(key);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    action: "cannot read",
+                    path,
+                    source: e,
+                });
+            }
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::BadMeta {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Whether the object is present and intact. A size check always; a full
+    /// hash when the file changed since it was last verified, or when `full`.
+    pub fn status(&self, key: &Key, full: bool) -> Result<LocalStatus, StoreError> {
+        let meta = match self.meta(key) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(LocalStatus::Missing),
+            Err(StoreError::BadMeta { message, .. }) => {
+                return Ok(LocalStatus::Damaged {
+                    meta: placeholder_meta(key),
+                    reason: format!("unreadable metadata: {message}"),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let data = self.data_path(key);
+        let size = match std::fs::metadata(&data) {
+            Ok(m) => m.len(),
+            Err(_) => {
+                return Ok(LocalStatus::Damaged {
+                    meta,
+                    reason: "content is missing".into(),
+                });
+            }
+        };
+        if size != meta.size {
+            return Ok(LocalStatus::Damaged {
+                meta: meta.clone(),
+                reason: format!("size {size} differs from the recorded {}", meta.size),
+            });
+        }
+        let stamp_path = self.stamp_path(key);
+        if !full {
+            let recorded: Option<Stamp> = std::fs::read(&stamp_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let current = Stamp::of(&data, &meta.blake3).ok();
+            if recorded.is_some() && recorded == current {
+                return Ok(LocalStatus::Valid(meta));
+            }
+        }
+        let (actual, _) = hash_file(&data).map_err(StoreError::io("cannot read", &data))?;
+        if actual != meta.blake3 {
+            return Ok(LocalStatus::Damaged {
+                reason: format!("blake3 {actual} differs from the recorded {}", meta.blake3),
+                meta,
+            });
+        }
+        if let Ok(stamp) = Stamp::of(&data, &actual) {
+            let _ = write_atomic(&stamp_path, &serde_json::to_vec(&stamp).unwrap_or_default());
+        }
+        Ok(LocalStatus::Valid(meta))
+    }
+
+    /// Moves a finished temporary file into the store under `key` and writes
+    /// its metadata (the commit point). `meta.blake3` and `meta.size` must
+    /// describe the file; the caller computed them while writing it.
+    pub fn commit(
+        &self,
+        key: &Key,
+        tmp: &Path,
+        meta: &ObjectMeta,
+        executable: bool,
+    ) -> Result<(), StoreError> {
+        let data = self.data_path(key);
+        {
+            let f = std::fs::File::open(tmp).map_err(StoreError::io("cannot open", tmp))?;
+            f.sync_all().map_err(StoreError::io("cannot sync", tmp))?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode))
+                .map_err(StoreError::io("cannot set permissions of", tmp))?;
+        }
+        #[cfg(not(unix))]
+        let _ = executable;
+        // Uncommitted leftovers of an earlier crash are simply replaced.
+        let _ = std::fs::remove_file(self.meta_path(key));
+        std::fs::rename(tmp, &data).map_err(StoreError::io("cannot move into the store", &data))?;
+        if let Ok(stamp) = Stamp::of(&data, &meta.blake3) {
+            let _ = write_atomic(
+                &self.stamp_path(key),
+                &serde_json::to_vec(&stamp).unwrap_or_default(),
+            );
+        }
+        let bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
+        let mp = self.meta_path(key);
+        write_atomic(&mp, &bytes).map_err(StoreError::io("cannot write", &mp))
+    }
+
+    /// Forgets an object: the metadata first, so a crash leaves nothing that looks complete.
+    pub fn remove(&self, key: &Key) -> Result<(), StoreError> {
+        for p in [
+            self.meta_path(key),
+            self.stamp_path(key),
+            self.data_path(key),
+        ] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        action: "cannot remove",
+                        path: p,
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every committed key.
+    pub fn keys(&self) -> Result<Vec<Key>, StoreError> {
+        let dir = self.dir.join("objects");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(StoreError::io("cannot list", &dir))? {
+            let entry = entry.map_err(StoreError::io("cannot list", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(k) = name.strip_suffix(".meta.json").and_then(Key::parse) {
+                out.push(k);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn placeholder_meta(key: &Key) -> ObjectMeta {
+    ObjectMeta {
+        format: String::new(),
+        key: key.clone(),
+        kind: String::new(),
+        derivation: serde_json::Value::Null,
+        blake3: String::new(),
+        size: 0,
+        created: String::new(),
+        builder: super::BuilderInfo {
+            alto: String::new(),
+            host: String::new(),
+        },
+        signature: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::BuilderInfo;
+
+    fn meta_for(key: &Key, path: &Path) -> ObjectMeta {
+        let (blake3, size) = hash_file(path).unwrap();
+        ObjectMeta {
+            format: super::super::META_FORMAT.into(),
+            key: key.clone(),
+            kind: "plugin".into(),
+            derivation: serde_json::json!({}),
+            blake3,
+            size,
+            created: super::super::now_rfc3339(),
+            builder: BuilderInfo::here(),
+            signature: None,
+        }
+    }
+
+    #[test]
+    fn commit_then_detect_tampering() {
+        let cache = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(cache.path()).unwrap();
+        let key = Key("0123456789abcdef0123456789abcdef".into());
+        assert!(matches!(
+            store.status(&key, false).unwrap(),
+            LocalStatus::Missing
+        ));
+        let tmp = store.temp_path("x");
+        std::fs::write(&tmp, b"hello world").unwrap();
+        let meta = meta_for(&key, &tmp);
+        store.commit(&key, &tmp, &meta, true).unwrap();
+        assert!(matches!(
+            store.status(&key, false).unwrap(),
+            LocalStatus::Valid(_)
+        ));
+        // Same size, one byte flipped: the stamp no longer matches, the hash catches it.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(store.data_path(&key), b"hello worle").unwrap();
+        assert!(matches!(
+            store.status(&key, false).unwrap(),
+            LocalStatus::Damaged { .. }
+        ));
+        std::fs::write(store.data_path(&key), b"short").unwrap();
+        assert!(matches!(
+            store.status(&key, false).unwrap(),
+            LocalStatus::Damaged { .. }
+        ));
+        store.remove(&key).unwrap();
+        assert!(matches!(
+            store.status(&key, false).unwrap(),
+            LocalStatus::Missing
+        ));
+    }
+
+    #[test]
+    fn content_without_metadata_does_not_exist() {
+        let cache = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(cache.path()).unwrap();
+        let key = Key("fedcba9876543210fedcba9876543210".into());
+        std::fs::write(store.data_path(&key), b"partial").unwrap();
+        assert!(matches!(
+            store.status(&key, false).unwrap(),
+            LocalStatus::Missing
+        ));
+        assert!(store.keys().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,208 @@
+//! The store: the local store under the user's cache directory, shared by all
+//! projects, and the remote binary cache (a directory, S3, GCS or Azure Blob)
+//! shared by all machines. Objects are immutable and named by their derivation
+//! key; a metadata record, written last, is the commit point.
+
+pub mod local;
+pub mod remote;
+
+use std::path::{Path, PathBuf};
+
+use miette::Diagnostic;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::eval::Key;
+
+pub use local::{LocalStatus, LocalStore};
+pub use remote::Remote;
+
+/// The metadata record format written beside each object.
+pub const META_FORMAT: &str = "alto-object/v1";
+
+/// What alto records about a store object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub format: String,
+    pub key: Key,
+    /// `plugin`, `catalog` or `tool`.
+    pub kind: String,
+    /// The derivation's inputs, as hashed into the key.
+    pub derivation: Value,
+    /// blake3 of the content, hex.
+    pub blake3: String,
+    pub size: u64,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub builder: BuilderInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuilderInfo {
+    pub alto: String,
+    pub host: String,
+}
+
+impl BuilderInfo {
+    pub fn here() -> BuilderInfo {
+        BuilderInfo {
+            alto: env!("CARGO_PKG_VERSION").to_string(),
+            host: hostname(),
+        }
+    }
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum StoreError {
+    #[error("{action} {}", path.display())]
+    #[diagnostic(code(alto::store::io))]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the remote store {remote} failed to {action} {path}")]
+    #[diagnostic(code(alto::store::remote))]
+    Remote {
+        remote: String,
+        action: &'static str,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error(
+        "{object} from {remote} does not match its metadata: expected blake3 {expected}, got {actual}"
+    )]
+    #[diagnostic(
+        code(alto::store::hash_mismatch),
+        help(
+            "the remote copy is damaged or was tampered with; `alto build --repair` rebuilds it locally and replaces it"
+        )
+    )]
+    HashMismatch {
+        object: String,
+        remote: String,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("the metadata record {path} is not valid: {message}")]
+    #[diagnostic(code(alto::store::bad_meta))]
+    BadMeta { path: String, message: String },
+
+    #[error("remote store setting `{key}`: {message}")]
+    #[diagnostic(code(alto::store::setting))]
+    Setting {
+        key: String,
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("cannot start the I/O runtime")]
+    #[diagnostic(code(alto::store::runtime))]
+    Runtime(#[source] std::io::Error),
+}
+
+impl StoreError {
+    pub fn io(
+        action: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> StoreError + use<> {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// The user's cache directory for alto: `ALTO_CACHE_DIR`, else the OS cache
+/// directory + `/alto`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ALTO_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if cfg!(target_os = "macos") {
+        return home.join("Library/Caches/alto");
+    }
+    match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        Some(x) => PathBuf::from(x).join("alto"),
+        None => home.join(".cache/alto"),
+    }
+}
+
+/// The machine's host name, for metadata and lock records.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// (year, month, day, hour, minute, second) in UTC for seconds since the epoch.
+fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Now as RFC 3339 UTC (`2026-11-24T12:00:00Z`).
+pub fn now_rfc3339() -> String {
+    let (y, mo, d, h, mi, s) = civil(now_secs());
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Now as `YYYYmmddHHMMSS` UTC, the original's state history suffix.
+pub fn now_compact() -> String {
+    let (y, mo, d, h, mi, s) = civil(now_secs());
+    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil(1_795_954_321), (2026, 11, 28, 12, 12, 1));
+    }
+}

@@ -1,0 +1,477 @@
+//! The remote store through `object_store`: a directory (the embedded default
+//! `~/.alto`, or `filesystem: file` with `bucket: /dir`), S3, GCS or Azure Blob.
+//!
+//! Layout under the remote root: `.store/v1/data/<key>` and
+//! `.store/v1/meta/<key>.json` for content-addressed objects shared by every
+//! project, and `<project>/...` for each project's state, catalogs,
+//! reservoir and logs.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde_json::Value;
+
+use super::{ObjectMeta, StoreError};
+use crate::config::Project;
+use crate::eval::Key;
+
+/// Where the remote store is, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Directory(PathBuf),
+    S3 { bucket: String },
+    Gcs { bucket: String },
+    Azure { container: String },
+}
+
+/// The remote store of a project.
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    /// Everything alto keeps lives under this prefix.
+    root: String,
+    project: String,
+    /// How the remote is shown in messages (`~/.alto`, `s3://bucket/alto`).
+    pub describe: String,
+    pub backend: Backend,
+    rt: tokio::runtime::Runtime,
+}
+
+/// The result of a conditional write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    /// Another writer got there first (create-only) or changed it (update).
+    Conflict,
+}
+
+/// A mutable file's content and the version to update it against.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub bytes: Bytes,
+    pub version: UpdateVersion,
+}
+
+fn strip_scheme(bucket: &str) -> &str {
+    for scheme in [
+        "s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "abfss://", "file://",
+    ] {
+        if let Some(rest) = bucket.strip_prefix(scheme) {
+            return rest.trim_end_matches('/');
+        }
+    }
+    bucket.trim_end_matches('/')
+}
+
+/// fsspec-style names (the original's `<fs>_settings`) for object_store's keys.
+fn alias(key: &str) -> &str {
+    match key {
+        "key" | "aws_access_key_id" => "access_key_id",
+        "secret" | "aws_secret_access_key" => "secret_access_key",
+        "endpoint_url" => "endpoint",
+        "region_name" => "region",
+        "token" => "service_account_path",
+        "account_name" => "account_name",
+        other => other,
+    }
+}
+
+/// Flattens settings into (key, string value) pairs; fsspec's nested
+/// `client_kwargs` is read as part of the map.
+fn settings_pairs(map: &serde_json::Map<String, Value>, out: &mut Vec<(String, String)>) {
+    for (k, v) in map {
+        match v {
+            Value::Object(inner) if k == "client_kwargs" || k == "config_kwargs" => {
+                settings_pairs(inner, out)
+            }
+            Value::Null => {}
+            Value::String(s) => out.push((alias(k).to_string(), s.clone())),
+            other => out.push((alias(k).to_string(), other.to_string())),
+        }
+    }
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+impl Remote {
+    /// Opens the project's remote store. Nothing touches the network yet.
+    pub fn open(project: &Project) -> Result<Remote, StoreError> {
+        let cfg = |k: &str| {
+            project
+                .setting_str(None, k)
+                .map_err(|e| StoreError::Setting {
+                    key: k.to_string(),
+                    message: e.to_string(),
+                    help: None,
+                })
+        };
+        let filesystem = cfg("filesystem")?.map(|f| f.to_ascii_lowercase());
+        let bucket = cfg("bucket")?
+            .map(|b| strip_scheme(&b).to_string())
+            .filter(|b| !b.is_empty());
+        let bucket_path = cfg("bucket_path")?;
+        let mut settings = Vec::new();
+        let fs_name = filesystem.clone().unwrap_or_else(|| "file".into());
+        for key in [
+            format!("{fs_name}_settings"),
+            "filesystem_kwargs".to_string(),
+            "storage_options".to_string(),
+        ] {
+            if let Some(m) = project.setting_map(&key).map_err(|e| StoreError::Setting {
+                key: key.clone(),
+                message: e.to_string(),
+                help: None,
+            })? {
+                settings_pairs(&m, &mut settings);
+            }
+        }
+        let need_bucket = |fs: &str| {
+            bucket.clone().ok_or_else(|| StoreError::Setting {
+                key: "bucket".into(),
+                message: format!("`filesystem: {fs}` needs a `bucket`"),
+                help: Some("set `bucket` next to `filesystem` in the config".into()),
+            })
+        };
+        let (backend, root) = match filesystem.as_deref() {
+            None | Some("file") | Some("local") => match &bucket {
+                // `filesystem: file` with a bucket: that directory is the remote.
+                Some(dir) if filesystem.is_some() => {
+                    let dir = if let Some(rest) = dir.strip_prefix("~/") {
+                        home().join(rest)
+                    } else {
+                        project.root.join(dir)
+                    };
+                    (
+                        Backend::Directory(dir),
+                        bucket_path.clone().unwrap_or_default(),
+                    )
+                }
+                // The embedded default, as in the original: a directory under ~/.alto.
+                _ => (Backend::Directory(home().join(".alto")), String::new()),
+            },
+            Some("s3") | Some("s3a") => (
+                Backend::S3 {
+                    bucket: need_bucket("s3")?,
+                },
+                bucket_path.clone().unwrap_or_else(|| "alto".into()),
+            ),
+            Some("gcs") | Some("gs") => (
+                Backend::Gcs {
+                    bucket: need_bucket("gcs")?,
+                },
+                bucket_path.clone().unwrap_or_else(|| "alto".into()),
+            ),
+            Some("azure") | Some("az") | Some("adls") | Some("abfs") => (
+                Backend::Azure {
+                    container: need_bucket("azure")?,
+                },
+                bucket_path.clone().unwrap_or_else(|| "alto".into()),
+            ),
+            Some(other) => {
+                return Err(StoreError::Setting {
+                    key: "filesystem".into(),
+                    message: format!("`{other}` is not a filesystem alto knows"),
+                    help: Some("use file, s3, gcs or azure".into()),
+                });
+            }
+        };
+        Remote::new(
+            backend,
+            root.trim_matches('/').to_string(),
+            project.name.clone(),
+            &settings,
+        )
+    }
+
+    pub fn new(
+        backend: Backend,
+        root: String,
+        project: String,
+        settings: &[(String, String)],
+    ) -> Result<Remote, StoreError> {
+        let setting_error = |k: &str, e: object_store::Error| StoreError::Setting {
+            key: k.to_string(),
+            message: e.to_string(),
+            help: Some("see the object_store documentation for the keys of this backend".into()),
+        };
+        let (store, describe): (Arc<dyn ObjectStore>, String) = match &backend {
+            Backend::Directory(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(StoreError::io("cannot create the remote directory", dir))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| setting_error("bucket", e))?;
+                (Arc::new(fs), dir.display().to_string())
+            }
+            Backend::S3 { bucket } => {
+                use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+                let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                for (k, v) in settings {
+                    let key = AmazonS3ConfigKey::from_str(k).map_err(|e| setting_error(k, e))?;
+                    b = b.with_config(key, v);
+                }
+                // Create-only and update-if-unchanged puts use ETags (If-None-Match / If-Match).
+                b = b.with_conditional_put(S3ConditionalPut::ETagMatch);
+                (
+                    Arc::new(b.build().map_err(|e| setting_error("s3", e))?),
+                    format!("s3://{bucket}"),
+                )
+            }
+            Backend::Gcs { bucket } => {
+                use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+                let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+                for (k, v) in settings {
+                    let key = GoogleConfigKey::from_str(k).map_err(|e| setting_error(k, e))?;
+                    b = b.with_config(key, v);
+                }
+                (
+                    Arc::new(b.build().map_err(|e| setting_error("gcs", e))?),
+                    format!("gs://{bucket}"),
+                )
+            }
+            Backend::Azure { container } => {
+                use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+                let mut b = MicrosoftAzureBuilder::from_env().with_container_name(container);
+                for (k, v) in settings {
+                    let key = AzureConfigKey::from_str(k).map_err(|e| setting_error(k, e))?;
+                    b = b.with_config(key, v);
+                }
+                (
+                    Arc::new(b.build().map_err(|e| setting_error("azure", e))?),
+                    format!("az://{container}"),
+                )
+            }
+        };
+        let describe = if root.is_empty() {
+            describe
+        } else {
+            format!("{describe}/{root}")
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(StoreError::Runtime)?;
+        Ok(Remote {
+            store,
+            root,
+            project,
+            describe,
+            backend,
+            rt,
+        })
+    }
+
+    fn path(&self, rel: &str) -> ObjectPath {
+        if self.root.is_empty() {
+            ObjectPath::from(rel)
+        } else {
+            ObjectPath::from(format!("{}/{rel}", self.root))
+        }
+    }
+
+    fn data_rel(key: &Key) -> String {
+        format!(".store/v1/data/{}", key.0)
+    }
+
+    fn meta_rel(key: &Key) -> String {
+        format!(".store/v1/meta/{}.json", key.0)
+    }
+
+    /// A path under the project's own prefix (`state/dev/x-to-y.json`).
+    pub fn project_rel(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.project)
+    }
+
+    fn err(
+        &self,
+        action: &'static str,
+        path: &ObjectPath,
+        source: object_store::Error,
+    ) -> StoreError {
+        StoreError::Remote {
+            remote: self.describe.clone(),
+            action,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// Keys of every committed object (one listing).
+    pub fn meta_keys(&self) -> Result<HashSet<Key>, StoreError> {
+        let prefix = self.path(".store/v1/meta");
+        self.rt.block_on(async {
+            let mut out = HashSet::new();
+            let mut stream = self.store.list(Some(&prefix));
+            while let Some(item) = stream.next().await {
+                let meta = item.map_err(|e| self.err("list", &prefix, e))?;
+                if let Some(k) = meta
+                    .location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .and_then(Key::parse)
+                {
+                    out.insert(k);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The metadata record of an object, if committed.
+    pub fn meta(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
+        let path = self.path(&Self::meta_rel(key));
+        let Some(bytes) = self.get(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::BadMeta {
+                path: path.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    fn get(&self, path: &ObjectPath) -> Result<Option<Bytes>, StoreError> {
+        self.rt.block_on(async {
+            match self.store.get(path).await {
+                Ok(r) => r
+                    .bytes()
+                    .await
+                    .map(Some)
+                    .map_err(|e| self.err("read", path, e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.err("read", path, e)),
+            }
+        })
+    }
+
+    /// Streams an object's content into `dest`, returning its blake3 and size.
+    pub fn download(&self, key: &Key, dest: &Path) -> Result<(String, u64), StoreError> {
+        let path = self.path(&Self::data_rel(key));
+        self.rt.block_on(async {
+            let result = self
+                .store
+                .get(&path)
+                .await
+                .map_err(|e| self.err("download", &path, e))?;
+            let mut stream = result.into_stream();
+            let mut file =
+                std::fs::File::create(dest).map_err(StoreError::io("cannot create", dest))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.err("download", &path, e))?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk)
+                    .map_err(StoreError::io("cannot write", dest))?;
+            }
+            file.sync_all()
+                .map_err(StoreError::io("cannot sync", dest))?;
+            Ok((hasher.finalize().to_hex().to_string(), size))
+        })
+    }
+
+    /// Uploads an object: the content, then the metadata (the commit point),
+    /// both create-only unless `replace` (a repair of a damaged copy).
+    pub fn upload(
+        &self,
+        key: &Key,
+        src: &Path,
+        meta: &ObjectMeta,
+        replace: bool,
+    ) -> Result<Written, StoreError> {
+        let bytes = std::fs::read(src).map_err(StoreError::io("cannot read", src))?;
+        let data = self.path(&Self::data_rel(key));
+        let meta_path = self.path(&Self::meta_rel(key));
+        let meta_bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
+        if replace {
+            // Hide the damaged object first, so nobody substitutes it meanwhile.
+            self.delete(&meta_path)?;
+            self.put(&data, Bytes::from(bytes), PutMode::Overwrite)?;
+            return self.put(&meta_path, Bytes::from(meta_bytes), PutMode::Overwrite);
+        }
+        // Content first: a crash before the metadata leaves nothing that looks complete.
+        self.put(&data, Bytes::from(bytes), PutMode::Create)?;
+        self.put(&meta_path, Bytes::from(meta_bytes), PutMode::Create)
+    }
+
+    fn put(&self, path: &ObjectPath, bytes: Bytes, mode: PutMode) -> Result<Written, StoreError> {
+        self.rt.block_on(async {
+            let opts = PutOptions {
+                mode,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(path, PutPayload::from(bytes), opts)
+                .await
+            {
+                Ok(_) => Ok(Written::Created),
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }) => Ok(Written::Conflict),
+                Err(e) => Err(self.err("write", path, e)),
+            }
+        })
+    }
+
+    fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
+        self.rt.block_on(async {
+            match self.store.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.err("delete", path, e)),
+            }
+        })
+    }
+
+    /// A file under the project's prefix, with the version to update it against.
+    pub fn read_project_file(&self, rel: &str) -> Result<Option<Versioned>, StoreError> {
+        let path = self.path(&self.project_rel(rel));
+        self.rt.block_on(async {
+            match self.store.get(&path).await {
+                Ok(r) => {
+                    let version = UpdateVersion {
+                        e_tag: r.meta.e_tag.clone(),
+                        version: r.meta.version.clone(),
+                    };
+                    let bytes = r.bytes().await.map_err(|e| self.err("read", &path, e))?;
+                    Ok(Some(Versioned { bytes, version }))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.err("read", &path, e)),
+            }
+        })
+    }
+
+    /// Writes a file under the project's prefix: create-only, or only if it
+    /// is still at `expected`.
+    pub fn write_project_file(
+        &self,
+        rel: &str,
+        bytes: Bytes,
+        expected: Option<UpdateVersion>,
+    ) -> Result<Written, StoreError> {
+        let path = self.path(&self.project_rel(rel));
+        let mode = match expected {
+            Some(v) => PutMode::Update(v),
+            None => PutMode::Create,
+        };
+        self.put(&path, bytes, mode)
+    }
+
+    /// Deletes a file under the project's prefix.
+    pub fn delete_project_file(&self, rel: &str) -> Result<(), StoreError> {
+        let path = self.path(&self.project_rel(rel));
+        self.delete(&path)
+    }
+}
