@@ -394,8 +394,8 @@ fn task_names() {
     let (code, _, err) = p.run(&["tap-x:target-y"]);
     assert_eq!(code, 1);
     assert!(err.contains("`tap-x:target-y` is not implemented"), "{err}");
-    let (code, _, err) = p.run(&["build:tap-x"]);
-    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = p.run(&["build:nope"]);
+    assert_eq!(code, 2, "{err}");
     let (code, _, err) = p.run(&["tap-x:target-nope"]);
     assert_eq!(code, 2);
     assert!(err.contains("names no task"), "{err}");

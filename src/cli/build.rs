@@ -246,10 +246,13 @@ pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<u8, Erro
         repair: false,
         progress: std::io::stderr().is_terminal() && g.quiet == 0,
     };
-    if let Some(outcome) = realizer.realize(&derivs, &opts).into_iter().next() {
-        if let Some(e) = outcome.error {
-            return Err(e.into());
-        }
+    if let Some(e) = realizer
+        .realize(&derivs, &opts)
+        .into_iter()
+        .next()
+        .and_then(|o| o.error)
+    {
+        return Err(e.into());
     }
     let mut cmd = realizer.command(plugin, d, interpreter)?;
     cmd.args(rest);

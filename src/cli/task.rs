@@ -134,3 +134,74 @@ pub fn all(project: &Project) -> Vec<Task> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("alto.yaml"),
+            "default:\n  taps:\n    tap-a: {}\n    tap-a-b: {}\n  targets:\n    b-c: {}\n    c: {}\n",
+        )
+        .unwrap();
+        let opts = crate::config::LoadOptions {
+            root: Some(dir.path().to_path_buf()),
+            cwd: dir.path().to_path_buf(),
+            env: None,
+            vars: vec![],
+        };
+        crate::config::load(&opts).unwrap()
+    }
+
+    #[test]
+    fn names_resolve_against_the_project() {
+        let p = project();
+        let s = |x: &str| x.to_string();
+        assert_eq!(
+            parse(&p, "tap-a:c"),
+            Some(Task::Run {
+                tap: s("tap-a"),
+                mappers: vec![],
+                target: s("c")
+            })
+        );
+        assert_eq!(
+            parse(&p, "tap-a:reservoir"),
+            Some(Task::Ingest { tap: s("tap-a") })
+        );
+        assert_eq!(
+            parse(&p, "build:b-c"),
+            Some(Task::Build { plugin: s("b-c") })
+        );
+        assert_eq!(
+            parse(&p, "catalog:tap-a-b"),
+            Some(Task::Catalog { tap: s("tap-a-b") })
+        );
+        // Hyphens in names: `tap-a-b-c` is tap-a + b-c or tap-a-b + c; the first configured tap wins.
+        assert_eq!(
+            parse(&p, "reservoir:tap-a-b-c"),
+            Some(Task::Replay {
+                tap: s("tap-a"),
+                target: s("b-c")
+            })
+        );
+        assert_eq!(
+            parse(&p, "reservoir:tap-a-b:c"),
+            Some(Task::Replay {
+                tap: s("tap-a-b"),
+                target: s("c")
+            })
+        );
+        assert_eq!(
+            parse(&p, "state:tap-a-c"),
+            Some(Task::State {
+                tap: s("tap-a"),
+                target: s("c")
+            })
+        );
+        assert_eq!(parse(&p, "tap-x:c"), None);
+        assert_eq!(parse(&p, "build:nope"), None);
+    }
+}

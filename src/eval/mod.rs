@@ -255,21 +255,25 @@ pub fn plugin_derivation(
     Ok(Some(d))
 }
 
+/// A plugin's platform and the interpreter that builds for it.
+pub type PlatformOf = (Platform, PathBuf);
+
 /// Derivations for the named plugins (all when `names` is empty), one per key:
 /// plugins with the same inputs share one artifact.
-pub fn plugin_derivations(
+pub fn plugin_derivations<E: From<EvalError>>(
     project: &Project,
     names: &[String],
-    platform_of: &mut dyn FnMut(&Plugin) -> Result<(Platform, PathBuf), EvalError>,
+    platform_of: &mut dyn FnMut(&Plugin) -> Result<PlatformOf, E>,
     builder: &Builder,
-) -> Result<Vec<PluginDerivation>, EvalError> {
+) -> Result<Vec<PluginDerivation>, E> {
     let plugins: Vec<&Plugin> = if names.is_empty() {
         project.plugins().collect()
     } else {
         names
             .iter()
             .map(|n| project.plugin(n))
-            .collect::<Result<_, _>>()?
+            .collect::<Result<_, _>>()
+            .map_err(|e| E::from(EvalError::Config(e)))?
     };
     let mut out: Vec<PluginDerivation> = Vec::new();
     for p in plugins {
@@ -277,7 +281,9 @@ pub fn plugin_derivations(
             continue;
         }
         let (platform, python) = platform_of(p)?;
-        if let Some(d) = plugin_derivation(project, p, &platform, &python, builder)? {
+        if let Some(d) =
+            plugin_derivation(project, p, &platform, &python, builder).map_err(E::from)?
+        {
             match out.iter_mut().find(|e| e.key == d.key) {
                 Some(existing) => existing.plugins.push(p.name.clone()),
                 None => out.push(d),

@@ -200,22 +200,11 @@ impl<'p> Realizer<'p> {
     /// The plugin derivations for the named plugins (all when none).
     pub fn derivations(&self, names: &[String]) -> Result<Vec<PluginDerivation>, RealizeError> {
         let builder = self.pex.builder();
-        let mut platform_of = |p: &Plugin| -> Result<(eval::Platform, PathBuf), EvalError> {
-            let info = self.python_for(Some(p)).map_err(|e| match e {
-                RealizeError::Config(c) => EvalError::Config(c),
-                other => EvalError::Io {
-                    path: PathBuf::from("python"),
-                    source: std::io::Error::other(other.to_string()),
-                },
-            })?;
+        let mut platform_of = |p: &Plugin| -> Result<(eval::Platform, PathBuf), RealizeError> {
+            let info = self.python_for(Some(p))?;
             Ok((info.platform(), info.executable.clone()))
         };
-        Ok(eval::plugin_derivations(
-            self.project,
-            names,
-            &mut platform_of,
-            &builder,
-        )?)
+        eval::plugin_derivations(self.project, names, &mut platform_of, &builder)
     }
 
     /// Where each derivation's output is, without changing anything.

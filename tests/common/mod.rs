@@ -81,3 +81,146 @@ impl Project {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 }
+
+/// A directory shared by every test of this run: the provisioned pex and
+/// pex's own cache, so the suite builds each requirement once.
+pub fn shared_cache() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-cache");
+    std::fs::create_dir_all(dir.join("tools")).unwrap();
+    std::fs::create_dir_all(dir.join("pex-root")).unwrap();
+    dir
+}
+
+/// One machine's local store. With `with_builder`, it shares the provisioned
+/// pex and pex's cache; without, it cannot build at all (no pex is there).
+pub struct Machine {
+    pub cache: tempfile::TempDir,
+}
+
+impl Machine {
+    pub fn new(with_builder: bool) -> Machine {
+        let cache = tempfile::tempdir().unwrap();
+        if with_builder {
+            let shared = shared_cache();
+            std::os::unix::fs::symlink(shared.join("tools"), cache.path().join("tools")).unwrap();
+            std::os::unix::fs::symlink(shared.join("pex-root"), cache.path().join("pex-root"))
+                .unwrap();
+        }
+        Machine { cache }
+    }
+
+    pub fn objects(&self) -> PathBuf {
+        self.cache.path().join("store/v1/objects")
+    }
+
+    /// Whether this machine ever provisioned or ran pex.
+    pub fn has_pex(&self) -> bool {
+        self.cache.path().join("tools").exists()
+    }
+}
+
+/// A project with the fixture plugins copied in.
+pub fn plugin_project(config: &str) -> Project {
+    let p = Project::new(&[("alto.yaml", config)]);
+    copy_dir(&fixtures().join("plugins"), &p.path().join("plugins"));
+    p
+}
+
+impl Project {
+    /// alto on `machine`.
+    pub fn on(&self, machine: &Machine) -> Command {
+        let mut c = self.alto();
+        c.env("ALTO_CACHE_DIR", machine.cache.path());
+        c
+    }
+
+    /// Runs alto on `machine`: (exit code, stdout, stderr).
+    pub fn run_on(&self, machine: &Machine, args: &[&str]) -> (i32, String, String) {
+        let out = self.on(machine).args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `alto --json ARGS` on `machine`, which must succeed.
+    pub fn json_on(&self, machine: &Machine, args: &[&str]) -> serde_json::Value {
+        let (code, out, err) = self.run_on(machine, &[&["--json"], args].concat());
+        assert_eq!(code, 0, "alto {args:?} failed:\n{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}
+
+/// A moto S3 server on a free loopback port, stopped when dropped.
+pub struct Moto {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (pip install 'moto[server]')");
+        let moto = Moto { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// Creates a bucket with a plain HTTP PUT (moto accepts it unsigned).
+    pub fn create_bucket(&self, name: &str) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(
+            resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+            "{resp}"
+        );
+    }
+
+    /// Config lines pointing alto at this server.
+    pub fn config(&self, bucket: &str) -> String {
+        format!(
+            "  filesystem: s3\n  bucket: {bucket}\n  s3_settings:\n    endpoint: http://127.0.0.1:{}\n    allow_http: true\n    region: us-east-1\n    access_key_id: test\n    secret_access_key: test\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Flips one byte in the middle of a file, keeping its size.
+pub fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x55;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(path, bytes).unwrap();
+}

@@ -1,0 +1,312 @@
+//! `alto build`, `show` and `invoke` with real pex: a local-path fixture plugin
+//! and target-jsonl from the package registry, two machines sharing a
+//! directory remote or an S3 server, tampering, and killed builds.
+
+mod common;
+
+use common::{Machine, Moto, flip_byte, plugin_project};
+use serde_json::Value;
+
+const FIXTURE: &str = "default:\n  project_name: builds\n  load_path: raw\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n      capabilities: [catalog, state, discover]\n";
+
+fn statuses(summary: &Value) -> Vec<String> {
+    summary["derivations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn key_of(summary: &Value, plugin: &str) -> String {
+    summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["plugins"].as_array().unwrap().iter().any(|p| p == plugin))
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn build_once_substitute_everywhere_else() {
+    let config = format!(
+        "{FIXTURE}  targets:\n    target-jsonl:\n      pip_url: target-jsonl==0.1.4\n      config:\n        destination_path: out\n"
+    );
+    let p = plugin_project(&config);
+    let a = Machine::new(true);
+    let first = p.json_on(&a, &["build"]);
+    assert_eq!(first["built"], 2, "{first}");
+    assert!(
+        first["derivations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["pushed"] == true)
+    );
+    // A no-op build.
+    let again = p.json_on(&a, &["build"]);
+    assert_eq!(statuses(&again), vec!["local", "local"]);
+
+    // A second machine with no pex at all substitutes both.
+    let b = Machine::new(false);
+    let dry = p.json_on(&b, &["build", "--dry-run"]);
+    assert!(
+        dry.as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "remote"),
+        "{dry}"
+    );
+    let second = p.json_on(&b, &["build"]);
+    assert_eq!(second["substituted"], 2, "{second}");
+    assert_eq!(second["built"], 0);
+    assert!(!b.has_pex(), "the second machine ran pex");
+
+    // And runs them.
+    let out = p
+        .on(&b)
+        .args(["invoke", "tap-fixture", "--discover"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let catalog: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(catalog["streams"].as_array().unwrap().len(), 2);
+    let out = p
+        .on(&b)
+        .args(["invoke", "target-jsonl"])
+        .write_stdin("{\"type\": \"SCHEMA\", \"stream\": \"s\", \"schema\": {\"properties\": {\"a\": {\"type\": \"integer\"}}}, \"key_properties\": []}\n{\"type\": \"RECORD\", \"stream\": \"s\", \"record\": {\"a\": 1}}\n")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // invoke passes only the given arguments: without --config, target-jsonl writes to the project root.
+    let written: Vec<_> = std::fs::read_dir(p.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("s-"))
+        .collect();
+    assert_eq!(written.len(), 1);
+    // The plugin's exit code is alto's; `invoke python` runs its interpreter.
+    let out = p
+        .on(&b)
+        .args([
+            "invoke",
+            "python",
+            "tap-fixture",
+            "-c",
+            "import sys; import tap_fixture; sys.exit(7)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = p.json_on(&b, &["show", "tap-fixture"]);
+    assert_eq!(shown["status"], "local");
+    assert_eq!(shown["entry"]["Script"], "tap-fixture");
+}
+
+#[test]
+fn local_sources_are_keyed_by_content() {
+    let p = plugin_project(FIXTURE);
+    let m = Machine::new(true);
+    let key = |p: &common::Project| key_of(&p.json_on(&m, &["build", "--dry-run"]), "tap-fixture");
+    let k1 = key(&p);
+    let src = p.path().join("plugins/tap-fixture/tap_fixture/__init__.py");
+    // Touching without changing, and build leftovers, change nothing.
+    let text = std::fs::read_to_string(&src).unwrap();
+    std::fs::write(&src, &text).unwrap();
+    std::fs::create_dir_all(p.path().join("plugins/tap-fixture/build/lib")).unwrap();
+    std::fs::write(p.path().join("plugins/tap-fixture/build/lib/x.py"), "junk").unwrap();
+    assert_eq!(key(&p), k1);
+    // An edit changes the key.
+    std::fs::write(&src, format!("{text}\n# edited\n")).unwrap();
+    assert_ne!(key(&p), k1);
+}
+
+#[test]
+fn inherit_from_children_share_the_artifact_and_utilities_without_pip_url_have_none() {
+    let p = plugin_project(&format!(
+        "{FIXTURE}    tap-child:\n      inherit_from: tap-fixture\n      config: {{rows: 2}}\n  utilities:\n    notes:\n      config: {{a: 1}}\n"
+    ));
+    let m = Machine::new(true);
+    let dry = p.json_on(&m, &["build", "--dry-run"]);
+    let all = dry.as_array().unwrap();
+    assert_eq!(all.len(), 1, "{dry}");
+    assert_eq!(
+        all[0]["plugins"],
+        serde_json::json!(["tap-fixture", "tap-child"])
+    );
+    let (code, out, _) = p.run_on(&m, &["show", "notes"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no pip_url"));
+}
+
+#[test]
+fn tampered_remote_objects_are_refused_and_repaired() {
+    let p = plugin_project(FIXTURE);
+    let a = Machine::new(true);
+    let built = p.json_on(&a, &["build"]);
+    let key = built["derivations"][0]["key"].as_str().unwrap().to_string();
+    let remote_data = p.home.path().join(".alto/.store/v1/data").join(&key);
+    flip_byte(&remote_data);
+
+    let b = Machine::new(false);
+    let (code, _, err) = p.run_on(&b, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not match its metadata"), "{err}");
+    assert!(
+        !b.objects().join(format!("{key}.meta.json")).exists(),
+        "a damaged object was committed"
+    );
+    let (code, _, err) = p.run_on(&b, &["invoke", "tap-fixture", "--version"]);
+    assert_ne!(code, 0, "{err}");
+
+    // --repair builds locally and replaces the remote copy.
+    let c = Machine::new(true);
+    let repaired = p.json_on(&c, &["build", "--repair"]);
+    assert_eq!(statuses(&repaired), vec!["built"]);
+    let d = Machine::new(false);
+    assert_eq!(statuses(&p.json_on(&d, &["build"])), vec!["substituted"]);
+}
+
+#[test]
+fn tampered_local_objects_are_never_executed() {
+    let p = plugin_project(FIXTURE);
+    let a = Machine::new(true);
+    let key = p.json_on(&a, &["build"])["derivations"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let local = a.objects().join(&key);
+    let good = std::fs::read(&local).unwrap();
+    flip_byte(&local);
+    let (code, _, err) = p.run_on(&a, &["store", "verify"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("damaged"), "{err}");
+    // Before running it, alto notices and replaces it from the remote.
+    let (code, out, err) = p.run_on(&a, &["invoke", "tap-fixture", "--version"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "0.1.0");
+    assert!(err.contains("damaged"), "{err}");
+    assert_eq!(std::fs::read(&local).unwrap(), good);
+    assert_eq!(p.run_on(&a, &["store", "verify"]).0, 0);
+}
+
+#[test]
+fn a_killed_build_leaves_nothing_that_looks_complete() {
+    use std::os::unix::process::CommandExt;
+    let p = plugin_project(
+        "default:\n  project_name: killed\n  targets:\n    target-jsonl:\n      pip_url: target-jsonl==0.1.4\n",
+    );
+    let m = Machine::new(true);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("alto"));
+    cmd.current_dir(p.path())
+        .env("HOME", p.home.path())
+        .env("ALTO_CACHE_DIR", m.cache.path())
+        .args(["build", "-q"])
+        .process_group(0);
+    let child = cmd.spawn().unwrap();
+    // Kill it while pex is at work.
+    let tmp = m.cache.path().join("store/v1/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline && !p.path().join(".alto/logs/build").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let metas: Vec<_> = std::fs::read_dir(m.objects())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".meta.json"))
+        .collect();
+    assert!(metas.is_empty(), "a killed build committed an object");
+    let remote_meta = p.home.path().join(".alto/.store/v1/meta");
+    assert!(!remote_meta.exists() || std::fs::read_dir(&remote_meta).unwrap().next().is_none());
+    let _ = tmp;
+    // The next build succeeds and verifies.
+    let next = p.json_on(&m, &["build"]);
+    assert_eq!(statuses(&next), vec!["built"]);
+    assert_eq!(p.run_on(&m, &["store", "verify"]).0, 0);
+}
+
+#[test]
+fn an_s3_remote_is_shared_by_two_machines() {
+    let moto = Moto::start();
+    moto.create_bucket("team-store");
+    let p = plugin_project(&format!("{FIXTURE}{}", moto.config("team-store")));
+    let a = Machine::new(true);
+    assert_eq!(statuses(&p.json_on(&a, &["build"])), vec!["built"]);
+    let b = Machine::new(false);
+    assert_eq!(statuses(&p.json_on(&b, &["build"])), vec!["substituted"]);
+    assert!(!b.has_pex());
+    let out = p
+        .on(&b)
+        .args(["invoke", "tap-fixture", "--version"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0.1.0");
+    // A third machine that builds anyway (its own store is empty and --repair
+    // is off) never overwrites: the remote object stays the first one.
+    let c = Machine::new(true);
+    assert_eq!(statuses(&p.json_on(&c, &["build"])), vec!["substituted"]);
+}
+
+#[test]
+fn rebuilds_are_checked_against_the_store() {
+    let p = plugin_project(FIXTURE);
+    let m = Machine::new(true);
+    p.json_on(&m, &["build"]);
+    let checked = p.json_on(&m, &["build", "--check"]);
+    assert_eq!(checked["check"][0]["identical"], true, "{checked}");
+}
+
+#[test]
+fn build_problems_are_clear() {
+    let p = plugin_project(
+        "default:\n  python: /nonexistent/python3\n  taps:\n    tap-x:\n      pip_url: tap-x==1\n",
+    );
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["build"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no Python interpreter `/nonexistent/python3`"),
+        "{err}"
+    );
+
+    let p = plugin_project("default:\n  taps:\n    tap-x:\n      pip_url: ./plugins/missing\n");
+    let (code, _, err) = p.run_on(&m, &["build"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("does not exist"), "{err}");
+
+    let p = plugin_project("default:\n  taps:\n    tap-broken:\n      pip_url: ./plugins/broken\n");
+    std::fs::create_dir_all(p.path().join("plugins/broken")).unwrap();
+    std::fs::write(
+        p.path().join("plugins/broken/pyproject.toml"),
+        "[build-system\nthis is not toml",
+    )
+    .unwrap();
+    let (code, _, err) = p.run_on(&m, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("building tap-broken failed"), "{err}");
+    assert!(err.contains("last lines of the log"), "{err}");
+    let logs: Vec<_> = std::fs::read_dir(p.path().join(".alto/logs/build"))
+        .unwrap()
+        .collect();
+    assert_eq!(logs.len(), 1);
+}
