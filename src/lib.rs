@@ -9,5 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod eval;
+pub mod pipeline;
 pub mod realize;
+pub mod singer;
 pub mod store;

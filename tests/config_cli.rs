@@ -391,9 +391,9 @@ fn task_names() {
     ] {
         assert!(out.lines().any(|l| l.trim() == t), "{t} not listed:\n{out}");
     }
-    let (code, _, err) = p.run(&["tap-x:target-y"]);
+    let (code, _, err) = p.run(&["tap-x:reservoir"]);
     assert_eq!(code, 1);
-    assert!(err.contains("`tap-x:target-y` is not implemented"), "{err}");
+    assert!(err.contains("`tap-x:reservoir` is not implemented"), "{err}");
     let (code, _, err) = p.run(&["build:nope"]);
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = p.run(&["tap-x:target-nope"]);

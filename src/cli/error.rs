@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::eval::EvalError;
+use crate::pipeline::PipelineError;
 use crate::realize::RealizeError;
 use crate::store::StoreError;
 
@@ -23,6 +24,33 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Store(#[from] StoreError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Pipeline(#[from] PipelineError),
+
+    #[error("cannot read {}", path.display())]
+    #[diagnostic(code(alto::io))]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{file} is not valid JSON: {message}")]
+    #[diagnostic(code(alto::json))]
+    BadJson {
+        file: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<String>,
+        #[label("here")]
+        span: miette::SourceSpan,
+    },
+
+    #[error("{file}: {message}")]
+    #[diagnostic(code(alto::catalog))]
+    Catalog { file: String, message: String },
 
     #[error("{failed} of {total} plugins failed to realize")]
     #[diagnostic(code(alto::build::failed))]
@@ -93,14 +121,24 @@ impl Error {
             | Error::Realize(RealizeError::Eval(EvalError::Config(_)))
             | Error::Realize(RealizeError::Eval(EvalError::MissingLocalSource { .. }))
             | Error::Realize(RealizeError::PythonNotFound { .. })
-            | Error::NothingToRun { .. } => 2,
+            | Error::NothingToRun { .. }
+            | Error::Pipeline(PipelineError::Config(_))
+            | Error::Pipeline(PipelineError::BadState { .. })
+            | Error::BadJson { .. }
+            | Error::Catalog { .. } => 2,
+            Error::Pipeline(PipelineError::Realize(r)) => match r {
+                RealizeError::Config(_) | RealizeError::PythonNotFound { .. } => 2,
+                _ => 1,
+            },
             Error::NotImplemented { .. }
             | Error::Write { .. }
             | Error::Realize(_)
             | Error::Store(_)
             | Error::BuildFailed { .. }
             | Error::CheckFailed { .. }
-            | Error::VerifyFailed { .. } => 1,
+            | Error::VerifyFailed { .. }
+            | Error::Pipeline(_)
+            | Error::Read { .. } => 1,
         }
     }
 }

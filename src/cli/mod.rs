@@ -5,6 +5,7 @@
 mod build;
 mod commands;
 mod error;
+mod pipeline;
 pub mod task;
 
 use std::ffi::OsString;
@@ -120,6 +121,49 @@ pub enum Command {
         )]
         args: Vec<String>,
     },
+    /// Run pipelines (`alto run tap-x:target-y`, or just `alto tap-x:target-y`).
+    Run {
+        #[arg(required = true, value_name = "TAP:TARGET")]
+        pipelines: Vec<String>,
+        /// Ignore the saved state for this run (the new state is still committed).
+        #[arg(long)]
+        full_refresh: bool,
+        /// Pipelines to run at once.
+        #[arg(short = 'j', long, default_value_t = 1)]
+        jobs: usize,
+        /// Wait for a running instance of the pipeline instead of failing.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A pipeline's state.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+    /// Drop a pipeline's active state (`TAP:TARGET`; history stays) or a tap's base catalog (`catalog:TAP`).
+    Clean { name: String },
+    /// Print a tap's runtime catalog, or apply rules to a catalog file offline.
+    #[command(args_conflicts_with_subcommands = true)]
+    Catalog {
+        #[command(subcommand)]
+        command: Option<CatalogCommand>,
+        tap: Option<String>,
+    },
+    /// Show every stream and field of a tap and whether its rules select it.
+    Select {
+        tap: String,
+        #[arg(long)]
+        list: bool,
+    },
+    /// Check a tap works: its --test, else a first record within the timeout.
+    Test {
+        tap: String,
+        /// Seconds to wait for a record.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Print a plugin's --about.
+    About { plugin: String },
     /// Maintain the local store.
     Store {
         #[command(subcommand)]
@@ -129,6 +173,24 @@ pub enum Command {
     /// `build:plugin`, `catalog:tap`, `state:tap-target`.
     #[command(external_subcommand)]
     Task(Vec<OsString>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print the active state of TAP:TARGET.
+    Show { pipeline: String },
+    /// Replace the active state of TAP:TARGET with a file (a Meltano export works as is).
+    Set { pipeline: String, file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Apply `{"select": [...], "metadata": {...}}` rules to a base catalog file.
+    Apply {
+        base_catalog: PathBuf,
+        #[arg(long)]
+        rules: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +280,44 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Store {
             command: StoreCommand::Verify,
         } => build::verify(g).map(|_| 0),
+        Command::Run {
+            pipelines,
+            full_refresh,
+            jobs,
+            wait,
+        } => {
+            let opts = crate::pipeline::RunOptions {
+                full_refresh: *full_refresh,
+                wait: *wait,
+            };
+            pipeline::run(g, &g.load()?, pipelines, &opts, *jobs)
+        }
+        Command::State {
+            command: StateCommand::Show { pipeline: p },
+        } => pipeline::state_show(&g.load()?, p).map(|_| 0),
+        Command::State {
+            command: StateCommand::Set { pipeline: p, file },
+        } => pipeline::state_set(&g.load()?, p, file).map(|_| 0),
+        Command::Clean { name } => pipeline::clean(&g.load()?, name).map(|_| 0),
+        Command::Catalog {
+            command:
+                Some(CatalogCommand::Apply {
+                    base_catalog,
+                    rules,
+                }),
+            ..
+        } => pipeline::catalog_apply(base_catalog, rules).map(|_| 0),
+        Command::Catalog { command: None, tap } => match tap {
+            Some(t) => pipeline::catalog_show(g, &g.load()?, t).map(|_| 0),
+            None => Err(Error::UnknownCommand {
+                name: "catalog".into(),
+            }),
+        },
+        Command::Select { tap, .. } => pipeline::select_list(g, &g.load()?, tap).map(|_| 0),
+        Command::Test { tap, timeout } => {
+            pipeline::test(g, &g.load()?, tap, std::time::Duration::from_secs(*timeout))
+        }
+        Command::About { plugin } => pipeline::about(g, &g.load()?, plugin),
         Command::Task(args) => {
             let name = args
                 .first()
@@ -239,6 +339,21 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                         ..Default::default()
                     };
                     build::build(g, &project, &opts).map(|_| 0)
+                }
+                task::Task::Run { .. } => {
+                    let rest: Vec<String> = args[1..]
+                        .iter()
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .collect();
+                    let opts = crate::pipeline::RunOptions {
+                        full_refresh: rest.iter().any(|a| a == "--full-refresh"),
+                        wait: rest.iter().any(|a| a == "--wait"),
+                    };
+                    pipeline::run(g, &project, &[name], &opts, 1)
+                }
+                task::Task::Catalog { tap } => pipeline::catalog_show(g, &project, &tap).map(|_| 0),
+                task::Task::State { tap, target } => {
+                    pipeline::state_show(&project, &format!("{tap}:{target}")).map(|_| 0)
                 }
                 other => Err(Error::NotImplemented {
                     task: other.to_string(),

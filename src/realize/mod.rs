@@ -2,6 +2,7 @@
 //! finding it there, substituting it from the remote (verifying its hash), or
 //! building it with pex and publishing it; in parallel, with progress.
 
+pub mod catalog;
 pub mod pex;
 pub mod python;
 
@@ -76,6 +77,17 @@ pub enum RealizeError {
         plugins: String,
         key: Key,
         reason: String,
+    },
+
+    #[error("discovering the streams of {tap} failed: {message}")]
+    #[diagnostic(
+        code(alto::realize::discovery),
+        help("last lines of its stderr:\n{tail}")
+    )]
+    Discovery {
+        tap: String,
+        message: String,
+        tail: String,
     },
 
     #[error("cannot run {}", program.display())]

@@ -46,7 +46,8 @@ pub struct Remote {
 /// The result of a conditional write.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Written {
-    Created,
+    /// Written; the version to update it against next time.
+    Done(UpdateVersion),
     /// Another writer got there first (create-only) or changed it (update).
     Conflict,
 }
@@ -422,7 +423,10 @@ impl Remote {
                 .put_opts(path, PutPayload::from(bytes), opts)
                 .await
             {
-                Ok(_) => Ok(Written::Created),
+                Ok(r) => Ok(Written::Done(UpdateVersion {
+                    e_tag: r.e_tag,
+                    version: r.version,
+                })),
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }) => Ok(Written::Conflict),
                 Err(e) => Err(self.err("write", path, e)),
@@ -439,8 +443,30 @@ impl Remote {
         })
     }
 
+    /// The local path of a file under the project's prefix, for directory remotes.
+    fn local_path(&self, rel: &str) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Directory(dir) => Some(dir.join(self.path(&self.project_rel(rel)).as_ref())),
+            _ => None,
+        }
+    }
+
     /// A file under the project's prefix, with the version to update it against.
     pub fn read_project_file(&self, rel: &str) -> Result<Option<Versioned>, StoreError> {
+        if let Some(path) = self.local_path(rel) {
+            return match std::fs::read(&path) {
+                Ok(b) => Ok(Some(Versioned {
+                    version: content_version(&b),
+                    bytes: Bytes::from(b),
+                })),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::Io {
+                    action: "cannot read",
+                    path,
+                    source: e,
+                }),
+            };
+        }
         let path = self.path(&self.project_rel(rel));
         self.rt.block_on(async {
             match self.store.get(&path).await {
@@ -458,14 +484,17 @@ impl Remote {
         })
     }
 
-    /// Writes a file under the project's prefix: create-only, or only if it
-    /// is still at `expected`.
+    /// Writes a file under the project's prefix: create-only (`expected`
+    /// `None`), or only if it is still at `expected`. Never overwrites blindly.
     pub fn write_project_file(
         &self,
         rel: &str,
         bytes: Bytes,
         expected: Option<UpdateVersion>,
     ) -> Result<Written, StoreError> {
+        if let Some(path) = self.local_path(rel) {
+            return cas_local(&path, &bytes, expected.as_ref());
+        }
         let path = self.path(&self.project_rel(rel));
         let mode = match expected {
             Some(v) => PutMode::Update(v),
@@ -474,11 +503,122 @@ impl Remote {
         self.put(&path, bytes, mode)
     }
 
+    /// Writes a file under the project's prefix whatever is there (logs, catalogs).
+    pub fn overwrite_project_file(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
+        if let Some(path) = self.local_path(rel) {
+            return crate::store::local::write_atomic(&path, &bytes)
+                .map_err(StoreError::io("cannot write", &path));
+        }
+        let path = self.path(&self.project_rel(rel));
+        self.put(&path, bytes, PutMode::Overwrite).map(|_| ())
+    }
+
     /// Deletes a file under the project's prefix.
     pub fn delete_project_file(&self, rel: &str) -> Result<(), StoreError> {
+        if let Some(path) = self.local_path(rel) {
+            return match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StoreError::Io {
+                    action: "cannot delete",
+                    path,
+                    source: e,
+                }),
+            };
+        }
         let path = self.path(&self.project_rel(rel));
         self.delete(&path)
     }
+
+    /// Names of the files directly under a directory of the project's prefix.
+    pub fn list_project_dir(&self, rel: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = self.path(&self.project_rel(rel));
+        self.rt.block_on(async {
+            let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
+                Ok(l) => l,
+                Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+                Err(e) => return Err(self.err("list", &prefix, e)),
+            };
+            let mut names: Vec<String> = listing
+                .objects
+                .iter()
+                .filter_map(|o| o.location.filename().map(str::to_string))
+                .collect();
+            names.sort();
+            Ok(names)
+        })
+    }
+
+    /// Where a project file lives, for messages.
+    pub fn describe_project_file(&self, rel: &str) -> String {
+        format!("{}/{}", self.describe, self.project_rel(rel))
+    }
+}
+
+/// The version of a file in a directory remote: the blake3 of its content.
+fn content_version(bytes: &[u8]) -> UpdateVersion {
+    UpdateVersion {
+        e_tag: Some(blake3::hash(bytes).to_hex().to_string()),
+        version: None,
+    }
+}
+
+/// Compare-and-swap on a local file, under an exclusive `flock` of a lock file
+/// beside it, so processes on this machine (or sharing the directory) never
+/// overwrite each other's writes.
+fn cas_local(
+    path: &Path,
+    bytes: &[u8],
+    expected: Option<&UpdateVersion>,
+) -> Result<Written, StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(StoreError::io("cannot create", dir))?;
+    let lock_path = dir.join(format!(
+        ".{}.lock",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(StoreError::io("cannot open", &lock_path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(StoreError::Io {
+                action: "cannot lock",
+                path: lock_path,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    let current = match std::fs::read(path) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(StoreError::Io {
+                action: "cannot read",
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    let ok = match (expected, &current) {
+        (None, None) => true,
+        (Some(v), Some(cur)) => content_version(cur).e_tag == v.e_tag,
+        _ => false,
+    };
+    if !ok {
+        return Ok(Written::Conflict);
+    }
+    crate::store::local::write_atomic(path, bytes).map_err(StoreError::io("cannot write", path))?;
+    drop(lock);
+    Ok(Written::Done(content_version(bytes)))
 }
 
 /// Copies a file while hashing it; (blake3, size).

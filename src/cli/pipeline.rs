@@ -1,0 +1,373 @@
+//! `alto run` and the task names `tap:target`, `catalog:tap`, `state:tap-target`;
+//! `alto state`, `alto clean`, `alto catalog`, `alto select`, `alto test`, `alto about`.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::task::{self, Task};
+use super::{Error, Global};
+use crate::config::Project;
+use crate::pipeline::{self, PipelineError, RunDir, RunOptions, StateStore};
+use crate::realize::{Options, Realizer};
+use crate::singer::{catalog, state};
+
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn print_json(v: &Value) {
+    out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    ));
+}
+
+fn build_options(g: &Global) -> Options {
+    Options {
+        jobs: 2,
+        repair: false,
+        progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
+    }
+}
+
+/// A `TAP:TARGET` (or `tap-target`) pair of configured names.
+pub fn pair(project: &Project, name: &str) -> Result<(String, String), Error> {
+    let parsed =
+        task::parse(project, name).or_else(|| task::parse(project, &format!("state:{name}")));
+    match parsed {
+        Some(Task::Run {
+            tap,
+            mappers,
+            target,
+        }) if mappers.is_empty() => Ok((tap, target)),
+        Some(Task::State { tap, target }) => Ok((tap, target)),
+        _ => Err(Error::UnknownTask {
+            name: name.to_string(),
+            environment: project.environment.clone(),
+        }),
+    }
+}
+
+/// Runs pipelines, one after another, or `jobs` at once.
+pub fn run(
+    g: &Global,
+    project: &Project,
+    names: &[String],
+    opts: &RunOptions,
+    jobs: usize,
+) -> Result<u8, Error> {
+    let mut pairs = Vec::new();
+    for n in names {
+        match task::parse(project, n) {
+            Some(Task::Run {
+                tap,
+                mappers,
+                target,
+            }) if mappers.is_empty() => pairs.push((tap, target)),
+            Some(other @ Task::Run { .. })
+            | Some(other @ Task::Ingest { .. })
+            | Some(other @ Task::Replay { .. }) => {
+                return Err(Error::NotImplemented {
+                    task: other.to_string(),
+                });
+            }
+            _ => {
+                return Err(Error::UnknownTask {
+                    name: n.clone(),
+                    environment: project.environment.clone(),
+                });
+            }
+        }
+    }
+    let realizer = Realizer::new(project)?;
+    let build = build_options(g);
+    let results: std::sync::Mutex<Vec<(usize, Result<pipeline::RunSummary, PipelineError>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(pairs.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((tap, target)) = pairs.get(i) else {
+                        break;
+                    };
+                    let r = pipeline::run(&realizer, tap, target, opts, &build);
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut first_error = None;
+    let mut summaries = Vec::new();
+    for (_, r) in results {
+        match r {
+            Ok(s) => {
+                if !g.json && g.quiet == 0 {
+                    eprintln!(
+                        "{}: done in {:.2}s, {} state commits",
+                        s.pipeline, s.seconds, s.state_commits
+                    );
+                }
+                summaries.push(s);
+            }
+            Err(e) => {
+                if first_error.is_some() {
+                    tracing::error!("{e}");
+                } else {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    if g.json {
+        print_json(&json!({"pipelines": summaries}));
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(0),
+    }
+}
+
+pub fn state_show(project: &Project, name: &str) -> Result<(), Error> {
+    let (tap, target) = pair(project, name)?;
+    let realizer = Realizer::new(project)?;
+    let remote = realizer.remote()?;
+    let (_, state) = StateStore::open(&remote, &project.environment, &tap, &target)?;
+    print_json(&Value::Object(state));
+    Ok(())
+}
+
+pub fn state_set(project: &Project, name: &str, file: &std::path::Path) -> Result<(), Error> {
+    let (tap, target) = pair(project, name)?;
+    let bytes = std::fs::read(file).map_err(|source| Error::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let new = state::parse_file(&bytes).map_err(|e| PipelineError::BadState {
+        path: file.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let realizer = Realizer::new(project)?;
+    let remote = realizer.remote()?;
+    let _lock = pipeline::PipelineLock::acquire(
+        remote.clone(),
+        &project.environment,
+        &format!("{tap}-to-{target}"),
+        false,
+    )?;
+    let (mut store, _) = StateStore::open(&remote, &project.environment, &tap, &target)?;
+    store.replace(&new)?;
+    store.keep_history(&new)?;
+    eprintln!("state of {tap}:{target} replaced");
+    Ok(())
+}
+
+pub fn clean(project: &Project, name: &str) -> Result<(), Error> {
+    let realizer = Realizer::new(project)?;
+    if let Some(tap_name) = name.strip_prefix("catalog:") {
+        let tap = project.tap(tap_name)?;
+        let derivs = pipeline::realize_plugins(
+            &realizer,
+            &[tap],
+            &Options {
+                jobs: 1,
+                repair: false,
+                progress: false,
+            },
+        )?;
+        crate::realize::catalog::clean(&realizer, tap, &derivs[0])?;
+        eprintln!("the base catalog of {tap_name} is forgotten; the next run discovers again");
+        return Ok(());
+    }
+    let (tap, target) = pair(project, name)?;
+    let remote = realizer.remote()?;
+    let (store, _) = StateStore::open(&remote, &project.environment, &tap, &target)?;
+    store.clear()?;
+    eprintln!("the state of {tap}:{target} is dropped (its history stays)");
+    Ok(())
+}
+
+/// Reads a JSON file given on the command line, with a diagnostic on error.
+fn read_json(path: &std::path::Path) -> Result<Value, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        let offset = crate::config::source::offset_of(&text, e.line(), e.column())
+            .min(text.len().saturating_sub(1));
+        Error::BadJson {
+            file: path.display().to_string(),
+            message: e.to_string(),
+            src: miette::NamedSource::new(path.display().to_string(), text.clone()),
+            span: (offset, 1).into(),
+        }
+    })
+}
+
+pub fn catalog_apply(base: &std::path::Path, rules: &std::path::Path) -> Result<(), Error> {
+    let base_v = read_json(base)?;
+    let rules_v = read_json(rules)?;
+    let rules = catalog::Rules::from_json(&rules_v).map_err(|e| Error::Catalog {
+        file: rules.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let applied = catalog::apply(&base_v, &rules).map_err(|e| Error::Catalog {
+        file: base.display().to_string(),
+        message: e.to_string(),
+    })?;
+    for w in &applied.warnings {
+        tracing::warn!("{w}");
+    }
+    print_json(&applied.catalog);
+    Ok(())
+}
+
+/// Realizes the tap and its base catalog; runs `f` with them.
+fn with_base_catalog<T>(
+    g: &Global,
+    project: &Project,
+    tap_name: &str,
+    f: impl FnOnce(&crate::config::Plugin, &Value) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let tap = project.tap(tap_name)?;
+    let realizer = Realizer::new(project)?;
+    let derivs = pipeline::realize_plugins(&realizer, &[tap], &build_options(g))?;
+    let dir = RunDir::new(project)?;
+    let config = dir.write_json("tap.json", &project.render_config(tap_name, None)?.value)?;
+    let base = crate::realize::catalog::base_catalog(&realizer, tap, &derivs[0], &config)?;
+    f(tap, &base)
+}
+
+pub fn catalog_show(g: &Global, project: &Project, tap: &str) -> Result<(), Error> {
+    with_base_catalog(g, project, tap, |tap, base| {
+        print_json(&pipeline::apply_rules(base, tap)?);
+        Ok(())
+    })
+}
+
+pub fn select_list(g: &Global, project: &Project, tap: &str) -> Result<(), Error> {
+    with_base_catalog(g, project, tap, |tap, base| {
+        let rows = catalog::list(base, &tap.select()).map_err(|e| Error::Catalog {
+            file: format!("the base catalog of {}", tap.name),
+            message: e.to_string(),
+        })?;
+        if g.json {
+            print_json(&Value::Array(
+                rows.iter()
+                    .map(|r| json!({"stream": r.stream, "field": r.field, "inclusion": r.inclusion, "selected": r.selected}))
+                    .collect(),
+            ));
+            return Ok(());
+        }
+        let mut text = format!("{} select rules: {}\n", tap.name, tap.select().join(", "));
+        for r in rows {
+            let mark = match (r.selected, r.inclusion.as_str()) {
+                (true, "automatic") => "[automatic]",
+                (true, _) => "[selected ]",
+                (false, "unsupported") => "[unsupported]",
+                (false, _) => "[excluded ]",
+            };
+            if r.field.is_empty() {
+                text.push_str(&format!("{mark} {}\n", r.stream));
+            } else {
+                text.push_str(&format!("{mark}     {}.{}\n", r.stream, r.field.join(".")));
+            }
+        }
+        out(&text);
+        Ok(())
+    })
+}
+
+/// `alto test TAP`: the tap's `--test` if it has the capability, else the
+/// first RECORD within a timeout.
+pub fn test(g: &Global, project: &Project, tap_name: &str, timeout: Duration) -> Result<u8, Error> {
+    let tap = project.tap(tap_name)?;
+    let realizer = Realizer::new(project)?;
+    let derivs = pipeline::realize_plugins(&realizer, &[tap], &build_options(g))?;
+    let dir = RunDir::new(project)?;
+    let config = dir.write_json("tap.json", &project.render_config(tap_name, None)?.value)?;
+    let mut cmd = realizer.command(tap, &derivs[0], false)?;
+    cmd.arg("--config").arg(&config);
+    if tap.has_capability("test") {
+        let status = cmd.arg("--test").status().map_err(|e| Error::Read {
+            path: tap_name.into(),
+            source: e,
+        })?;
+        return Ok(if status.success() { 0 } else { 1 });
+    }
+    if tap.has_capability("catalog") || tap.has_capability("properties") {
+        let catalog = pipeline::runtime_catalog(&realizer, tap, &derivs[0], &config)?;
+        let path = dir.write_json("catalog.json", &catalog)?;
+        cmd.arg(if tap.has_capability("catalog") {
+            "--catalog"
+        } else {
+            "--properties"
+        })
+        .arg(path);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Read {
+            path: tap_name.into(),
+            source: e,
+        })?;
+    let stdout = child.stdout.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Some(stdout) = stdout else { return };
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(head) = serde_json::from_str::<crate::singer::message::Head>(&line)
+                && head.kind == "RECORD"
+            {
+                let _ = tx.send(true);
+                return;
+            }
+        }
+        let _ = tx.send(false);
+    });
+    let start = Instant::now();
+    let got = rx.recv_timeout(timeout).unwrap_or(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    if got {
+        eprintln!(
+            "{tap_name}: a record arrived after {:.1}s; the connection works",
+            start.elapsed().as_secs_f64()
+        );
+        Ok(0)
+    } else {
+        eprintln!("{tap_name}: no record within {}s", timeout.as_secs());
+        Ok(1)
+    }
+}
+
+pub fn about(g: &Global, project: &Project, tap_name: &str) -> Result<u8, Error> {
+    let tap = project.plugin(tap_name)?;
+    let realizer = Realizer::new(project)?;
+    let derivs = pipeline::realize_plugins(&realizer, &[tap], &build_options(g))?;
+    let dir = RunDir::new(project)?;
+    let config = dir.write_json("config.json", &project.render_config(tap_name, None)?.value)?;
+    let mut cmd = realizer.command(tap, &derivs[0], false)?;
+    cmd.arg("--about").arg("--config").arg(&config);
+    if g.json {
+        cmd.args(["--format", "json"]);
+    }
+    let status = cmd.status().map_err(|e| Error::Read {
+        path: tap_name.into(),
+        source: e,
+    })?;
+    Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
+}

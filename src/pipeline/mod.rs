@@ -1,0 +1,565 @@
+//! Pipelines: spawning tap and target, wiring the pipe between them (a direct
+//! OS pipe unless a `~` hash rule needs alto in the middle), capturing the
+//! target's STATE lines and committing the merged state as it arrives, and
+//! streaming both plugins' stderr to the console and to logs, redacted.
+
+pub mod lock;
+pub mod state_store;
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use miette::Diagnostic;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::config::{ConfigError, Plugin, Project};
+use crate::eval::PluginDerivation;
+use crate::realize::{self, Options, RealizeError, Realizer};
+use crate::singer::message::StreamHasher;
+use crate::singer::state;
+use crate::store::StoreError;
+
+pub use lock::PipelineLock;
+pub use state_store::StateStore;
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum PipelineError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Realize(#[from] RealizeError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+
+    #[error("the state file {path} is not valid: {message}")]
+    #[diagnostic(
+        code(alto::state::invalid),
+        help(
+            "fix it with `alto state set TAP:TARGET FILE`, or drop it with `alto clean TAP:TARGET`"
+        )
+    )]
+    BadState { path: String, message: String },
+
+    #[error("{path} changed while this run held it; not overwriting another writer's state")]
+    #[diagnostic(
+        code(alto::state::conflict),
+        help("another process wrote the state; check `alto state show` and run again")
+    )]
+    StateConflict { path: String },
+
+    #[error("{pipeline} is already running on {host} (pid {pid}, since {since})")]
+    #[diagnostic(
+        code(alto::pipeline::locked),
+        help("wait for it, or pass --wait; the lock is {path} and expires if its holder dies")
+    )]
+    Locked {
+        pipeline: String,
+        host: String,
+        pid: u32,
+        since: String,
+        path: String,
+    },
+
+    #[error("{plugin} failed ({status}); the state it confirmed is kept")]
+    #[diagnostic(code(alto::pipeline::plugin_failed), help("last lines of its log ({}):\n{tail}", log.display()))]
+    PluginFailed {
+        plugin: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("the base catalog of {tap} cannot be applied: {message}")]
+    #[diagnostic(code(alto::pipeline::catalog))]
+    Catalog { tap: String, message: String },
+
+    #[error("cannot {action} {}", path.display())]
+    #[diagnostic(code(alto::pipeline::io))]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> PipelineError + use<> {
+    let path = path.to_path_buf();
+    move |source| PipelineError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub full_refresh: bool,
+    pub wait: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RunSummary {
+    pub pipeline: String,
+    pub state_commits: usize,
+    pub skipped_lines: usize,
+    pub seconds: f64,
+    pub state: Value,
+}
+
+/// A private directory for one run's rendered configs, catalog and state;
+/// removed when dropped.
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(project: &Project) -> Result<RunDir, PipelineError> {
+        let path = project
+            .root
+            .join(".alto/run")
+            .join(crate::store::local::unique());
+        std::fs::create_dir_all(&path).map_err(io_err("cannot create", &path))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err("cannot protect", &path))?;
+        }
+        Ok(RunDir { path })
+    }
+
+    /// Writes a private (0600) JSON file.
+    pub fn write_json(&self, name: &str, v: &Value) -> Result<PathBuf, PipelineError> {
+        let path = self.path.join(name);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&path).map_err(io_err("cannot create", &path))?;
+        f.write_all(&serde_json::to_vec(v).unwrap_or_default())
+            .map_err(io_err("cannot write", &path))?;
+        Ok(path)
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Scrubs secret values from log lines.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Arc<Vec<String>>,
+}
+
+impl Redactor {
+    pub fn new(mut secrets: Vec<String>) -> Redactor {
+        // Longest first, so a secret containing another is scrubbed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor {
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    pub fn redact(&self, line: &str) -> String {
+        let mut out = line.to_string();
+        for s in self.secrets.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), crate::config::REDACTED);
+            }
+        }
+        out
+    }
+}
+
+/// Streams a plugin's stderr to the console (prefixed) and to the run's log.
+fn pump_stderr(
+    name: String,
+    stream: impl Read + Send + 'static,
+    log: Arc<Mutex<std::fs::File>>,
+    redactor: Redactor,
+    echo: bool,
+    tail: Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let line = redactor.redact(text.trim_end_matches(['\n', '\r']));
+            if echo {
+                eprintln!("{name} | {line}");
+            }
+            if let Ok(mut f) = log.lock() {
+                let _ = writeln!(f, "{name} | {line}");
+            }
+            if let Ok(mut t) = tail.lock() {
+                t.push(line);
+                if t.len() > 40 {
+                    t.remove(0);
+                }
+            }
+        }
+    })
+}
+
+/// Realizes plugins, returning each one's derivation.
+pub fn realize_plugins(
+    realizer: &Realizer,
+    plugins: &[&Plugin],
+    opts: &Options,
+) -> Result<Vec<PluginDerivation>, PipelineError> {
+    let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
+    let derivs = realizer.derivations(&names)?;
+    for o in realizer.realize(&derivs, opts) {
+        if let Some(e) = o.error {
+            return Err(e.into());
+        }
+    }
+    let mut out = Vec::new();
+    for p in plugins {
+        let d = derivs
+            .iter()
+            .find(|d| d.plugins.contains(&p.name))
+            .cloned()
+            .ok_or_else(|| {
+                PipelineError::Realize(RealizeError::Damaged {
+                    plugins: p.name.clone(),
+                    key: crate::eval::Key(String::new()),
+                    reason: "it has no pip_url to build".into(),
+                })
+            })?;
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// The runtime catalog of a tap: its base catalog with its select and metadata rules applied.
+pub fn runtime_catalog(
+    realizer: &Realizer,
+    tap: &Plugin,
+    d: &PluginDerivation,
+    config_path: &Path,
+) -> Result<Value, PipelineError> {
+    let base = realize::catalog::base_catalog(realizer, tap, d, config_path)?;
+    apply_rules(&base, tap)
+}
+
+pub fn apply_rules(base: &Value, tap: &Plugin) -> Result<Value, PipelineError> {
+    use crate::singer::catalog::{Rules, Strategy, apply};
+    let rules = Rules {
+        select: tap.select(),
+        metadata: tap.metadata(),
+        strategy: Strategy::Prune,
+    };
+    let applied = apply(base, &rules).map_err(|e| PipelineError::Catalog {
+        tap: tap.name.clone(),
+        message: e.to_string(),
+    })?;
+    for w in applied.warnings {
+        tracing::warn!("{}: {w}", tap.name);
+    }
+    Ok(applied.catalog)
+}
+
+/// Runs `tap → target` once.
+pub fn run(
+    realizer: &Realizer,
+    tap_name: &str,
+    target_name: &str,
+    opts: &RunOptions,
+    build: &Options,
+) -> Result<RunSummary, PipelineError> {
+    let start = Instant::now();
+    let project = realizer.project;
+    let tap = project.tap(tap_name)?;
+    let target = project.target(target_name)?;
+    let pipeline = format!("{tap_name}-to-{target_name}");
+    let env = project.environment.clone();
+
+    let derivs = realize_plugins(realizer, &[tap, target], build)?;
+    let (tap_d, target_d) = (&derivs[0], &derivs[1]);
+    let remote = realizer.remote()?;
+    let _lock = PipelineLock::acquire(remote.clone(), &env, &pipeline, opts.wait)?;
+
+    let run_dir = RunDir::new(project)?;
+    let tap_config = project.render_config(tap_name, None)?;
+    let target_config = project.render_config(target_name, Some(tap_name))?;
+    let tap_config_path = run_dir.write_json("tap.json", &tap_config.value)?;
+    let target_config_path = run_dir.write_json("target.json", &target_config.value)?;
+    let mut secrets = project.secret_strings();
+    secrets.extend(tap_config.secret_strings());
+    secrets.extend(target_config.secret_strings());
+    let redactor = Redactor::new(secrets);
+
+    let caps = tap.capabilities();
+    let catalog_flag = if caps.iter().any(|c| c == "catalog") {
+        Some("--catalog")
+    } else if caps.iter().any(|c| c == "properties") {
+        Some("--properties")
+    } else {
+        None
+    };
+    let catalog_path = match catalog_flag {
+        Some(_) => Some(run_dir.write_json(
+            "catalog.json",
+            &runtime_catalog(realizer, tap, tap_d, &tap_config_path)?,
+        )?),
+        None => None,
+    };
+
+    let (mut store, mut state) = StateStore::open(&remote, &env, tap_name, target_name)?;
+    if opts.full_refresh {
+        tracing::info!("{pipeline}: full refresh, ignoring the saved state");
+        state = Map::new();
+    }
+    let state_path = if caps.iter().any(|c| c == "state") && !state.is_empty() {
+        Some(run_dir.write_json("state.json", &Value::Object(state.clone()))?)
+    } else {
+        None
+    };
+
+    let log_dir = project.root.join(".alto/logs").join(&env);
+    std::fs::create_dir_all(&log_dir).map_err(io_err("cannot create", &log_dir))?;
+    let stamp = crate::store::now_compact();
+    let log_name = format!("{pipeline}.{stamp}.log");
+    let log_path = log_dir.join(&log_name);
+    let log = Arc::new(Mutex::new(
+        std::fs::File::create(&log_path).map_err(io_err("cannot create", &log_path))?,
+    ));
+
+    let mut tap_cmd = realizer.command(tap, tap_d, false)?;
+    tap_cmd.arg("--config").arg(&tap_config_path);
+    if let (Some(flag), Some(path)) = (catalog_flag, &catalog_path) {
+        tap_cmd.arg(flag).arg(path);
+    }
+    if let Some(p) = &state_path {
+        tap_cmd.arg("--state").arg(p);
+    }
+    tap_cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut tap_child = spawn(&mut tap_cmd)?;
+    drop(tap_cmd);
+    let hasher = StreamHasher::new(&tap.select());
+    // Without hash rules the target reads the tap's stdout directly; with
+    // them, alto reads it and writes the target's stdin.
+    let (direct, through_alto) = match (&hasher, tap_child.stdout.take()) {
+        (None, out) => (out, None),
+        (Some(_), out) => (None, out),
+    };
+
+    let mut target_child = {
+        let mut target_cmd = match realizer.command(target, target_d, false) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tap_child.kill();
+                return Err(e.into());
+            }
+        };
+        target_cmd
+            .arg("--config")
+            .arg(&target_config_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match direct {
+            Some(out) => target_cmd.stdin(Stdio::from(out)),
+            None => target_cmd.stdin(Stdio::piped()),
+        };
+        match spawn(&mut target_cmd) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tap_child.kill();
+                return Err(e);
+            }
+        }
+        // The command (and its copy of the pipe) is dropped here, so the tap
+        // sees a broken pipe if the target dies.
+    };
+
+    let echo = true;
+    let tap_tail = Arc::new(Mutex::new(Vec::new()));
+    let target_tail = Arc::new(Mutex::new(Vec::new()));
+    let mut pumps = Vec::new();
+    if let Some(e) = tap_child.stderr.take() {
+        pumps.push(pump_stderr(
+            tap_name.to_string(),
+            e,
+            log.clone(),
+            redactor.clone(),
+            echo,
+            tap_tail.clone(),
+        ));
+    }
+    if let Some(e) = target_child.stderr.take() {
+        pumps.push(pump_stderr(
+            target_name.to_string(),
+            e,
+            log.clone(),
+            redactor.clone(),
+            echo,
+            target_tail.clone(),
+        ));
+    }
+    // With hash rules alto sits in the pipe, parsing only the affected streams' messages.
+    let middle = match (hasher, through_alto, target_child.stdin.take()) {
+        (Some(mut hasher), Some(from), Some(to)) => Some(std::thread::spawn(move || {
+            let mut reader = BufReader::with_capacity(1 << 16, from);
+            let mut writer = BufWriter::with_capacity(1 << 16, to);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let body = line.strip_suffix(b"\n").unwrap_or(&line);
+                let written = match hasher.transform(body) {
+                    Some(out) => writer.write_all(&out).and_then(|_| writer.write_all(b"\n")),
+                    None => writer.write_all(&line),
+                };
+                if written.is_err() {
+                    break;
+                }
+            }
+            let _ = writer.flush();
+        })),
+        _ => None,
+    };
+
+    // The target's stdout: every JSON object line is state to merge and commit.
+    let mut commits = 0usize;
+    let mut skipped = 0usize;
+    let mut dirty = false;
+    let mut last_commit = Instant::now();
+    let throttle = Duration::from_millis(
+        std::env::var("ALTO_STATE_COMMIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
+    );
+    let mut commit_error = None;
+    if let Some(out) = target_child.stdout.take() {
+        let mut reader = BufReader::new(out);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let body = line.strip_suffix(b"\n").unwrap_or(&line);
+            match state::parse_line(body) {
+                state::Line::State(m) => {
+                    state::merge(&mut state, m);
+                    dirty = true;
+                }
+                state::Line::Blank => {}
+                state::Line::Skipped(why) => {
+                    skipped += 1;
+                    let text = redactor.redact(String::from_utf8_lossy(body).trim_end());
+                    tracing::warn!("{target_name} stdout ({why}), skipped: {text}");
+                    if let Ok(mut f) = log.lock() {
+                        let _ = writeln!(f, "{target_name} (stdout) | {text}");
+                    }
+                }
+            }
+            if dirty && commit_error.is_none() && last_commit.elapsed() >= throttle {
+                match store.commit(&state) {
+                    Ok(()) => {
+                        commits += 1;
+                        dirty = false;
+                        last_commit = Instant::now();
+                    }
+                    Err(e) => commit_error = Some(e),
+                }
+            }
+        }
+    }
+    let target_status = target_child
+        .wait()
+        .map_err(io_err("cannot wait for", Path::new(target_name)))?;
+    if let Some(m) = middle {
+        let _ = m.join();
+    }
+    let tap_status = tap_child
+        .wait()
+        .map_err(io_err("cannot wait for", Path::new(tap_name)))?;
+    for p in pumps {
+        let _ = p.join();
+    }
+    if let Some(e) = commit_error {
+        return Err(e);
+    }
+    if dirty {
+        store.commit(&state)?;
+        commits += 1;
+    }
+    if commits > 0 {
+        store.keep_history(&state)?;
+    }
+    if let Ok(bytes) = std::fs::read(&log_path)
+        && let Err(e) =
+            remote.overwrite_project_file(&format!("logs/{env}/{log_name}"), Bytes::from(bytes))
+    {
+        tracing::warn!("could not upload the log: {e}");
+    }
+    let failed = |name: &str, status: std::process::ExitStatus, tail: &Arc<Mutex<Vec<String>>>| {
+        PipelineError::PluginFailed {
+            plugin: name.to_string(),
+            status: match status.code() {
+                Some(c) => format!("exit code {c}"),
+                None => "killed by a signal".into(),
+            },
+            log: log_path.clone(),
+            tail: tail
+                .lock()
+                .map(|t| t[t.len().saturating_sub(10)..].join("\n"))
+                .unwrap_or_default(),
+        }
+    };
+    if !tap_status.success() {
+        if !target_status.success() {
+            tracing::error!("{target_name} failed too ({target_status})");
+        }
+        return Err(failed(tap_name, tap_status, &tap_tail));
+    }
+    if !target_status.success() {
+        return Err(failed(target_name, target_status, &target_tail));
+    }
+    Ok(RunSummary {
+        pipeline: format!("{tap_name}:{target_name}"),
+        state_commits: commits,
+        skipped_lines: skipped,
+        seconds: start.elapsed().as_secs_f64(),
+        state: Value::Object(state),
+    })
+}
+
+fn spawn(cmd: &mut std::process::Command) -> Result<Child, PipelineError> {
+    let program = PathBuf::from(cmd.get_program());
+    cmd.spawn()
+        .map_err(|source| PipelineError::Realize(RealizeError::Spawn { program, source }))
+}

@@ -1,0 +1,119 @@
+//! Where a pipeline's state lives: `state/<env>/<tap>-to-<target>.json` under
+//! the project's remote root (the original's layout), plus a timestamped
+//! copy after each run. Every write is conditional: create-only, or only if
+//! the file is still the version this run read.
+
+use bytes::Bytes;
+use object_store::UpdateVersion;
+use serde_json::{Map, Value};
+
+use super::PipelineError;
+use crate::singer::state;
+use crate::store::remote::{Remote, Written};
+
+pub struct StateStore<'r> {
+    remote: &'r Remote,
+    dir: String,
+    name: String,
+    version: Option<UpdateVersion>,
+}
+
+impl<'r> StateStore<'r> {
+    /// The active state file of a pipeline, relative to the project's root.
+    pub fn rel(env: &str, tap: &str, target: &str) -> String {
+        format!("state/{env}/{tap}-to-{target}.json")
+    }
+
+    /// Reads the active state (Meltano's `singer_state` wrapper unwrapped).
+    pub fn open(
+        remote: &'r Remote,
+        env: &str,
+        tap: &str,
+        target: &str,
+    ) -> Result<(StateStore<'r>, Map<String, Value>), PipelineError> {
+        let mut store = StateStore {
+            remote,
+            dir: format!("state/{env}"),
+            name: format!("{tap}-to-{target}"),
+            version: None,
+        };
+        let state = store.read()?;
+        Ok((store, state))
+    }
+
+    fn active(&self) -> String {
+        format!("{}/{}.json", self.dir, self.name)
+    }
+
+    fn read(&mut self) -> Result<Map<String, Value>, PipelineError> {
+        let rel = self.active();
+        match self.remote.read_project_file(&rel)? {
+            None => {
+                self.version = None;
+                Ok(Map::new())
+            }
+            Some(v) => {
+                self.version = Some(v.version);
+                state::parse_file(&v.bytes).map_err(|e| PipelineError::BadState {
+                    path: self.remote.describe_project_file(&rel),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Writes the active state, only over the version this run last read or wrote.
+    pub fn commit(&mut self, state: &Map<String, Value>) -> Result<(), PipelineError> {
+        let bytes = Bytes::from(serde_json::to_vec_pretty(state).unwrap_or_default());
+        let rel = self.active();
+        match self
+            .remote
+            .write_project_file(&rel, bytes, self.version.clone())?
+        {
+            Written::Done(v) => {
+                self.version = Some(v);
+                Ok(())
+            }
+            Written::Conflict => Err(PipelineError::StateConflict {
+                path: self.remote.describe_project_file(&rel),
+            }),
+        }
+    }
+
+    /// Keeps a timestamped copy (`<tap>-to-<target>.<YYYYmmddHHMMSS>.json`),
+    /// never overwriting one.
+    pub fn keep_history(
+        &self,
+        state: &Map<String, Value>,
+    ) -> Result<Option<String>, PipelineError> {
+        let rel = format!(
+            "{}/{}.{}.json",
+            self.dir,
+            self.name,
+            crate::store::now_compact()
+        );
+        let bytes = Bytes::from(serde_json::to_vec_pretty(state).unwrap_or_default());
+        match self.remote.write_project_file(&rel, bytes, None)? {
+            Written::Done(_) => Ok(Some(rel)),
+            Written::Conflict => {
+                tracing::warn!(
+                    "{} already exists; not overwriting it",
+                    self.remote.describe_project_file(&rel)
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Replaces the active state (`alto state set`), over whatever is there now.
+    pub fn replace(&mut self, state: &Map<String, Value>) -> Result<(), PipelineError> {
+        let rel = self.active();
+        self.version = self.remote.read_project_file(&rel)?.map(|v| v.version);
+        self.commit(state)
+    }
+
+    /// Drops the active state; history stays.
+    pub fn clear(&self) -> Result<(), PipelineError> {
+        Ok(self.remote.delete_project_file(&self.active())?)
+    }
+}

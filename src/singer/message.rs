@@ -1,0 +1,308 @@
+//! Singer messages as they flow through a pipe: alto reads only what it must.
+//! `StreamHasher` is the `~` hash rule stream map: the selected fields'
+//! values become the md5 hex digest of their Python `str()` (strings hash
+//! their UTF-8 bytes), and their schema `{"type": "string", "format": "hash"}`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use md5::{Digest, Md5};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The head of a message: its type and stream, without building the rest.
+#[derive(Deserialize)]
+pub struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub stream: Option<Cow<'a, str>>,
+}
+
+/// fnmatch: `*`, `?`, `[...]`, `[!...]`; case-sensitive.
+pub fn fnmatch(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star_p, mut star_t) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    star_p = Some(pi);
+                    star_t = ti;
+                    pi += 1;
+                    continue;
+                }
+                '?' => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                '[' => {
+                    if let Some((matched, next)) = class(&p, pi, t[ti]) {
+                        if matched {
+                            pi = next;
+                            ti += 1;
+                            continue;
+                        }
+                    } else if t[ti] == '[' {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                }
+                c if c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star_p {
+            Some(sp) => {
+                pi = sp + 1;
+                star_t += 1;
+                ti = star_t;
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Matches `c` against the class starting at `p[start] == '['`; returns
+/// (matched, index after the class), or `None` if the class is unterminated.
+fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let negate = matches!(p.get(i), Some('!'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while i < p.len() && (first || p[i] != ']') {
+        first = false;
+        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+            if p[i] <= c && c <= p[i + 2] {
+                matched = true;
+            }
+            i += 3;
+        } else {
+            if p[i] == c {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+    if i >= p.len() {
+        return None;
+    }
+    Some((matched != negate, i + 1))
+}
+
+/// Python's `str()` of a JSON scalar, as the original hashed it.
+pub fn python_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        Value::Number(n) if n.is_f64() => python_float(n.as_f64().unwrap_or(0.0)),
+        other => other.to_string(),
+    }
+}
+
+/// Python's float repr: shortest round-trip digits, exponent form below 1e-4
+/// and from 1e16.
+fn python_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        return format!(
+            "{mantissa}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        );
+    }
+    let s = format!("{f}");
+    if s.contains('.') { s } else { format!("{s}.0") }
+}
+
+fn md5_hex(s: &str) -> String {
+    let digest = Md5::digest(s.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `~` hash rules of a tap, applied to its messages.
+pub struct StreamHasher {
+    patterns: Vec<String>,
+    affected: HashMap<String, bool>,
+}
+
+impl StreamHasher {
+    /// `None` when the select list has no `~` rules.
+    pub fn new(select: &[String]) -> Option<StreamHasher> {
+        let patterns: Vec<String> = select
+            .iter()
+            .filter_map(|s| s.strip_prefix('~'))
+            .map(str::to_string)
+            .collect();
+        (!patterns.is_empty()).then(|| StreamHasher {
+            patterns,
+            affected: HashMap::new(),
+        })
+    }
+
+    fn affects(&mut self, stream: &str) -> bool {
+        if let Some(a) = self.affected.get(stream) {
+            return *a;
+        }
+        let a = self
+            .patterns
+            .iter()
+            .any(|p| fnmatch(p.split('.').next().unwrap_or(p), stream) || p.starts_with(stream));
+        self.affected.insert(stream.to_string(), a);
+        a
+    }
+
+    fn crumb_selected(&self, crumb: &str) -> bool {
+        self.patterns.iter().any(|p| fnmatch(p, crumb))
+    }
+
+    /// Transforms one line (without its newline). `None`: pass it on as is.
+    pub fn transform(&mut self, line: &[u8]) -> Option<Vec<u8>> {
+        let head: Head = serde_json::from_slice(line).ok()?;
+        let stream = head.stream.as_deref()?.to_string();
+        let kind = head.kind.to_string();
+        if (kind != "RECORD" && kind != "SCHEMA") || !self.affects(&stream) {
+            return None;
+        }
+        let mut msg: Map<String, Value> = serde_json::from_slice(line).ok()?;
+        if kind == "RECORD" {
+            if let Some(Value::Object(rec)) = msg.get_mut("record") {
+                for (k, v) in rec.iter_mut() {
+                    self.hash_value(v, &format!("{stream}.{k}"));
+                }
+            }
+        } else if let Some(Value::Object(props)) =
+            msg.get_mut("schema").and_then(|s| s.get_mut("properties"))
+        {
+            for (k, v) in props.iter_mut() {
+                self.hash_schema(v, &format!("{stream}.{k}"));
+            }
+        }
+        serde_json::to_vec(&msg).ok()
+    }
+
+    fn hash_value(&self, v: &mut Value, crumb: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m.iter_mut() {
+                    self.hash_value(c, &format!("{crumb}.{k}"));
+                }
+            }
+            Value::Array(a) => {
+                for c in a.iter_mut() {
+                    self.hash_value(c, crumb);
+                }
+            }
+            leaf => {
+                if self.crumb_selected(crumb) {
+                    *leaf = Value::String(md5_hex(&python_str(leaf)));
+                }
+            }
+        }
+    }
+
+    fn hash_schema(&self, v: &mut Value, crumb: &str) {
+        let is = |v: &Value, t: &str| match v.get("type") {
+            Some(Value::String(s)) => s == t,
+            Some(Value::Array(a)) => a.iter().any(|x| x == t),
+            _ => false,
+        };
+        if is(v, "object") && v.get("properties").is_some() {
+            if let Some(Value::Object(props)) = v.get_mut("properties") {
+                for (k, c) in props.iter_mut() {
+                    self.hash_schema(c, &format!("{crumb}.{k}"));
+                }
+            }
+        } else if is(v, "array") && v.get("items").is_some() {
+            if let Some(items) = v.get_mut("items") {
+                self.hash_schema(items, crumb);
+            }
+        } else if self.crumb_selected(crumb) {
+            *v = serde_json::json!({"type": "string", "format": "hash"});
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn globs() {
+        assert!(fnmatch("*.*", "users.id"));
+        assert!(fnmatch("us?rs", "users"));
+        assert!(fnmatch("[a-c]x", "bx"));
+        assert!(fnmatch("[!a-c]x", "dx"));
+        assert!(!fnmatch("[!a-c]x", "ax"));
+        assert!(!fnmatch("Users", "users"));
+        assert!(fnmatch("a*b*c", "aXbYc"));
+        assert!(!fnmatch("a*b*c", "aXbY"));
+        assert!(fnmatch("[x", "[x"));
+    }
+
+    #[test]
+    fn python_strings() {
+        assert_eq!(python_str(&json!(1.5)), "1.5");
+        assert_eq!(python_str(&json!(2.0)), "2.0");
+        assert_eq!(python_str(&json!(1e16)), "1e+16");
+        assert_eq!(python_str(&json!(0.00001)), "1e-05");
+        assert_eq!(python_str(&json!(42)), "42");
+        assert_eq!(python_str(&json!(true)), "True");
+        assert_eq!(python_str(&json!(null)), "None");
+    }
+
+    #[test]
+    fn hashing() {
+        let mut h =
+            StreamHasher::new(&["*.*".into(), "~users.email".into(), "~*.address.zip".into()])
+                .unwrap();
+        let rec = br#"{"type": "RECORD", "stream": "users", "record": {"id": 1, "email": "a@b.c", "address": {"zip": 12345, "city": "x"}}}"#;
+        let out: Value = serde_json::from_slice(&h.transform(rec).unwrap()).unwrap();
+        assert_eq!(out["record"]["email"], md5_hex("a@b.c"));
+        assert_eq!(out["record"]["address"]["zip"], md5_hex("12345"));
+        assert_eq!(out["record"]["address"]["city"], "x");
+        assert_eq!(out["record"]["id"], 1);
+        let schema = br#"{"type": "SCHEMA", "stream": "users", "schema": {"properties": {"email": {"type": ["string", "null"]}, "address": {"type": "object", "properties": {"zip": {"type": "integer"}}}}}, "key_properties": ["id"]}"#;
+        let out: Value = serde_json::from_slice(&h.transform(schema).unwrap()).unwrap();
+        assert_eq!(
+            out["schema"]["properties"]["email"],
+            json!({"type": "string", "format": "hash"})
+        );
+        assert_eq!(
+            out["schema"]["properties"]["address"]["properties"]["zip"],
+            json!({"type": "string", "format": "hash"})
+        );
+        assert!(h.transform(br#"{"type": "STATE", "value": {}}"#).is_none());
+        let orders = br#"{"type": "RECORD", "stream": "orders", "record": {"email": "x"}}"#;
+        let out: Value = serde_json::from_slice(&h.transform(orders).unwrap()).unwrap();
+        assert_eq!(out["record"]["email"], "x");
+        let mut only_users = StreamHasher::new(&["~users.email".into()]).unwrap();
+        assert!(only_users.transform(orders).is_none());
+        assert!(h.transform(b"not json").is_none());
+        assert!(StreamHasher::new(&["*.*".into()]).is_none());
+    }
+}
