@@ -393,7 +393,10 @@ fn task_names() {
     }
     let (code, _, err) = p.run(&["tap-x:reservoir"]);
     assert_eq!(code, 1);
-    assert!(err.contains("`tap-x:reservoir` is not implemented"), "{err}");
+    assert!(
+        err.contains("`tap-x:reservoir` is not implemented"),
+        "{err}"
+    );
     let (code, _, err) = p.run(&["build:nope"]);
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = p.run(&["tap-x:target-nope"]);

@@ -1,0 +1,339 @@
+//! `alto tap:target` end to end with real plugins: the fixture tap into the
+//! fixture target and into target-jsonl from the registry; incremental runs,
+//! clean, faults, a killed alto, concurrent runs, hash rules and secrets.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Machine, plugin_project};
+use serde_json::Value;
+
+fn config(tap_extra: &str, target_extra: &str) -> String {
+    format!(
+        "default:\n  project_name: pipes\n  load_path: raw\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n      capabilities: [catalog, state, discover]\n      config:\n        rows: 5\n{tap_extra}  targets:\n    target-fixture:\n      pip_url: ./plugins/target-fixture\n      config:\n        destination: \"@format out/{{this.load_path}}\"\n{target_extra}    target-jsonl:\n      pip_url: target-jsonl==0.1.4\n      config:\n        destination_path: jsonl\n        do_timestamp_file: false\n"
+    )
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ids(path: &Path) -> Vec<i64> {
+    lines(path)
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect()
+}
+
+fn state_file(p: &common::Project) -> std::path::PathBuf {
+    p.home
+        .path()
+        .join(".alto/pipes/state/dev/tap-fixture-to-target-fixture.json")
+}
+
+fn bookmark(state: &Value, stream: &str) -> i64 {
+    state["bookmarks"][stream]["updated_at"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn incremental_runs_and_clean() {
+    let p = plugin_project(&config("", ""));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("tap-fixture | tap-fixture: sent 10 records"),
+        "{err}"
+    );
+    assert_eq!(
+        ids(&p.path().join("out/raw/users.jsonl")),
+        vec![1, 2, 3, 4, 5]
+    );
+    let state: Value = serde_json::from_slice(&std::fs::read(state_file(&p)).unwrap()).unwrap();
+    assert_eq!(bookmark(&state, "users"), 5);
+    assert_eq!(
+        p.json_on(&m, &["state", "show", "tap-fixture:target-fixture"]),
+        state
+    );
+
+    // The second run is incremental.
+    let (code, _, err) = p.run_on(&m, &["run", "tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        ids(&p.path().join("out/raw/users.jsonl")),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids(&p.path().join("out/raw/orders.jsonl")),
+        (1..=10).collect::<Vec<_>>()
+    );
+    let history: Vec<_> = std::fs::read_dir(state_file(&p).parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tap-fixture-to-target-fixture.2"))
+        .collect();
+    assert!(!history.is_empty(), "no history copy");
+
+    // clean drops the active state only; the next run starts over.
+    assert_eq!(p.run_on(&m, &["clean", "tap-fixture:target-fixture"]).0, 0);
+    assert!(!state_file(&p).exists());
+    assert!(
+        std::fs::read_dir(state_file(&p).parent().unwrap())
+            .unwrap()
+            .count()
+            >= history.len()
+    );
+    assert_eq!(p.run_on(&m, &["tap-fixture:target-fixture"]).0, 0);
+    assert_eq!(ids(&p.path().join("out/raw/users.jsonl")).len(), 15);
+    assert_eq!(
+        ids(&p.path().join("out/raw/users.jsonl"))[10..],
+        [1, 2, 3, 4, 5]
+    );
+
+    // --full-refresh ignores the state and commits the new one.
+    assert_eq!(
+        p.run_on(&m, &["run", "--full-refresh", "tap-fixture:target-fixture"])
+            .0,
+        0
+    );
+    assert_eq!(
+        ids(&p.path().join("out/raw/users.jsonl"))[15..],
+        [1, 2, 3, 4, 5]
+    );
+    let state: Value = serde_json::from_slice(&std::fs::read(state_file(&p)).unwrap()).unwrap();
+    assert_eq!(bookmark(&state, "users"), 5);
+
+    // The logs are kept locally and uploaded.
+    assert!(
+        std::fs::read_dir(p.path().join(".alto/logs/dev"))
+            .unwrap()
+            .count()
+            >= 4
+    );
+    assert!(p.home.path().join(".alto/pipes/logs/dev").is_dir());
+    // Rendered configs are private and removed after the run.
+    assert_eq!(
+        std::fs::read_dir(p.path().join(".alto/run"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn into_target_jsonl_from_the_registry() {
+    let p = plugin_project(&config("        schema_version: 2\n", ""));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let users = lines(&p.path().join("jsonl/users.jsonl"));
+    assert_eq!(users.len(), 5);
+    assert_eq!(users[0]["tier"], "gold");
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines(&p.path().join("jsonl/users.jsonl")).len(), 10);
+}
+
+#[test]
+fn hash_rules_hash_values_and_schemas() {
+    let p = plugin_project(&config("      select: [\"*.*\", \"~users.email\"]\n", ""));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    let users = lines(&p.path().join("out/raw/users.jsonl"));
+    // md5("user1@example.com")
+    assert_eq!(users[0]["email"], "111d68d06e2d317b5a59c2c6c5bad808");
+    assert_eq!(users[0]["name"], "user1");
+}
+
+#[test]
+fn a_failing_tap_keeps_only_confirmed_state() {
+    let p = plugin_project(&config("        fail_after: 7\n", ""));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("tap-fixture failed (exit code 1)"), "{err}");
+    assert!(err.contains("failing as configured"), "{err}");
+    let state: Value = serde_json::from_slice(&std::fs::read(state_file(&p)).unwrap()).unwrap();
+    assert_eq!(bookmark(&state, "users"), 5);
+    assert_eq!(
+        bookmark(&state, "orders"),
+        ids(&p.path().join("out/raw/orders.jsonl")).len() as i64
+    );
+}
+
+#[test]
+fn a_failing_target_keeps_only_confirmed_state() {
+    let p = plugin_project(&config("", "        fail_after: 3\n"));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("target-fixture failed"), "{err}");
+    let stored = ids(&p.path().join("out/raw/users.jsonl"));
+    assert_eq!(stored, vec![1, 2, 3]);
+    if let Ok(bytes) = std::fs::read(state_file(&p)) {
+        let state: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(bookmark(&state, "users") <= 3, "{state}");
+    }
+}
+
+#[test]
+fn a_killed_alto_leaves_valid_state_that_claims_only_stored_data() {
+    use std::os::unix::process::CommandExt;
+    let p = plugin_project(&config("        rows: 400\n        sleep: 0.002\n", ""));
+    let m = Machine::new(true);
+    // Build first so the kill lands mid-pipeline.
+    p.json_on(&m, &["build"]);
+    for delay_ms in [900u64, 1700] {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("alto"));
+        cmd.current_dir(p.path())
+            .env("HOME", p.home.path())
+            .env("ALTO_CACHE_DIR", m.cache.path())
+            .env("ALTO_STATE_COMMIT_MS", "50")
+            .env("ALTO_LOCK_TTL", "1")
+            .args(["-q", "tap-fixture:target-fixture"])
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // Only alto dies; its plugins see their pipes close.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        // Let the dead run's lock expire.
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        if let Ok(bytes) = std::fs::read(state_file(&p)) {
+            let state: Value =
+                serde_json::from_slice(&bytes).expect("the state file is valid JSON");
+            let stored = ids(&p.path().join("out/raw/users.jsonl"));
+            let confirmed = bookmark(&state, "users");
+            assert!(
+                stored.iter().filter(|i| **i <= confirmed).count() as i64 >= confirmed,
+                "state claims {confirmed}, stored {stored:?}"
+            );
+        }
+    }
+    // A later run takes over the dead run's lock once it expires, and resumes
+    // after the confirmed state: every record arrives, none is skipped.
+    let out = p
+        .on(&m)
+        .env("ALTO_LOCK_TTL", "1")
+        .args(["-q", "run", "--wait", "tap-fixture:target-fixture"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state: Value = serde_json::from_slice(&std::fs::read(state_file(&p)).unwrap()).unwrap();
+    let mut stored = ids(&p.path().join("out/raw/users.jsonl"));
+    stored.sort();
+    stored.dedup();
+    assert_eq!(stored, (1..=bookmark(&state, "users")).collect::<Vec<_>>());
+    assert!(bookmark(&state, "users") >= 400);
+}
+
+fn spawn(p: &common::Project, m: &Machine, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("alto"))
+        .current_dir(p.path())
+        .env("HOME", p.home.path())
+        .env("ALTO_CACHE_DIR", m.cache.path())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn one_pipeline_runs_once_at_a_time() {
+    let p = plugin_project(&config("        rows: 30\n        sleep: 0.05\n", ""));
+    let m = Machine::new(true);
+    p.json_on(&m, &["build"]);
+    let first = spawn(&p, &m, &["tap-fixture:target-fixture"]);
+    let lock = p
+        .home
+        .path()
+        .join(".alto/pipes/locks/dev/tap-fixture-to-target-fixture.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !lock.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is already running on"), "{err}");
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lock.exists(), "the lock was not released");
+    assert_eq!(ids(&p.path().join("out/raw/users.jsonl")).len(), 30);
+}
+
+#[test]
+fn state_files_in_and_out() {
+    let p = plugin_project(&config("", "        chatty: true\n"));
+    let m = Machine::new(true);
+    // A Meltano `state get` export is accepted as is.
+    std::fs::write(p.path().join("meltano.json"), r#"{"singer_state": {"bookmarks": {"users": {"updated_at": 3}, "orders": {"updated_at": 8}}}}"#).unwrap();
+    let (code, _, err) = p.run_on(
+        &m,
+        &["state", "set", "tap-fixture:target-fixture", "meltano.json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    // A non-JSON stdout line of the target is logged, never fatal.
+    assert!(err.contains("skipped: target-fixture starting"), "{err}");
+    assert_eq!(
+        ids(&p.path().join("out/raw/users.jsonl")),
+        vec![4, 5, 6, 7, 8]
+    );
+    assert_eq!(
+        ids(&p.path().join("out/raw/orders.jsonl")),
+        vec![9, 10, 11, 12, 13]
+    );
+    // A broken state file stops the run with a clear error and is not overwritten.
+    std::fs::write(state_file(&p), "{not json").unwrap();
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("alto::state::invalid") && err.contains("not valid JSON"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state_file(&p)).unwrap(),
+        "{not json"
+    );
+}
+
+#[test]
+fn secrets_never_reach_the_logs() {
+    let p = plugin_project(&config(
+        "        log_config: true\n        token: \"@format {env[FIXTURE_TOKEN]}\"\n",
+        "",
+    ));
+    std::fs::write(p.path().join(".env"), "FIXTURE_TOKEN=sup3r-s3cret-value\n").unwrap();
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("tap-fixture: config"), "{err}");
+    assert!(!err.contains("sup3r-s3cret-value"), "{err}");
+    for entry in std::fs::read_dir(p.path().join(".alto/logs/dev")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains("sup3r-s3cret-value"));
+        assert!(text.contains("********"));
+    }
+}
