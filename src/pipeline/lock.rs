@@ -42,6 +42,7 @@ fn ttl() -> u64 {
 
 pub struct PipelineLock {
     stop: Arc<AtomicBool>,
+    wake: Option<std::sync::mpsc::Sender<()>>,
     renewer: Option<std::thread::JoinHandle<()>>,
     remote: Arc<Remote>,
     rel: String,
@@ -131,6 +132,7 @@ impl PipelineLock {
     ) -> PipelineLock {
         let stop = Arc::new(AtomicBool::new(false));
         let version = Arc::new(std::sync::Mutex::new(Some(version)));
+        let (wake, woken) = std::sync::mpsc::channel::<()>();
         let renewer = {
             let (stop, remote, rel, owner, version) = (
                 stop.clone(),
@@ -141,14 +143,12 @@ impl PipelineLock {
             );
             std::thread::spawn(move || {
                 let every = Duration::from_secs((ttl() / 3).max(1));
-                let mut slept = Duration::ZERO;
                 while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(200));
-                    slept += Duration::from_millis(200);
-                    if slept < every {
-                        continue;
+                    // Woken at once when the lock is released.
+                    match woken.recv_timeout(every) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => break,
                     }
-                    slept = Duration::ZERO;
                     let holder = Holder {
                         owner: owner.clone(),
                         host: crate::store::hostname(),
@@ -170,6 +170,7 @@ impl PipelineLock {
         };
         PipelineLock {
             stop,
+            wake: Some(wake),
             renewer: Some(renewer),
             remote,
             rel,
@@ -182,6 +183,7 @@ impl PipelineLock {
 impl Drop for PipelineLock {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        drop(self.wake.take());
         if let Some(r) = self.renewer.take() {
             let _ = r.join();
         }
