@@ -21,85 +21,10 @@ pub struct Head<'a> {
 
 /// fnmatch: `*`, `?`, `[...]`, `[!...]`; case-sensitive.
 pub fn fnmatch(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star_p, mut star_t) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star_p = Some(pi);
-                    star_t = ti;
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((matched, next)) = class(&p, pi, t[ti]) {
-                        if matched {
-                            pi = next;
-                            ti += 1;
-                            continue;
-                        }
-                    } else if t[ti] == '[' {
-                        pi += 1;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                c if c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match star_p {
-            Some(sp) => {
-                pi = sp + 1;
-                star_t += 1;
-                ti = star_t;
-            }
-            None => return false,
-        }
+    if !pattern.contains(['*', '?', '[']) {
+        return pattern == text;
     }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// Matches `c` against the class starting at `p[start] == '['`; returns
-/// (matched, index after the class), or `None` if the class is unterminated.
-fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
-    let mut i = start + 1;
-    let negate = matches!(p.get(i), Some('!'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < p.len() && (first || p[i] != ']') {
-        first = false;
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
-            if p[i] <= c && c <= p[i + 2] {
-                matched = true;
-            }
-            i += 3;
-        } else {
-            if p[i] == c {
-                matched = true;
-            }
-            i += 1;
-        }
-    }
-    if i >= p.len() {
-        return None;
-    }
-    Some((matched != negate, i + 1))
+    super::catalog::Glob::new(pattern).matches(text)
 }
 
 /// Python's `str()` of a JSON scalar, as the original hashed it.
@@ -147,6 +72,8 @@ fn md5_hex(s: &str) -> String {
 pub struct StreamHasher {
     patterns: Vec<String>,
     affected: HashMap<String, bool>,
+    /// crumb → whether its value is hashed (records repeat the same fields).
+    crumbs: std::cell::RefCell<HashMap<String, bool>>,
 }
 
 impl StreamHasher {
@@ -160,6 +87,7 @@ impl StreamHasher {
         (!patterns.is_empty()).then(|| StreamHasher {
             patterns,
             affected: HashMap::new(),
+            crumbs: std::cell::RefCell::new(HashMap::new()),
         })
     }
 
@@ -176,7 +104,12 @@ impl StreamHasher {
     }
 
     fn crumb_selected(&self, crumb: &str) -> bool {
-        self.patterns.iter().any(|p| fnmatch(p, crumb))
+        if let Some(hit) = self.crumbs.borrow().get(crumb) {
+            return *hit;
+        }
+        let hit = self.patterns.iter().any(|p| fnmatch(p, crumb));
+        self.crumbs.borrow_mut().insert(crumb.to_string(), hit);
+        hit
     }
 
     /// Transforms one line (without its newline). `None`: pass it on as is.
