@@ -169,6 +169,10 @@ pub fn init(
             template::local_file(format).to_string(),
         ),
         (".env".to_string(), template::DOTENV.to_string()),
+        (
+            "data/events.jsonl".to_string(),
+            template::SAMPLE_DATA.to_string(),
+        ),
     ];
     for (file, text) in files {
         if write_new(&dir.join(&file), &text)? {
@@ -182,13 +186,19 @@ pub fn init(
         eprintln!("wrote {f}");
     }
     eprintln!(
-        "next: `alto list` shows the plugins and tasks; `alto config tap-jsonl` a rendered config"
+        "next: `alto tap-jsonl:target-jsonl` runs the example pipeline; `alto list` shows every task"
     );
     Ok(())
 }
 
 /// Writes a file that must not exist yet; `false` if it already did.
 fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Write {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
     let mut f = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -32,6 +32,9 @@ pub fn local_file(format: Format) -> &'static str {
 
 pub const DOTENV: &str = "# Variables for {env[NAME]} in the config and for plugins; real environment variables win.\n# ALTO_ENV=dev\n";
 
+/// Sample data for the starter tap, so the quick start runs a real pipeline.
+pub const SAMPLE_DATA: &str = "{\"id\": 1, \"kind\": \"signup\", \"at\": \"2026-01-01T10:00:00Z\"}\n{\"id\": 2, \"kind\": \"login\", \"at\": \"2026-01-01T10:05:00Z\"}\n{\"id\": 3, \"kind\": \"purchase\", \"at\": \"2026-01-01T10:09:00Z\"}\n";
+
 pub const GITIGNORE_LINES: [&str; 4] = [".alto/", ".env", "alto.local.*", "alto.secrets.*"];
 
 const YAML: &str = r#"# alto project. `default` applies to every environment; other sections
@@ -49,7 +52,9 @@ default:
       capabilities: [catalog, discover, state]
       select: ["*.*"]
       config:
-        paths: [data]
+        # A JSONL file that alto init writes; point it at your own data.
+        path: data/events.jsonl
+        stream_name: events
   targets:
     target-jsonl:
       pip_url: target-jsonl==0.1.4
@@ -76,7 +81,9 @@ pip_url = "tap-jsonl==0.3.1"
 load_path = "example"
 capabilities = ["catalog", "discover", "state"]
 select = ["*.*"]
-config.paths = ["data"]
+# A JSONL file that alto init writes; point it at your own data.
+config.path = "data/events.jsonl"
+config.stream_name = "events"
 
 [default.targets.target-jsonl]
 pip_url = "target-jsonl==0.1.4"
@@ -99,7 +106,7 @@ const JSON: &str = r#"{
         "load_path": "example",
         "capabilities": ["catalog", "discover", "state"],
         "select": ["*.*"],
-        "config": {"paths": ["data"]}
+        "config": {"path": "data/events.jsonl", "stream_name": "events"}
       }
     },
     "targets": {
@@ -133,11 +140,8 @@ default {
             select {
                 - "*.*"
             }
-            config {
-                paths {
-                    - "data"
-                }
-            }
+            // A JSONL file that alto init writes; point it at your own data.
+            config path="data/events.jsonl" stream_name="events"
         }
     }
     targets {
