@@ -224,3 +224,141 @@ pub fn flip_byte(path: &Path) {
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(path, bytes).unwrap();
 }
+
+/// A PostgreSQL server on a free loopback port in a temporary directory,
+/// stopped when dropped. Run as the `postgres` user when the tests run as root.
+pub struct Postgres {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+fn pg_bin() -> PathBuf {
+    if let Ok(out) = std::process::Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+    {
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !p.is_empty() {
+            return std::fs::canonicalize(&p)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_default();
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .expect("PostgreSQL is not installed (.ci/run installs it)")
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = pg_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Postgres {
+            dir,
+            port,
+            bin,
+            as_postgres,
+        };
+        if as_postgres {
+            let _ = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(pg.dir.path())
+                .status();
+        }
+        let data = pg.dir.path().join("data");
+        let data_s = data.to_string_lossy().into_owned();
+        assert!(
+            pg.cmd(
+                "initdb",
+                &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"]
+            )
+            .status()
+            .unwrap()
+            .success()
+        );
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            port,
+            pg.dir.path().display()
+        );
+        let log = pg.dir.path().join("log").to_string_lossy().into_owned();
+        assert!(
+            pg.cmd(
+                "pg_ctl",
+                &["-D", &data_s, "-o", &opts, "-l", &log, "-w", "start"]
+            )
+            .status()
+            .unwrap()
+            .success()
+        );
+        pg
+    }
+
+    fn cmd(&self, tool: &str, args: &[&str]) -> std::process::Command {
+        let exe = self.bin.join(tool);
+        let mut c = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            std::process::Command::new(exe)
+        };
+        c.args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    }
+
+    /// Runs SQL as the superuser.
+    pub fn sql(&self, sql: &str) {
+        let port = self.port.to_string();
+        let ok = std::process::Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data").to_string_lossy().into_owned();
+        let _ = self
+            .cmd("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
+            .status();
+    }
+}
