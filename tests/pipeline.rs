@@ -337,3 +337,44 @@ fn secrets_never_reach_the_logs() {
         assert!(text.contains("********"));
     }
 }
+
+#[test]
+fn base_catalogs_are_cached_cleaned_and_never_half_written() {
+    let p = plugin_project(&config("", ""));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["build", "--catalogs"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("tap-fixture: base catalog with 2 streams"),
+        "{err}"
+    );
+    let remote = p
+        .home
+        .path()
+        .join(".alto/pipes/catalogs/tap-fixture.base.json");
+    assert!(remote.is_file());
+    // The runtime catalog applies the rules; `select --list` shows them.
+    let catalog = p.json_on(&m, &["catalog", "tap-fixture"]);
+    assert_eq!(catalog["streams"].as_array().unwrap().len(), 2);
+    let (code, out, _) = p.run_on(&m, &["select", "tap-fixture", "--list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("[automatic]") && out.contains("users.email"),
+        "{out}"
+    );
+    assert_eq!(p.run_on(&m, &["clean", "catalog:tap-fixture"]).0, 0);
+    assert!(!remote.exists());
+
+    // A tap whose discovery fails leaves no catalog behind, anywhere.
+    let p = plugin_project(&config("        fail_discover: true\n", ""));
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("discovering the streams of tap-fixture failed"),
+        "{err}"
+    );
+    assert!(err.contains("cannot reach the source"), "{err}");
+    assert!(!p.home.path().join(".alto/pipes/catalogs").exists());
+    let (code, _, _) = p.run_on(&m, &["catalog", "tap-fixture"]);
+    assert_eq!(code, 1);
+}

@@ -18,6 +18,7 @@ pub struct BuildArgs {
     pub check: bool,
     pub repair: bool,
     pub all_envs: bool,
+    pub catalogs: bool,
 }
 
 fn out(text: &str) {
@@ -183,6 +184,35 @@ fn build_one(
     }
     if differing > 0 {
         return Err(Error::CheckFailed { count: differing });
+    }
+    if args.catalogs {
+        build_catalogs(project, &realizer, &derivs)?;
+    }
+    Ok(())
+}
+
+/// Realizes the base catalog of every built tap that takes a catalog.
+fn build_catalogs(
+    project: &Project,
+    realizer: &Realizer,
+    derivs: &[PluginDerivation],
+) -> Result<(), Error> {
+    for tap in project.taps.values() {
+        if !(tap.has_capability("catalog") || tap.has_capability("properties")) {
+            continue;
+        }
+        let Some(d) = derivs.iter().find(|d| d.plugins.contains(&tap.name)) else {
+            continue;
+        };
+        let dir = crate::pipeline::RunDir::new(project)?;
+        let config = dir.write_json("tap.json", &project.render_config(&tap.name, None)?.value)?;
+        let catalog = crate::realize::catalog::base_catalog(realizer, tap, d, &config)?;
+        let streams = catalog
+            .get("streams")
+            .and_then(Value::as_array)
+            .map(Vec::len)
+            .unwrap_or(0);
+        eprintln!("{}: base catalog with {streams} streams", tap.name);
     }
     Ok(())
 }

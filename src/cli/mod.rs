@@ -108,6 +108,9 @@ pub enum Command {
         /// Realize the plugins of every environment (for CI pre-seeding the store).
         #[arg(long)]
         all_envs: bool,
+        /// Also realize the taps' base catalogs (runs `--discover` where needed).
+        #[arg(long)]
+        catalogs: bool,
     },
     /// Show a plugin's derivation: key, inputs, and where its output is.
     Show { plugin: String },
@@ -264,6 +267,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             check,
             repair,
             all_envs,
+            catalogs,
         } => {
             let opts = build::BuildArgs {
                 plugins: plugins.clone(),
@@ -272,6 +276,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 check: *check,
                 repair: *repair,
                 all_envs: *all_envs,
+                catalogs: *catalogs,
             };
             build::build(g, &g.load()?, &opts).map(|_| 0)
         }
