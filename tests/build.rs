@@ -310,3 +310,19 @@ fn build_problems_are_clear() {
         .collect();
     assert_eq!(logs.len(), 1);
 }
+
+#[test]
+fn all_envs_realizes_every_environment() {
+    let p = plugin_project(&format!(
+        "{FIXTURE}prod:\n  taps:\n    tap-fixture:\n      _version: prod-1\n"
+    ));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["build", "--all-envs"]);
+    assert_eq!(code, 0, "{err}");
+    // dev and prod give two keys for the one plugin; both are now local.
+    let dev = p.json_on(&m, &["build", "--dry-run"]);
+    let prod = p.json_on(&m, &["--env", "prod", "build", "--dry-run"]);
+    assert_ne!(dev[0]["key"], prod[0]["key"]);
+    assert_eq!(dev[0]["status"], "local");
+    assert_eq!(prod[0]["status"], "local");
+}

@@ -378,3 +378,33 @@ fn base_catalogs_are_cached_cleaned_and_never_half_written() {
     let (code, _, _) = p.run_on(&m, &["catalog", "tap-fixture"]);
     assert_eq!(code, 1);
 }
+
+#[test]
+fn test_about_and_several_pipelines() {
+    let p = plugin_project(&config("", ""));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["test", "tap-fixture", "--timeout", "30"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("a record arrived"), "{err}");
+    let (code, out, err) = p.run_on(&m, &["about", "tap-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"name\": \"tap-fixture\""), "{out}");
+    // Two pipelines in one command, at once.
+    let summary = p.json_on(
+        &m,
+        &[
+            "run",
+            "-j",
+            "2",
+            "tap-fixture:target-fixture",
+            "tap-fixture:target-jsonl",
+        ],
+    );
+    assert_eq!(
+        summary["pipelines"].as_array().unwrap().len(),
+        2,
+        "{summary}"
+    );
+    assert_eq!(ids(&p.path().join("out/raw/users.jsonl")).len(), 5);
+    assert_eq!(lines(&p.path().join("jsonl/users.jsonl")).len(), 5);
+}

@@ -342,12 +342,29 @@ pub fn run(
 
     let log_dir = project.root.join(".alto/logs").join(&env);
     std::fs::create_dir_all(&log_dir).map_err(io_err("cannot create", &log_dir))?;
+    // Runs within one second get distinct logs: never overwrite one.
     let stamp = crate::store::now_compact();
-    let log_name = format!("{pipeline}.{stamp}.log");
+    let (log_name, log_file) = {
+        let mut n = 1;
+        loop {
+            let name = if n == 1 {
+                format!("{pipeline}.{stamp}.log")
+            } else {
+                format!("{pipeline}.{stamp}-{n}.log")
+            };
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(log_dir.join(&name))
+            {
+                Ok(f) => break (name, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(io_err("cannot create", &log_dir.join(&name))(e)),
+            }
+        }
+    };
     let log_path = log_dir.join(&log_name);
-    let log = Arc::new(Mutex::new(
-        std::fs::File::create(&log_path).map_err(io_err("cannot create", &log_path))?,
-    ));
+    let log = Arc::new(Mutex::new(log_file));
 
     let mut tap_cmd = realizer.command(tap, tap_d, false)?;
     tap_cmd.arg("--config").arg(&tap_config_path);

@@ -86,23 +86,34 @@ impl<'r> StateStore<'r> {
         &self,
         state: &Map<String, Value>,
     ) -> Result<Option<String>, PipelineError> {
-        let rel = format!(
-            "{}/{}.{}.json",
-            self.dir,
-            self.name,
-            crate::store::now_compact()
-        );
         let bytes = Bytes::from(serde_json::to_vec_pretty(state).unwrap_or_default());
-        match self.remote.write_project_file(&rel, bytes, None)? {
-            Written::Done(_) => Ok(Some(rel)),
-            Written::Conflict => {
-                tracing::warn!(
-                    "{} already exists; not overwriting it",
-                    self.remote.describe_project_file(&rel)
-                );
-                Ok(None)
+        // Names have second resolution: a copy from the same second is kept,
+        // and this one waits for the next second rather than overwrite it.
+        for _ in 0..3 {
+            let rel = format!(
+                "{}/{}.{}.json",
+                self.dir,
+                self.name,
+                crate::store::now_compact()
+            );
+            match self.remote.write_project_file(&rel, bytes.clone(), None)? {
+                Written::Done(_) => return Ok(Some(rel)),
+                Written::Conflict => {
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.subsec_nanos())
+                        .unwrap_or(0);
+                    std::thread::sleep(std::time::Duration::from_nanos(
+                        1_000_000_000 - u64::from(nanos) + 1_000_000,
+                    ));
+                }
             }
         }
+        tracing::warn!(
+            "could not keep a history copy of the state of {} without overwriting one",
+            self.name
+        );
+        Ok(None)
     }
 
     /// Replaces the active state (`alto state set`), over whatever is there now.
