@@ -1,9 +1,10 @@
 //! `alto build`, `alto show`, `alto invoke` and `alto store verify`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use serde_json::{Value, json};
 
+use super::output::{out, print_json};
 use super::{Error, Global};
 use crate::config::{LoadOptions, Project};
 use crate::eval::PluginDerivation;
@@ -19,17 +20,6 @@ pub struct BuildArgs {
     pub repair: bool,
     pub all_envs: bool,
     pub catalogs: bool,
-}
-
-fn out(text: &str) {
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-}
-
-fn print_json(v: &Value) {
-    out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(v).unwrap_or_default()
-    ));
 }
 
 fn availability_word(a: Availability) -> &'static str {

@@ -5,17 +5,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use super::output::print_json;
 use super::task;
 use super::{Error, Global, InitFormat};
 use crate::config::{Format, Project, REDACTED, Rendered, template};
-
-fn print_json(v: &Value) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
-    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".to_string());
-    // A closed pipe (`| head`) is not an error worth reporting.
-    let _ = writeln!(out, "{text}");
-    Ok(())
-}
 
 fn shown(g: &Global, r: &Rendered) -> Value {
     if g.show_secrets {
@@ -27,12 +20,14 @@ fn shown(g: &Global, r: &Rendered) -> Value {
 
 pub fn config(g: &Global, project: &Project, plugin: &str, tap: Option<&str>) -> Result<(), Error> {
     let rendered = project.render_config(plugin, tap)?;
-    print_json(&shown(g, &rendered))
+    print_json(&shown(g, &rendered));
+    Ok(())
 }
 
 pub fn dump(g: &Global, project: &Project, keys: &[String]) -> Result<(), Error> {
     let rendered = project.render_dump(keys)?;
-    print_json(&shown(g, &rendered))
+    print_json(&shown(g, &rendered));
+    Ok(())
 }
 
 /// The plugin's pip_url as `list` shows it: unrendered, redacted if secret.
@@ -69,7 +64,7 @@ pub fn list(g: &Global, project: &Project) -> Result<(), Error> {
                 })
                 .collect()
         };
-        return print_json(&json!({
+        print_json(&json!({
             "project": project.name,
             "environment": project.environment,
             "taps": plugins(&project.taps),
@@ -77,6 +72,7 @@ pub fn list(g: &Global, project: &Project) -> Result<(), Error> {
             "utilities": plugins(&project.utilities),
             "tasks": tasks,
         }));
+        return Ok(());
     }
     let mut out = String::new();
     out.push_str(&format!(

@@ -5,6 +5,7 @@
 mod build;
 mod commands;
 mod error;
+mod output;
 mod pipeline;
 pub mod task;
 

@@ -1,29 +1,19 @@
 //! `alto run` and the task names `tap:target`, `catalog:tap`, `state:tap-target`;
 //! `alto state`, `alto clean`, `alto catalog`, `alto select`, `alto test`, `alto about`.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::output::{out, print_json};
 use super::task::{self, Task};
 use super::{Error, Global};
 use crate::config::Project;
 use crate::pipeline::{self, PipelineError, RunDir, RunOptions, StateStore};
 use crate::realize::{Options, Realizer};
 use crate::singer::{catalog, state};
-
-fn out(text: &str) {
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-}
-
-fn print_json(v: &Value) {
-    out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(v).unwrap_or_default()
-    ));
-}
 
 fn build_options(g: &Global) -> Options {
     Options {

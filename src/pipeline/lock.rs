@@ -24,6 +24,19 @@ pub struct Holder {
     pub expires: u64,
 }
 
+impl Holder {
+    /// This process holding the lock from now until the TTL runs out.
+    fn new(owner: &str) -> Holder {
+        Holder {
+            owner: owner.to_string(),
+            host: crate::store::hostname(),
+            pid: std::process::id(),
+            acquired: crate::store::now_rfc3339(),
+            expires: now() + ttl(),
+        }
+    }
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -70,13 +83,7 @@ impl PipelineLock {
             crate::store::local::unique()
         );
         loop {
-            let holder = Holder {
-                owner: owner.clone(),
-                host: crate::store::hostname(),
-                pid: std::process::id(),
-                acquired: crate::store::now_rfc3339(),
-                expires: now() + ttl(),
-            };
+            let holder = Holder::new(&owner);
             let bytes = Bytes::from(serde_json::to_vec_pretty(&holder).unwrap_or_default());
             match remote.write_project_file(&rel, bytes.clone(), None)? {
                 Written::Done(v) => return Ok(Self::start(remote, rel, owner, v)),
@@ -149,13 +156,7 @@ impl PipelineLock {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         _ => break,
                     }
-                    let holder = Holder {
-                        owner: owner.clone(),
-                        host: crate::store::hostname(),
-                        pid: std::process::id(),
-                        acquired: crate::store::now_rfc3339(),
-                        expires: now() + ttl(),
-                    };
+                    let holder = Holder::new(&owner);
                     let mut guard = version.lock().unwrap_or_else(|e| e.into_inner());
                     let bytes = Bytes::from(serde_json::to_vec_pretty(&holder).unwrap_or_default());
                     match remote.write_project_file(&rel, bytes, guard.clone()) {
