@@ -408,3 +408,44 @@ fn test_about_and_several_pipelines() {
     assert_eq!(ids(&p.path().join("out/raw/users.jsonl")).len(), 5);
     assert_eq!(lines(&p.path().join("jsonl/users.jsonl")).len(), 5);
 }
+
+#[test]
+fn a_singer_mapper_between_tap_and_target() {
+    let extra = "  mappers:\n    meltano-map-transform:\n      pip_url: meltano-map-transform==0.12.3\n      executable: meltano-map-transform\n      config:\n        stream_maps:\n          users:\n            email: __NULL__\n          orders:\n            amount_x2: amount * 2\n";
+    let p = plugin_project(&format!("{}{extra}", config("", "")));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:meltano-map-transform:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    let users = lines(&p.path().join("out/raw/users.jsonl"));
+    assert_eq!(users.len(), 5);
+    assert!(users[0].get("email").is_none(), "{}", users[0]);
+    let orders = lines(&p.path().join("out/raw/orders.jsonl"));
+    assert_eq!(orders[1]["amount_x2"], 6.0);
+    // State flows through the mapper: the second run is incremental.
+    let (code, _, err) = p.run_on(
+        &m,
+        &["run", "tap-fixture:meltano-map-transform:target-fixture"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        ids(&p.path().join("out/raw/users.jsonl")),
+        (1..=10).collect::<Vec<_>>()
+    );
+    let list = p.json_on(&m, &["list"]);
+    assert_eq!(list["mappers"][0]["name"], "meltano-map-transform");
+}
+
+#[test]
+fn python_stream_maps_warn_or_refuse() {
+    let p = plugin_project(&config("      stream_maps: [maps/pii.py]\n", ""));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["--strict", "tap-fixture:target-fixture"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("stream_maps"), "{err}");
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("are Python files of the original alto and are not run"),
+        "{err}"
+    );
+}

@@ -70,6 +70,7 @@ pub fn list(g: &Global, project: &Project) -> Result<(), Error> {
             "taps": plugins(&project.taps),
             "targets": plugins(&project.targets),
             "utilities": plugins(&project.utilities),
+            "mappers": plugins(&project.mappers),
             "tasks": tasks,
         }));
         return Ok(());
@@ -84,7 +85,11 @@ pub fn list(g: &Global, project: &Project) -> Result<(), Error> {
         ("taps", &project.taps),
         ("targets", &project.targets),
         ("utilities", &project.utilities),
+        ("mappers", &project.mappers),
     ] {
+        if title == "mappers" && m.is_empty() {
+            continue;
+        }
         out.push_str(&format!("\n{title}\n"));
         if m.is_empty() {
             out.push_str("  (none)\n");

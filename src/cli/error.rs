@@ -124,6 +124,7 @@ impl Error {
             | Error::NothingToRun { .. }
             | Error::Pipeline(PipelineError::Config(_))
             | Error::Pipeline(PipelineError::BadState { .. })
+            | Error::Pipeline(PipelineError::StreamMaps { .. })
             | Error::BadJson { .. }
             | Error::Catalog { .. } => 2,
             Error::Pipeline(PipelineError::Realize(r)) => match r {

@@ -46,6 +46,9 @@ pub struct Global {
     /// Show values from secrets files and {env[...]} instead of redacting them.
     #[arg(long, global = true)]
     pub show_secrets: bool,
+    /// Refuse what alto cannot honour instead of warning (the original's Python stream maps).
+    #[arg(long, global = true)]
+    pub strict: bool,
     /// Less output (repeat for less).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
@@ -295,6 +298,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             let opts = crate::pipeline::RunOptions {
                 full_refresh: *full_refresh,
                 wait: *wait,
+                strict: g.strict,
             };
             pipeline::run(g, &g.load()?, pipelines, &opts, *jobs)
         }
@@ -354,6 +358,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     let opts = crate::pipeline::RunOptions {
                         full_refresh: rest.iter().any(|a| a == "--full-refresh"),
                         wait: rest.iter().any(|a| a == "--wait"),
+                        strict: g.strict || rest.iter().any(|a| a == "--strict"),
                     };
                     pipeline::run(g, &project, &[name], &opts, 1)
                 }

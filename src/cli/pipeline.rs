@@ -56,10 +56,8 @@ pub fn run(
                 tap,
                 mappers,
                 target,
-            }) if mappers.is_empty() => pairs.push((tap, target)),
-            Some(other @ Task::Run { .. })
-            | Some(other @ Task::Ingest { .. })
-            | Some(other @ Task::Replay { .. }) => {
+            }) => pairs.push((tap, mappers, target)),
+            Some(other @ Task::Ingest { .. }) | Some(other @ Task::Replay { .. }) => {
                 return Err(Error::NotImplemented {
                     task: other.to_string(),
                 });
@@ -82,10 +80,10 @@ pub fn run(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some((tap, target)) = pairs.get(i) else {
+                    let Some((tap, mappers, target)) = pairs.get(i) else {
                         break;
                     };
-                    let r = pipeline::run(&realizer, tap, target, opts, &build);
+                    let r = pipeline::run(&realizer, tap, mappers, target, opts, &build);
                     results
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

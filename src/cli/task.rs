@@ -89,7 +89,9 @@ pub fn parse(project: &Project, name: &str) -> Option<Task> {
             tap: tap.to_string(),
         }),
         [tap, middle @ .., target]
-            if project.taps.contains_key(*tap) && project.targets.contains_key(*target) =>
+            if project.taps.contains_key(*tap)
+                && project.targets.contains_key(*target)
+                && middle.iter().all(|m| project.mappers.contains_key(*m)) =>
         {
             Some(Task::Run {
                 tap: tap.to_string(),

@@ -23,7 +23,8 @@ const CONTROL_VARS: [&str; 5] = [
 
 /// Top-level keys that belong inside a section; seeing one at the top level
 /// means the user forgot `default:`.
-const SETTING_KEYS: [&str; 10] = [
+const SETTING_KEYS: [&str; 11] = [
+    "mappers",
     "project_name",
     "load_path",
     "taps",

@@ -25,10 +25,17 @@ pub enum PluginKind {
     Tap,
     Target,
     Utility,
+    /// A Singer mapper, run between a tap and a target.
+    Mapper,
 }
 
 impl PluginKind {
-    pub const ALL: [PluginKind; 3] = [PluginKind::Tap, PluginKind::Target, PluginKind::Utility];
+    pub const ALL: [PluginKind; 4] = [
+        PluginKind::Tap,
+        PluginKind::Target,
+        PluginKind::Utility,
+        PluginKind::Mapper,
+    ];
 
     /// The config section holding plugins of this kind.
     pub fn section(self) -> &'static str {
@@ -36,6 +43,7 @@ impl PluginKind {
             PluginKind::Tap => "taps",
             PluginKind::Target => "targets",
             PluginKind::Utility => "utilities",
+            PluginKind::Mapper => "mappers",
         }
     }
 
@@ -44,6 +52,7 @@ impl PluginKind {
             PluginKind::Tap => "tap",
             PluginKind::Target => "target",
             PluginKind::Utility => "utility",
+            PluginKind::Mapper => "mapper",
         }
     }
 }
@@ -171,6 +180,7 @@ pub struct Project {
     pub taps: IndexMap<String, Plugin>,
     pub targets: IndexMap<String, Plugin>,
     pub utilities: IndexMap<String, Plugin>,
+    pub mappers: IndexMap<String, Plugin>,
     vars: BTreeMap<String, String>,
     dotenv_names: Vec<String>,
 }
@@ -211,6 +221,7 @@ impl Project {
             taps: IndexMap::new(),
             targets: IndexMap::new(),
             utilities: IndexMap::new(),
+            mappers: IndexMap::new(),
             vars,
             dotenv_names,
         };
@@ -244,7 +255,7 @@ impl Project {
                 ));
             }
         }
-        for key in ["environment", "taps", "targets", "utilities"] {
+        for key in ["environment", "taps", "targets", "utilities", "mappers"] {
             if let Some(v) = project.tree.value.get(key)
                 && !v.is_object()
                 && !v.is_null()
@@ -275,6 +286,7 @@ impl Project {
                 PluginKind::Tap => project.taps = resolved,
                 PluginKind::Target => project.targets = resolved,
                 PluginKind::Utility => project.utilities = resolved,
+                PluginKind::Mapper => project.mappers = resolved,
             }
         }
         Ok(project)
@@ -485,6 +497,7 @@ impl Project {
             .get(name)
             .or_else(|| self.targets.get(name))
             .or_else(|| self.utilities.get(name))
+            .or_else(|| self.mappers.get(name))
             .ok_or_else(|| self.unknown(name, None))
     }
 
@@ -492,6 +505,12 @@ impl Project {
         self.taps
             .get(name)
             .ok_or_else(|| self.unknown(name, Some(PluginKind::Tap)))
+    }
+
+    pub fn mapper(&self, name: &str) -> Result<&Plugin, ConfigError> {
+        self.mappers
+            .get(name)
+            .ok_or_else(|| self.unknown(name, Some(PluginKind::Mapper)))
     }
 
     pub fn target(&self, name: &str) -> Result<&Plugin, ConfigError> {
@@ -505,6 +524,7 @@ impl Project {
             .values()
             .chain(self.targets.values())
             .chain(self.utilities.values())
+            .chain(self.mappers.values())
     }
 
     fn unknown(&self, name: &str, kind: Option<PluginKind>) -> ConfigError {
@@ -518,6 +538,7 @@ impl Project {
                 PluginKind::Tap => &self.taps,
                 PluginKind::Target => &self.targets,
                 PluginKind::Utility => &self.utilities,
+                PluginKind::Mapper => &self.mappers,
             };
             names.extend(m.keys().cloned());
         }

@@ -79,6 +79,15 @@ pub enum PipelineError {
         tail: String,
     },
 
+    #[error("{tap} has stream_maps ({maps}), Python files alto does not run")]
+    #[diagnostic(
+        code(alto::pipeline::stream_maps),
+        help(
+            "without --strict alto warns and runs the pipeline without them; `~` hash rules and Singer mappers (`mappers`) are alto's ways to map streams"
+        )
+    )]
+    StreamMaps { tap: String, maps: String },
+
     #[error("the base catalog of {tap} cannot be applied: {message}")]
     #[diagnostic(code(alto::pipeline::catalog))]
     Catalog { tap: String, message: String },
@@ -109,6 +118,8 @@ fn io_err(
 pub struct RunOptions {
     pub full_refresh: bool,
     pub wait: bool,
+    /// Refuse what alto cannot honour (the original's Python stream maps).
+    pub strict: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -283,10 +294,11 @@ pub fn apply_rules(base: &Value, tap: &Plugin) -> Result<Value, PipelineError> {
     Ok(applied.catalog)
 }
 
-/// Runs `tap → target` once.
+/// Runs `tap → [mappers →] target` once.
 pub fn run(
     realizer: &Realizer,
     tap_name: &str,
+    mapper_names: &[String],
     target_name: &str,
     opts: &RunOptions,
     build: &Options,
@@ -295,23 +307,33 @@ pub fn run(
     let project = realizer.project;
     let tap = project.tap(tap_name)?;
     let target = project.target(target_name)?;
+    let mappers: Vec<&Plugin> = mapper_names
+        .iter()
+        .map(|m| project.mapper(m))
+        .collect::<Result<_, _>>()?;
+    // The state is the tap's: mappers in between do not change where it lives.
     let pipeline = format!("{tap_name}-to-{target_name}");
     let env = project.environment.clone();
+    check_stream_maps(tap, opts.strict)?;
 
-    let derivs = realize_plugins(realizer, &[tap, target], build)?;
-    let (tap_d, target_d) = (&derivs[0], &derivs[1]);
+    let mut plugins = vec![tap];
+    plugins.extend(mappers.iter().copied());
+    plugins.push(target);
+    let derivs = realize_plugins(realizer, &plugins, build)?;
     let remote = realizer.remote()?;
     let _lock = PipelineLock::acquire(remote.clone(), &env, &pipeline, opts.wait)?;
 
     let run_dir = RunDir::new(project)?;
-    let tap_config = project.render_config(tap_name, None)?;
-    let target_config = project.render_config(target_name, Some(tap_name))?;
-    let tap_config_path = run_dir.write_json("tap.json", &tap_config.value)?;
-    let target_config_path = run_dir.write_json("target.json", &target_config.value)?;
     let mut secrets = project.secret_strings();
-    secrets.extend(tap_config.secret_strings());
-    secrets.extend(target_config.secret_strings());
+    let mut config_paths = Vec::new();
+    for (i, p) in plugins.iter().enumerate() {
+        let for_tap = (p.kind == crate::config::PluginKind::Target).then_some(tap_name);
+        let rendered = project.render_config(&p.name, for_tap)?;
+        secrets.extend(rendered.secret_strings());
+        config_paths.push(run_dir.write_json(&format!("config-{i}.json"), &rendered.value)?);
+    }
     let redactor = Redactor::new(secrets);
+    let tap_d = &derivs[0];
 
     let caps = tap.capabilities();
     let catalog_flag = if caps.iter().any(|c| c == "catalog") {
@@ -324,7 +346,7 @@ pub fn run(
     let catalog_path = match catalog_flag {
         Some(_) => Some(run_dir.write_json(
             "catalog.json",
-            &runtime_catalog(realizer, tap, tap_d, &tap_config_path)?,
+            &runtime_catalog(realizer, tap, tap_d, &config_paths[0])?,
         )?),
         None => None,
     };
@@ -366,105 +388,102 @@ pub fn run(
     let log_path = log_dir.join(&log_name);
     let log = Arc::new(Mutex::new(log_file));
 
-    let mut tap_cmd = realizer.command(tap, tap_d, false)?;
-    tap_cmd.arg("--config").arg(&tap_config_path);
-    if let (Some(flag), Some(path)) = (catalog_flag, &catalog_path) {
-        tap_cmd.arg(flag).arg(path);
-    }
-    if let Some(p) = &state_path {
-        tap_cmd.arg("--state").arg(p);
-    }
-    tap_cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut tap_child = spawn(&mut tap_cmd)?;
-    drop(tap_cmd);
-    let hasher = StreamHasher::new(&tap.select());
-    // Without hash rules the target reads the tap's stdout directly; with
-    // them, alto reads it and writes the target's stdin.
-    let (direct, through_alto) = match (&hasher, tap_child.stdout.take()) {
-        (None, out) => (out, None),
-        (Some(_), out) => (None, out),
+    // Spawn the chain: tap, mappers, target. Between two plugins the pipe is a
+    // direct OS pipe, except after the tap when `~` hash rules need alto there.
+    let mut hasher = StreamHasher::new(&tap.select());
+    let mut children: Vec<(String, Child, Arc<Mutex<Vec<String>>>)> = Vec::new();
+    let mut pumps = Vec::new();
+    let mut middle = None;
+    let mut upstream: Option<std::process::ChildStdout> = None;
+    let mut target_stdout = None;
+    let kill_all = |children: &mut Vec<(String, Child, Arc<Mutex<Vec<String>>>)>| {
+        for (_, c, _) in children.iter_mut() {
+            let _ = c.kill();
+        }
     };
-
-    let mut target_child = {
-        let mut target_cmd = match realizer.command(target, target_d, false) {
+    for (i, p) in plugins.iter().enumerate() {
+        let mut cmd = match realizer.command(p, &derivs[i], false) {
             Ok(c) => c,
             Err(e) => {
-                let _ = tap_child.kill();
+                kill_all(&mut children);
                 return Err(e.into());
             }
         };
-        target_cmd
-            .arg("--config")
-            .arg(&target_config_path)
+        cmd.arg("--config")
+            .arg(&config_paths[i])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        match direct {
-            Some(out) => target_cmd.stdin(Stdio::from(out)),
-            None => target_cmd.stdin(Stdio::piped()),
-        };
-        match spawn(&mut target_cmd) {
+        if i == 0 {
+            if let (Some(flag), Some(path)) = (catalog_flag, &catalog_path) {
+                cmd.arg(flag).arg(path);
+            }
+            if let Some(path) = &state_path {
+                cmd.arg("--state").arg(path);
+            }
+            cmd.stdin(Stdio::null());
+        } else if i == 1 && hasher.is_some() {
+            cmd.stdin(Stdio::piped());
+        } else if let Some(out) = upstream.take() {
+            cmd.stdin(Stdio::from(out));
+        }
+        let mut child = match spawn(&mut cmd) {
             Ok(c) => c,
             Err(e) => {
-                let _ = tap_child.kill();
+                kill_all(&mut children);
                 return Err(e);
             }
+        };
+        // The command, and its copy of the upstream pipe, go now: a plugin
+        // downstream that dies is then seen as a broken pipe upstream.
+        drop(cmd);
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        if let Some(e) = child.stderr.take() {
+            pumps.push(pump_stderr(
+                p.name.clone(),
+                e,
+                log.clone(),
+                redactor.clone(),
+                true,
+                tail.clone(),
+            ));
         }
-        // The command (and its copy of the pipe) is dropped here, so the tap
-        // sees a broken pipe if the target dies.
-    };
-
-    let echo = true;
-    let tap_tail = Arc::new(Mutex::new(Vec::new()));
-    let target_tail = Arc::new(Mutex::new(Vec::new()));
-    let mut pumps = Vec::new();
-    if let Some(e) = tap_child.stderr.take() {
-        pumps.push(pump_stderr(
-            tap_name.to_string(),
-            e,
-            log.clone(),
-            redactor.clone(),
-            echo,
-            tap_tail.clone(),
-        ));
-    }
-    if let Some(e) = target_child.stderr.take() {
-        pumps.push(pump_stderr(
-            target_name.to_string(),
-            e,
-            log.clone(),
-            redactor.clone(),
-            echo,
-            target_tail.clone(),
-        ));
-    }
-    // With hash rules alto sits in the pipe, parsing only the affected streams' messages.
-    let middle = match (hasher, through_alto, target_child.stdin.take()) {
-        (Some(mut hasher), Some(from), Some(to)) => Some(std::thread::spawn(move || {
-            let mut reader = BufReader::with_capacity(1 << 16, from);
-            let mut writer = BufWriter::with_capacity(1 << 16, to);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let body = line.strip_suffix(b"\n").unwrap_or(&line);
-                let written = match hasher.transform(body) {
-                    Some(out) => writer.write_all(&out).and_then(|_| writer.write_all(b"\n")),
-                    None => writer.write_all(&line),
-                };
-                if written.is_err() {
-                    break;
-                }
+        if i == 1 {
+            if let (Some(mut h), Some(from), Some(to)) =
+                (hasher.take(), upstream.take(), child.stdin.take())
+            {
+                // alto in the pipe: only the affected streams' messages are parsed.
+                middle = Some(std::thread::spawn(move || {
+                    let mut reader = BufReader::with_capacity(1 << 16, from);
+                    let mut writer = BufWriter::with_capacity(1 << 16, to);
+                    let mut line = Vec::new();
+                    loop {
+                        line.clear();
+                        match reader.read_until(b'\n', &mut line) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+                        let written = match h.transform(body) {
+                            Some(out) => {
+                                writer.write_all(&out).and_then(|_| writer.write_all(b"\n"))
+                            }
+                            None => writer.write_all(&line),
+                        };
+                        if written.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = writer.flush();
+                }));
             }
-            let _ = writer.flush();
-        })),
-        _ => None,
-    };
+        }
+        if i + 1 == plugins.len() {
+            target_stdout = child.stdout.take();
+        } else {
+            upstream = child.stdout.take();
+        }
+        children.push((p.name.clone(), child, tail));
+    }
 
     // The target's stdout: every JSON object line is state to merge and commit.
     let mut commits = 0usize;
@@ -478,7 +497,7 @@ pub fn run(
             .unwrap_or(1000),
     );
     let mut commit_error = None;
-    if let Some(out) = target_child.stdout.take() {
+    if let Some(out) = target_stdout {
         let mut reader = BufReader::new(out);
         let mut line = Vec::new();
         loop {
@@ -515,15 +534,18 @@ pub fn run(
             }
         }
     }
-    let target_status = target_child
-        .wait()
-        .map_err(io_err("cannot wait for", Path::new(target_name)))?;
+    // Wait downstream first: the target finishing is what confirms the state.
+    let mut statuses = Vec::new();
+    for (name, mut child, tail) in children.into_iter().rev() {
+        let status = child
+            .wait()
+            .map_err(io_err("cannot wait for", Path::new(&name)))?;
+        statuses.push((name, status, tail));
+    }
+    statuses.reverse();
     if let Some(m) = middle {
         let _ = m.join();
     }
-    let tap_status = tap_child
-        .wait()
-        .map_err(io_err("cannot wait for", Path::new(tap_name)))?;
     for p in pumps {
         let _ = p.join();
     }
@@ -537,15 +559,22 @@ pub fn run(
     if commits > 0 {
         store.keep_history(&state)?;
     }
-    if let Ok(bytes) = std::fs::read(&log_path)
-        && let Err(e) =
+    if let Ok(bytes) = std::fs::read(&log_path) {
+        if let Err(e) =
             remote.overwrite_project_file(&format!("logs/{env}/{log_name}"), Bytes::from(bytes))
-    {
-        tracing::warn!("could not upload the log: {e}");
+        {
+            tracing::warn!("could not upload the log: {e}");
+        }
     }
-    let failed = |name: &str, status: std::process::ExitStatus, tail: &Arc<Mutex<Vec<String>>>| {
-        PipelineError::PluginFailed {
-            plugin: name.to_string(),
+    // The first plugin that failed, upstream first, is the one to report.
+    let failures: Vec<&(String, std::process::ExitStatus, Arc<Mutex<Vec<String>>>)> =
+        statuses.iter().filter(|(_, st, _)| !st.success()).collect();
+    if let Some((name, status, tail)) = failures.first() {
+        for (other, st, _) in failures.iter().skip(1) {
+            tracing::error!("{other} failed too ({st})");
+        }
+        return Err(PipelineError::PluginFailed {
+            plugin: name.clone(),
             status: match status.code() {
                 Some(c) => format!("exit code {c}"),
                 None => "killed by a signal".into(),
@@ -555,24 +584,41 @@ pub fn run(
                 .lock()
                 .map(|t| t[t.len().saturating_sub(10)..].join("\n"))
                 .unwrap_or_default(),
-        }
-    };
-    if !tap_status.success() {
-        if !target_status.success() {
-            tracing::error!("{target_name} failed too ({target_status})");
-        }
-        return Err(failed(tap_name, tap_status, &tap_tail));
+        });
     }
-    if !target_status.success() {
-        return Err(failed(target_name, target_status, &target_tail));
+    let mut name = tap_name.to_string();
+    for m in mapper_names {
+        name.push(':');
+        name.push_str(m);
     }
     Ok(RunSummary {
-        pipeline: format!("{tap_name}:{target_name}"),
+        pipeline: format!("{name}:{target_name}"),
         state_commits: commits,
         skipped_lines: skipped,
         seconds: start.elapsed().as_secs_f64(),
         state: Value::Object(state),
     })
+}
+
+/// The original's Python stream map files are not run: a warning, or an
+/// error with `--strict`. `~` hash rules in `select` keep working.
+fn check_stream_maps(tap: &Plugin, strict: bool) -> Result<(), PipelineError> {
+    let maps = tap.str_list("stream_maps");
+    if maps.is_empty() {
+        return Ok(());
+    }
+    if strict {
+        return Err(PipelineError::StreamMaps {
+            tap: tap.name.clone(),
+            maps: maps.join(", "),
+        });
+    }
+    tracing::warn!(
+        "{}: stream_maps ({}) are Python files of the original alto and are not run; use `~` hash rules in select, or a Singer mapper (`mappers`, `alto run TAP:MAPPER:TARGET`)",
+        tap.name,
+        maps.join(", ")
+    );
+    Ok(())
 }
 
 fn spawn(cmd: &mut std::process::Command) -> Result<Child, PipelineError> {
