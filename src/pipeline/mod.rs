@@ -199,6 +199,9 @@ impl Redactor {
     }
 }
 
+/// The last lines a plugin wrote on stderr, for error messages.
+type Tail = Arc<Mutex<Vec<String>>>;
+
 /// Streams a plugin's stderr to the console (prefixed) and to the run's log.
 fn pump_stderr(
     name: String,
@@ -391,12 +394,12 @@ pub fn run(
     // Spawn the chain: tap, mappers, target. Between two plugins the pipe is a
     // direct OS pipe, except after the tap when `~` hash rules need alto there.
     let mut hasher = StreamHasher::new(&tap.select());
-    let mut children: Vec<(String, Child, Arc<Mutex<Vec<String>>>)> = Vec::new();
+    let mut children: Vec<(String, Child, Tail)> = Vec::new();
     let mut pumps = Vec::new();
     let mut middle = None;
     let mut upstream: Option<std::process::ChildStdout> = None;
     let mut target_stdout = None;
-    let kill_all = |children: &mut Vec<(String, Child, Arc<Mutex<Vec<String>>>)>| {
+    let kill_all = |children: &mut Vec<(String, Child, Tail)>| {
         for (_, c, _) in children.iter_mut() {
             let _ = c.kill();
         }
@@ -447,35 +450,32 @@ pub fn run(
                 tail.clone(),
             ));
         }
-        if i == 1 {
-            if let (Some(mut h), Some(from), Some(to)) =
+        if i == 1
+            && let (Some(mut h), Some(from), Some(to)) =
                 (hasher.take(), upstream.take(), child.stdin.take())
-            {
-                // alto in the pipe: only the affected streams' messages are parsed.
-                middle = Some(std::thread::spawn(move || {
-                    let mut reader = BufReader::with_capacity(1 << 16, from);
-                    let mut writer = BufWriter::with_capacity(1 << 16, to);
-                    let mut line = Vec::new();
-                    loop {
-                        line.clear();
-                        match reader.read_until(b'\n', &mut line) {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) => {}
-                        }
-                        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-                        let written = match h.transform(body) {
-                            Some(out) => {
-                                writer.write_all(&out).and_then(|_| writer.write_all(b"\n"))
-                            }
-                            None => writer.write_all(&line),
-                        };
-                        if written.is_err() {
-                            break;
-                        }
+        {
+            // alto in the pipe: only the affected streams' messages are parsed.
+            middle = Some(std::thread::spawn(move || {
+                let mut reader = BufReader::with_capacity(1 << 16, from);
+                let mut writer = BufWriter::with_capacity(1 << 16, to);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match reader.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
                     }
-                    let _ = writer.flush();
-                }));
-            }
+                    let body = line.strip_suffix(b"\n").unwrap_or(&line);
+                    let written = match h.transform(body) {
+                        Some(out) => writer.write_all(&out).and_then(|_| writer.write_all(b"\n")),
+                        None => writer.write_all(&line),
+                    };
+                    if written.is_err() {
+                        break;
+                    }
+                }
+                let _ = writer.flush();
+            }));
         }
         if i + 1 == plugins.len() {
             target_stdout = child.stdout.take();
@@ -559,15 +559,14 @@ pub fn run(
     if commits > 0 {
         store.keep_history(&state)?;
     }
-    if let Ok(bytes) = std::fs::read(&log_path) {
-        if let Err(e) =
+    if let Ok(bytes) = std::fs::read(&log_path)
+        && let Err(e) =
             remote.overwrite_project_file(&format!("logs/{env}/{log_name}"), Bytes::from(bytes))
-        {
-            tracing::warn!("could not upload the log: {e}");
-        }
+    {
+        tracing::warn!("could not upload the log: {e}");
     }
     // The first plugin that failed, upstream first, is the one to report.
-    let failures: Vec<&(String, std::process::ExitStatus, Arc<Mutex<Vec<String>>>)> =
+    let failures: Vec<&(String, std::process::ExitStatus, Tail)> =
         statuses.iter().filter(|(_, st, _)| !st.success()).collect();
     if let Some((name, status, tail)) = failures.first() {
         for (other, st, _) in failures.iter().skip(1) {
