@@ -449,3 +449,32 @@ fn python_stream_maps_warn_or_refuse() {
         "{err}"
     );
 }
+
+#[test]
+fn state_left_by_the_original_under_development_is_found() {
+    let p = plugin_project(&config("", ""));
+    let m = Machine::new(true);
+    let old = p
+        .home
+        .path()
+        .join(".alto/pipes/state/DEVELOPMENT/tap-fixture-to-target-fixture.json");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(
+        &old,
+        r#"{"bookmarks": {"users": {"updated_at": 2}, "orders": {"updated_at": 4}}}"#,
+    )
+    .unwrap();
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("DEVELOPMENT") && err.contains("ALTO_ENV"),
+        "{err}"
+    );
+    assert_eq!(
+        ids(&p.path().join("out/raw/users.jsonl")),
+        vec![3, 4, 5, 6, 7]
+    );
+    let state: Value = serde_json::from_slice(&std::fs::read(state_file(&p)).unwrap()).unwrap();
+    assert_eq!(bookmark(&state, "users"), 7);
+    assert!(old.exists(), "the original's state is left where it was");
+}

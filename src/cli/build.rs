@@ -20,6 +20,7 @@ pub struct BuildArgs {
     pub repair: bool,
     pub all_envs: bool,
     pub catalogs: bool,
+    pub offline: bool,
 }
 
 fn availability_word(a: Availability) -> &'static str {
@@ -27,6 +28,7 @@ fn availability_word(a: Availability) -> &'static str {
         Availability::Local => "in the local store",
         Availability::Remote => "in the remote store (will be substituted)",
         Availability::Build => "must be built",
+        Availability::Unknown => "not in the local store (the remote was not checked)",
     }
 }
 
@@ -85,25 +87,11 @@ fn build_one(
 ) -> Result<(), Error> {
     let start = std::time::Instant::now();
     let realizer = Realizer::new(project)?;
+    if args.dry_run {
+        return dry_run(g, project, &realizer, args, seen);
+    }
     let mut derivs = realizer.derivations(&args.plugins)?;
     derivs.retain(|d| seen.insert(d.key.clone()));
-    if args.dry_run {
-        let avail = realizer.availability(&derivs)?;
-        if g.json {
-            print_json(&Value::Array(
-                derivs
-                    .iter()
-                    .zip(&avail)
-                    .map(|(d, a)| derivation_json(d, *a))
-                    .collect(),
-            ));
-        } else {
-            for (d, a) in derivs.iter().zip(&avail) {
-                out(&describe_derivation(d, *a));
-            }
-        }
-        return Ok(());
-    }
     let opts = Options {
         jobs: args.jobs,
         repair: args.repair,
@@ -207,6 +195,63 @@ fn build_catalogs(
     Ok(())
 }
 
+/// Prints each derivation and where its output is. A plugin whose local
+/// source is missing is reported, not fatal: a dry run describes, it does not build.
+fn dry_run(
+    g: &Global,
+    project: &Project,
+    realizer: &Realizer,
+    args: &BuildArgs,
+    seen: &mut std::collections::HashSet<crate::eval::Key>,
+) -> Result<(), Error> {
+    let names: Vec<String> = if args.plugins.is_empty() {
+        project.plugins().map(|p| p.name.clone()).collect()
+    } else {
+        args.plugins.clone()
+    };
+    let mut derivs: Vec<PluginDerivation> = Vec::new();
+    let mut missing = Vec::new();
+    for name in &names {
+        match realizer.derivations(std::slice::from_ref(name)) {
+            Ok(ds) => {
+                for d in ds {
+                    match derivs.iter_mut().find(|e| e.key == d.key) {
+                        Some(e) => e.plugins.extend(d.plugins),
+                        None => derivs.push(d),
+                    }
+                }
+            }
+            Err(crate::realize::RealizeError::Eval(
+                e @ crate::eval::EvalError::MissingLocalSource { .. },
+            )) => {
+                missing.push((name.clone(), e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    derivs.retain(|d| seen.insert(d.key.clone()));
+    let avail = realizer.availability(&derivs, args.offline)?;
+    if g.json {
+        let mut rows: Vec<Value> = derivs
+            .iter()
+            .zip(&avail)
+            .map(|(d, a)| derivation_json(d, *a))
+            .collect();
+        rows.extend(missing.iter().map(
+            |(n, m)| json!({"key": null, "plugins": [n], "status": "missing-source", "error": m}),
+        ));
+        print_json(&Value::Array(rows));
+    } else {
+        for (d, a) in derivs.iter().zip(&avail) {
+            out(&describe_derivation(d, *a));
+        }
+        for (n, m) in &missing {
+            out(&format!("{n}\n  status    cannot be keyed: {m}\n"));
+        }
+    }
+    Ok(())
+}
+
 pub fn show(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
     let plugin = project.plugin(name)?;
     let realizer = Realizer::new(project)?;
@@ -220,7 +265,7 @@ pub fn show(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
         }
         return Ok(());
     };
-    let avail = realizer.availability(&derivs)?[0];
+    let avail = realizer.availability(&derivs, false)?[0];
     if g.json {
         let mut v = derivation_json(d, avail);
         v["entry"] = json!(entry);

@@ -115,6 +115,9 @@ pub enum Command {
         /// Also realize the taps' base catalogs (runs `--discover` where needed).
         #[arg(long)]
         catalogs: bool,
+        /// With --dry-run: do not look at the remote store.
+        #[arg(long)]
+        offline: bool,
     },
     /// Show a plugin's derivation: key, inputs, and where its output is.
     Show { plugin: String },
@@ -272,6 +275,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             repair,
             all_envs,
             catalogs,
+            offline,
         } => {
             let opts = build::BuildArgs {
                 plugins: plugins.clone(),
@@ -281,6 +285,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 repair: *repair,
                 all_envs: *all_envs,
                 catalogs: *catalogs,
+                offline: *offline,
             };
             build::build(g, &g.load()?, &opts).map(|_| 0)
         }

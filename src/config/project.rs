@@ -268,6 +268,7 @@ impl Project {
                 ));
             }
         }
+        project.warn_extensions();
         for kind in PluginKind::ALL {
             let names: Vec<String> = project
                 .tree
@@ -290,6 +291,30 @@ impl Project {
             }
         }
         Ok(project)
+    }
+
+    /// The original's `extensions` (built-in `evidence`, `rill`, or Python
+    /// files) are Python-only: alto accepts the key and says, once each, that
+    /// they are not run.
+    fn warn_extensions(&self) {
+        let list = match self.tree.value.get("extensions") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for ext in list {
+            if seen.insert(ext.clone()) {
+                tracing::warn!(
+                    "extension `{ext}` is a Python extension of the original alto and is not run; \
+                     run the tool as a utility instead (`utilities: {{{ext}: {{pip_url: ...}}}}`, then `alto invoke {ext}`)"
+                );
+            }
+        }
     }
 
     fn resolve(

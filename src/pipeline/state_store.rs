@@ -50,7 +50,7 @@ impl<'r> StateStore<'r> {
         match self.remote.read_project_file(&rel)? {
             None => {
                 self.version = None;
-                Ok(Map::new())
+                self.read_original_default()
             }
             Some(v) => {
                 self.version = Some(v.version);
@@ -60,6 +60,30 @@ impl<'r> StateStore<'r> {
                 })
             }
         }
+    }
+
+    /// The original alto wrote `state/DEVELOPMENT/` when ALTO_ENV was unset;
+    /// alto's default is `dev`. Such a state is found and used, with a note;
+    /// new state is written under `dev`.
+    fn read_original_default(&self) -> Result<Map<String, Value>, PipelineError> {
+        if self.dir != "state/dev" {
+            return Ok(Map::new());
+        }
+        let old = format!("state/DEVELOPMENT/{}.json", self.name);
+        let Some(v) = self.remote.read_project_file(&old)? else {
+            return Ok(Map::new());
+        };
+        let state = state::parse_file(&v.bytes).map_err(|e| PipelineError::BadState {
+            path: self.remote.describe_project_file(&old),
+            message: e.to_string(),
+        })?;
+        tracing::warn!(
+            "using {} (the original alto's environment when ALTO_ENV was unset); new state goes to {}. \
+             To keep using the old environment instead, set ALTO_ENV=DEVELOPMENT; its history stays where it is",
+            self.remote.describe_project_file(&old),
+            self.remote.describe_project_file(&self.active())
+        );
+        Ok(state)
     }
 
     /// Writes the active state, only over the version this run last read or wrote.

@@ -112,6 +112,8 @@ pub enum Availability {
     Local,
     Remote,
     Build,
+    /// Not in the local store; the remote was not (or could not be) checked.
+    Unknown,
 }
 
 /// How a derivation was realized.
@@ -223,24 +225,28 @@ impl<'p> Realizer<'p> {
     pub fn availability(
         &self,
         derivs: &[PluginDerivation],
+        offline: bool,
     ) -> Result<Vec<Availability>, RealizeError> {
-        let mut remote_keys = None;
+        // `None`: not listed yet; `Some(None)`: the remote could not be read.
+        let mut remote_keys: Option<Option<HashSet<Key>>> = offline.then_some(None);
         let mut out = Vec::new();
         for d in derivs {
             if matches!(self.local.status(&d.key, false)?, LocalStatus::Valid(_)) {
                 out.push(Availability::Local);
                 continue;
             }
-            if remote_keys.is_none() {
-                remote_keys = Some(self.remote()?.meta_keys()?);
-            }
-            out.push(
-                if remote_keys.as_ref().is_some_and(|k| k.contains(&d.key)) {
-                    Availability::Remote
-                } else {
-                    Availability::Build
-                },
-            );
+            let keys = remote_keys.get_or_insert_with(|| match self.remote().and_then(|r| Ok(r.meta_keys()?)) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::warn!("the remote store cannot be read ({e}); where outputs are is partly unknown");
+                    None
+                }
+            });
+            out.push(match keys {
+                None => Availability::Unknown,
+                Some(k) if k.contains(&d.key) => Availability::Remote,
+                Some(_) => Availability::Build,
+            });
         }
         Ok(out)
     }

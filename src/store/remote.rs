@@ -71,29 +71,45 @@ fn strip_scheme(bucket: &str) -> &str {
 }
 
 /// fsspec-style names (the original's `<fs>_settings`) for object_store's keys.
-fn alias(key: &str) -> &str {
+fn alias<'a>(fs: &str, key: &'a str) -> &'a str {
     match key {
         "key" | "aws_access_key_id" => "access_key_id",
         "secret" | "aws_secret_access_key" => "secret_access_key",
         "endpoint_url" => "endpoint",
         "region_name" => "region",
-        "token" => "service_account_path",
-        "account_name" => "account_name",
+        "token" if fs == "gcs" || fs == "gs" => "service_account_path",
         other => other,
     }
 }
 
+/// fsspec options that have no object_store counterpart and change nothing
+/// about where objects live: accepted and ignored.
+const IGNORED_FSSPEC: [&str; 8] = [
+    "project",
+    "requester_pays",
+    "consistency",
+    "cache_timeout",
+    "skip_instance_cache",
+    "use_listings_cache",
+    "auto_mkdir",
+    "default_fill_cache",
+];
+
 /// Flattens settings into (key, string value) pairs; fsspec's nested
 /// `client_kwargs` is read as part of the map.
-fn settings_pairs(map: &serde_json::Map<String, Value>, out: &mut Vec<(String, String)>) {
+fn settings_pairs(fs: &str, map: &serde_json::Map<String, Value>, out: &mut Vec<(String, String)>) {
     for (k, v) in map {
+        if IGNORED_FSSPEC.contains(&k.as_str()) {
+            tracing::debug!("remote setting `{k}` has no meaning for alto; ignored");
+            continue;
+        }
         match v {
             Value::Object(inner) if k == "client_kwargs" || k == "config_kwargs" => {
-                settings_pairs(inner, out)
+                settings_pairs(fs, inner, out)
             }
             Value::Null => {}
-            Value::String(s) => out.push((alias(k).to_string(), s.clone())),
-            other => out.push((alias(k).to_string(), other.to_string())),
+            Value::String(s) => out.push((alias(fs, k).to_string(), s.clone())),
+            other => out.push((alias(fs, k).to_string(), other.to_string())),
         }
     }
 }
@@ -133,7 +149,7 @@ impl Remote {
                 message: e.to_string(),
                 help: None,
             })? {
-                settings_pairs(&m, &mut settings);
+                settings_pairs(&fs_name, &m, &mut settings);
             }
         }
         let need_bucket = |fs: &str| {
