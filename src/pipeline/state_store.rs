@@ -111,26 +111,18 @@ impl<'r> StateStore<'r> {
         state: &Map<String, Value>,
     ) -> Result<Option<String>, PipelineError> {
         let bytes = Bytes::from(serde_json::to_vec_pretty(state).unwrap_or_default());
-        // Names have second resolution: a copy from the same second is kept,
-        // and this one waits for the next second rather than overwrite it.
-        for _ in 0..3 {
-            let rel = format!(
-                "{}/{}.{}.json",
-                self.dir,
-                self.name,
-                crate::store::now_compact()
-            );
-            match self.remote.write_project_file(&rel, bytes.clone(), None)? {
-                Written::Done(_) => return Ok(Some(rel)),
-                Written::Conflict => {
-                    let nanos = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.subsec_nanos())
-                        .unwrap_or(0);
-                    std::thread::sleep(std::time::Duration::from_nanos(
-                        1_000_000_000 - u64::from(nanos) + 1_000_000,
-                    ));
-                }
+        // Names have second resolution; a second run within the same second
+        // gets `-2`, `-3`, ... rather than overwrite the first one's copy.
+        let stamp = crate::store::now_compact();
+        for n in 1..100 {
+            let suffix = if n == 1 {
+                String::new()
+            } else {
+                format!("-{n}")
+            };
+            let rel = format!("{}/{}.{stamp}{suffix}.json", self.dir, self.name);
+            if let Written::Done(_) = self.remote.write_project_file(&rel, bytes.clone(), None)? {
+                return Ok(Some(rel));
             }
         }
         tracing::warn!(
