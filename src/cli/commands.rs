@@ -193,7 +193,7 @@ pub fn init(
 }
 
 /// Writes a file that must not exist yet; `false` if it already did.
-fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
+pub(super) fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| Error::Write {
             path: parent.to_path_buf(),

@@ -6,6 +6,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::config::meltano::MeltanoError;
 use crate::eval::EvalError;
 use crate::pipeline::PipelineError;
 use crate::realize::RealizeError;
@@ -16,6 +17,10 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Config(#[from] ConfigError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Meltano(#[from] MeltanoError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -99,6 +104,20 @@ pub enum Error {
     )]
     AlreadyInitialized { dir: PathBuf, file: String },
 
+    #[error("no Meltano project file at {}", path.display())]
+    #[diagnostic(
+        code(alto::import::not_found),
+        help("pass its path: `alto import meltano path/to/meltano.yml`")
+    )]
+    MeltanoNotFound { path: PathBuf },
+
+    #[error("{} already has a config: {}", dir.display(), file)]
+    #[diagnostic(
+        code(alto::import::exists),
+        help("alto import never overwrites a project; move {file} away to import again")
+    )]
+    ImportTargetExists { dir: PathBuf, file: String },
+
     #[error("cannot write {}", path.display())]
     #[diagnostic(code(alto::io))]
     Write {
@@ -116,7 +135,10 @@ impl Error {
             Error::Config(_)
             | Error::UnknownCommand { .. }
             | Error::UnknownTask { .. }
-            | Error::AlreadyInitialized { .. } => 2,
+            | Error::AlreadyInitialized { .. }
+            | Error::Meltano(_)
+            | Error::MeltanoNotFound { .. }
+            | Error::ImportTargetExists { .. } => 2,
             Error::Realize(RealizeError::Config(_))
             | Error::Realize(RealizeError::Eval(EvalError::Config(_)))
             | Error::Realize(RealizeError::Eval(EvalError::MissingLocalSource { .. }))

@@ -5,6 +5,7 @@
 mod build;
 mod commands;
 mod error;
+mod import;
 mod output;
 mod pipeline;
 pub mod task;
@@ -78,6 +79,11 @@ pub enum Command {
         /// Never ask; use defaults.
         #[arg(long)]
         no_prompt: bool,
+    },
+    /// Write alto.yaml from another tool's project, listing what has no alto equivalent.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
     },
     /// Print the JSON config a plugin receives.
     Config {
@@ -186,6 +192,15 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// A Meltano project file (default: meltano.yml in the project directory).
+    Meltano {
+        /// The meltano.yml to read (or the directory holding it).
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Print the active state of TAP:TARGET.
     Show { pipeline: String },
@@ -262,6 +277,9 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             name,
             no_prompt,
         } => commands::init(g, *format, name.clone(), *no_prompt).map(|_| 0),
+        Command::Import {
+            source: ImportSource::Meltano { path },
+        } => import::meltano(g, path.as_deref()).map(|_| 0),
         Command::Config { plugin, tap } => {
             commands::config(g, &g.load()?, plugin, tap.as_deref()).map(|_| 0)
         }

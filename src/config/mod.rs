@@ -7,6 +7,7 @@ pub mod error;
 pub mod format;
 pub mod interpolate;
 pub mod load;
+pub mod meltano;
 pub mod project;
 pub mod source;
 pub mod template;
