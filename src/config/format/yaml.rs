@@ -21,6 +21,8 @@ enum Frame {
         path: KeyPath,
         anchor: usize,
         key: Option<String>,
+        /// The pending key is a plain `<<`: a merge key, not a key named "<<".
+        merge_key: bool,
         merges: Vec<Value>,
     },
 }
@@ -68,9 +70,16 @@ impl Builder<'_> {
             }
             Some(Frame::Seq { items, .. }) => items.push(value),
             Some(Frame::Map {
-                map, key, merges, ..
+                map,
+                key,
+                merges,
+                merge_key,
+                ..
             }) => match key.take() {
-                Some(k) if k == "<<" => merges.push(value),
+                Some(_) if *merge_key => {
+                    *merge_key = false;
+                    merges.push(value)
+                }
                 Some(k) => {
                     map.insert(k, value);
                 }
@@ -147,7 +156,14 @@ impl MarkedEventReceiver for Builder<'_> {
                 if anchor > 0 {
                     self.anchors.insert(anchor, value.clone());
                 }
+                let is_merge_key = style == TScalarStyle::Plain && value.as_str() == Some("<<");
+                let is_key = self.next_path().is_none();
                 self.place(value, offset);
+                if is_key && is_merge_key {
+                    if let Some(Frame::Map { merge_key, .. }) = self.stack.last_mut() {
+                        *merge_key = true;
+                    }
+                }
             }
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
                 Some(v) => {
@@ -185,6 +201,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     path,
                     anchor,
                     key: None,
+                    merge_key: false,
                     merges: Vec::new(),
                 });
             }
@@ -302,5 +319,17 @@ mod tests {
     #[test]
     fn two_documents_are_an_error() {
         assert!(parse("a: 1\n---\nb: 2\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod quoted_merge_key_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_quoted_merge_key_is_a_plain_key() {
+        let p = parse("a:\n  \"<<\": null\n  b: 1\n").unwrap();
+        assert_eq!(p.value, json!({"a": {"<<": null, "b": 1}}));
     }
 }
