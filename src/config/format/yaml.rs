@@ -159,10 +159,11 @@ impl MarkedEventReceiver for Builder<'_> {
                 let is_merge_key = style == TScalarStyle::Plain && value.as_str() == Some("<<");
                 let is_key = self.next_path().is_none();
                 self.place(value, offset);
-                if is_key && is_merge_key {
-                    if let Some(Frame::Map { merge_key, .. }) = self.stack.last_mut() {
-                        *merge_key = true;
-                    }
+                if is_key
+                    && is_merge_key
+                    && let Some(Frame::Map { merge_key, .. }) = self.stack.last_mut()
+                {
+                    *merge_key = true;
                 }
             }
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
