@@ -326,3 +326,72 @@ fn all_envs_realizes_every_environment() {
     assert_eq!(dev[0]["status"], "local");
     assert_eq!(prod[0]["status"], "local");
 }
+
+#[test]
+fn export_and_import_round_trip_byte_for_byte() {
+    let p = plugin_project(FIXTURE);
+    let a = Machine::new(true);
+    let built = p.json_on(&a, &["build"]);
+    let key = built["derivations"][0]["key"].as_str().unwrap().to_string();
+    let archive = p.path().join("plugins.tar.zst");
+    let out = p.json_on(&a, &["store", "export", "-o", archive.to_str().unwrap()]);
+    assert_eq!(out["objects"][0], key.as_str());
+    // An air-gapped machine: no remote, no pex; everything comes from the file.
+    let b = Machine::new(false);
+    let isolated = common::Project::new(&[]);
+    let out = isolated
+        .on(&b)
+        .args(["--json", "store", "import"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(b.objects().join(&key)).unwrap(),
+        std::fs::read(a.objects().join(&key)).unwrap()
+    );
+    assert_eq!(
+        isolated
+            .on(&b)
+            .args(["store", "verify"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
+    // The project on that machine finds the plugin locally and runs it.
+    let (code, out, err) = p.run_on(&b, &["invoke", "tap-fixture", "--version"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "0.1.0");
+    assert!(!b.has_pex());
+
+    // A tampered archive is refused, and nothing of it is committed.
+    let c = Machine::new(false);
+    let bytes = zstd_decode(&archive);
+    let mut tampered = bytes.clone();
+    let at = tampered.len() / 3;
+    tampered[at] ^= 0x01;
+    let bad = p.path().join("bad.tar.zst");
+    std::fs::write(&bad, zstd_encode(&tampered)).unwrap();
+    let out = isolated
+        .on(&c)
+        .args(["store", "import"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!c.objects().join(format!("{key}.meta.json")).exists());
+}
+
+fn zstd_decode(path: &std::path::Path) -> Vec<u8> {
+    zstd::decode_all(std::fs::read(path).unwrap().as_slice()).unwrap()
+}
+
+fn zstd_encode(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 3).unwrap()
+}

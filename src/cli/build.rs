@@ -371,3 +371,53 @@ pub fn verify(g: &Global) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// `alto store export`: realizes the plugins, then writes them to one file.
+pub fn export(
+    g: &Global,
+    project: &Project,
+    plugins: &[String],
+    output: &std::path::Path,
+) -> Result<(), Error> {
+    let realizer = Realizer::new(project)?;
+    let derivs = realizer.derivations(plugins)?;
+    let opts = Options {
+        jobs: 2,
+        repair: false,
+        progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
+    };
+    for o in realizer.realize(&derivs, &opts) {
+        if let Some(e) = o.error {
+            return Err(e.into());
+        }
+    }
+    let keys: Vec<crate::eval::Key> = derivs.iter().map(|d| d.key.clone()).collect();
+    let bytes = crate::store::archive::export(&realizer.local, &keys, output)?;
+    if g.json {
+        print_json(&json!({"file": output, "objects": keys, "bytes": bytes}));
+    } else if g.quiet == 0 {
+        eprintln!(
+            "{} plugins ({:.1} MB) written to {}",
+            keys.len(),
+            bytes as f64 / 1e6,
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+/// `alto store import`: needs no project, only the file.
+pub fn import(g: &Global, file: &std::path::Path) -> Result<(), Error> {
+    let local = LocalStore::open(&store::cache_dir())?;
+    let keys = crate::store::archive::import(&local, file)?;
+    if g.json {
+        print_json(&json!({"imported": keys}));
+    } else if g.quiet == 0 {
+        eprintln!(
+            "{} objects imported and verified into {}",
+            keys.len(),
+            store::cache_dir().display()
+        );
+    }
+    Ok(())
+}

@@ -222,6 +222,14 @@ pub enum CatalogCommand {
 pub enum StoreCommand {
     /// Re-hash every local object against its metadata.
     Verify,
+    /// Write the named plugins (all by default) with their metadata to one .tar.zst file.
+    Export {
+        plugins: Vec<String>,
+        #[arg(short, long, value_name = "FILE.tar.zst")]
+        output: PathBuf,
+    },
+    /// Read a file written by `alto store export` into the local store, verifying every object.
+    Import { file: PathBuf },
 }
 
 fn default_jobs() -> usize {
@@ -312,6 +320,12 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Store {
             command: StoreCommand::Verify,
         } => build::verify(g).map(|_| 0),
+        Command::Store {
+            command: StoreCommand::Export { plugins, output },
+        } => build::export(g, &g.load()?, plugins, output).map(|_| 0),
+        Command::Store {
+            command: StoreCommand::Import { file },
+        } => build::import(g, file).map(|_| 0),
         Command::Run {
             pipelines,
             full_refresh,

@@ -3,6 +3,7 @@
 //! shared by all machines. Objects are immutable and named by their derivation
 //! key; a metadata record, written last, is the commit point.
 
+pub mod archive;
 pub mod local;
 pub mod remote;
 
