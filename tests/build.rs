@@ -395,3 +395,29 @@ fn zstd_decode(path: &std::path::Path) -> Vec<u8> {
 fn zstd_encode(data: &[u8]) -> Vec<u8> {
     zstd::encode_all(data, 3).unwrap()
 }
+
+#[test]
+fn remote_verification_finds_and_repairs_damage() {
+    let p = plugin_project(FIXTURE);
+    let a = Machine::new(true);
+    let key = p.json_on(&a, &["build"])["derivations"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let clean = p.json_on(&a, &["store", "verify", "--remote"]);
+    assert_eq!(clean["objects"][0]["ok"], true, "{clean}");
+    flip_byte(&p.home.path().join(".alto/.store/v1/data").join(&key));
+    let (code, _, err) = p.run_on(&a, &["store", "verify", "--remote"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("differs from the recorded"), "{err}");
+    // This machine has an intact copy of the same content: it replaces the remote one.
+    let repaired = p.json_on(&a, &["store", "verify", "--remote", "--repair"]);
+    assert_eq!(repaired["objects"][0]["repaired"], true, "{repaired}");
+    assert_eq!(p.run_on(&a, &["store", "verify", "--remote"]).0, 0);
+    // Local damage: verify reports it, --repair removes it, the next build substitutes it.
+    flip_byte(&a.objects().join(&key));
+    assert_eq!(p.run_on(&a, &["store", "verify"]).0, 1);
+    assert_eq!(p.run_on(&a, &["store", "verify", "--repair"]).0, 0);
+    assert!(!a.objects().join(format!("{key}.meta.json")).exists());
+    assert_eq!(statuses(&p.json_on(&a, &["build"])), vec!["substituted"]);
+}

@@ -342,32 +342,103 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     1
 }
 
-pub fn verify(g: &Global) -> Result<(), Error> {
+pub fn verify(g: &Global, repair: bool) -> Result<(), Error> {
     let local = LocalStore::open(&store::cache_dir())?;
     let mut damaged = 0;
     let mut report = Vec::new();
-    for key in local.keys()? {
-        let (ok, reason) = match local.status(&key, true)? {
-            LocalStatus::Valid(_) => (true, None),
-            LocalStatus::Damaged { reason, .. } => (false, Some(reason)),
+    let keys = local.keys()?;
+    for key in &keys {
+        let reason = match local.status(key, true)? {
+            LocalStatus::Valid(_) => None,
+            LocalStatus::Damaged { reason, .. } => Some(reason),
             LocalStatus::Missing => continue,
         };
-        if !ok {
+        if let Some(r) = &reason {
             damaged += 1;
-            tracing::error!("{key}: {}", reason.clone().unwrap_or_default());
+            tracing::error!("{key}: {r}");
+            if repair {
+                // Gone from the store, it is substituted or rebuilt by the next build.
+                local.remove(key)?;
+                tracing::info!("{key}: removed; `alto build` fetches or rebuilds it");
+            }
         }
-        report.push(json!({"key": key, "ok": ok, "reason": reason}));
+        report.push(json!({"key": key, "ok": reason.is_none(), "reason": reason, "removed": repair && reason.is_some()}));
     }
     if g.json {
         print_json(&Value::Array(report));
     } else if g.quiet == 0 {
-        eprintln!(
-            "{} objects verified, {damaged} damaged",
-            local.keys()?.len()
+        eprintln!("{} objects verified, {damaged} damaged", keys.len());
+    }
+    if damaged > 0 && !repair {
+        return Err(Error::VerifyFailed { count: damaged });
+    }
+    Ok(())
+}
+
+/// `alto store verify --remote`: downloads and re-hashes every remote object.
+/// `--repair` replaces a damaged one from an intact local copy of the same content.
+pub fn verify_remote(g: &Global, project: &Project, repair: bool) -> Result<(), Error> {
+    let realizer = Realizer::new(project)?;
+    let remote = realizer.remote()?;
+    let mut keys: Vec<crate::eval::Key> = remote.meta_keys()?.into_iter().collect();
+    keys.sort();
+    let start = std::time::Instant::now();
+    let (mut damaged, mut repaired, mut bytes) = (0, 0, 0u64);
+    let mut report = Vec::new();
+    for key in &keys {
+        let Some(meta) = remote.meta(key)? else {
+            continue;
+        };
+        let tmp = realizer.local.temp_path(&format!("{key}.verify"));
+        let result = remote.download(key, &tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let problem = match result {
+            Ok((blake3, size)) => {
+                bytes += size;
+                (blake3 != meta.blake3 || size != meta.size)
+                    .then(|| format!("blake3 {blake3} differs from the recorded {}", meta.blake3))
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        let mut fixed = false;
+        if let Some(p) = &problem {
+            damaged += 1;
+            tracing::error!("{key} in {}: {p}", remote.describe);
+            if repair {
+                if let LocalStatus::Valid(local_meta) = realizer.local.status(key, true)? {
+                    if local_meta.blake3 == meta.blake3 {
+                        remote.upload(key, &realizer.local.data_path(key), &local_meta, true)?;
+                        fixed = true;
+                        repaired += 1;
+                    }
+                }
+                if !fixed {
+                    tracing::error!(
+                        "{key}: no intact local copy here; `alto build --repair` on a machine that builds it replaces it"
+                    );
+                }
+            }
+        }
+        report.push(
+            json!({"key": key, "ok": problem.is_none(), "reason": problem, "repaired": fixed}),
         );
     }
-    if damaged > 0 {
-        return Err(Error::VerifyFailed { count: damaged });
+    let seconds = start.elapsed().as_secs_f64();
+    if g.json {
+        print_json(
+            &json!({"remote": remote.describe, "objects": report, "bytes": bytes, "seconds": seconds}),
+        );
+    } else if g.quiet == 0 {
+        eprintln!(
+            "{} remote objects verified ({:.1} MB in {seconds:.2}s), {damaged} damaged, {repaired} repaired",
+            keys.len(),
+            bytes as f64 / 1e6
+        );
+    }
+    if damaged > repaired {
+        return Err(Error::VerifyFailed {
+            count: damaged - repaired,
+        });
     }
     Ok(())
 }

@@ -220,8 +220,15 @@ pub enum CatalogCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Re-hash every local object against its metadata.
-    Verify,
+    /// Re-hash every local object (or, with --remote, every remote one) against its metadata.
+    Verify {
+        /// Verify the project's remote store instead (downloads every object).
+        #[arg(long)]
+        remote: bool,
+        /// Remove damaged local objects; replace damaged remote ones from a good local copy.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Write the named plugins (all by default) with their metadata to one .tar.zst file.
     Export {
         plugins: Vec<String>,
@@ -318,8 +325,19 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Show { plugin } => build::show(g, &g.load()?, plugin).map(|_| 0),
         Command::Invoke { args } => build::invoke(g, &g.load()?, args),
         Command::Store {
-            command: StoreCommand::Verify,
-        } => build::verify(g).map(|_| 0),
+            command:
+                StoreCommand::Verify {
+                    remote: false,
+                    repair,
+                },
+        } => build::verify(g, *repair).map(|_| 0),
+        Command::Store {
+            command:
+                StoreCommand::Verify {
+                    remote: true,
+                    repair,
+                },
+        } => build::verify_remote(g, &g.load()?, *repair).map(|_| 0),
         Command::Store {
             command: StoreCommand::Export { plugins, output },
         } => build::export(g, &g.load()?, plugins, output).map(|_| 0),
