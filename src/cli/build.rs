@@ -405,12 +405,12 @@ pub fn verify_remote(g: &Global, project: &Project, repair: bool) -> Result<(), 
             damaged += 1;
             tracing::error!("{key} in {}: {p}", remote.describe);
             if repair {
-                if let LocalStatus::Valid(local_meta) = realizer.local.status(key, true)? {
-                    if local_meta.blake3 == meta.blake3 {
-                        remote.upload(key, &realizer.local.data_path(key), &local_meta, true)?;
-                        fixed = true;
-                        repaired += 1;
-                    }
+                if let LocalStatus::Valid(local_meta) = realizer.local.status(key, true)?
+                    && local_meta.blake3 == meta.blake3
+                {
+                    remote.upload(key, &realizer.local.data_path(key), &local_meta, true)?;
+                    fixed = true;
+                    repaired += 1;
                 }
                 if !fixed {
                     tracing::error!(
