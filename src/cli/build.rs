@@ -98,6 +98,15 @@ fn build_one(
         progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
     };
     let outcomes = realizer.realize(&derivs, &opts);
+    let realized: Vec<crate::eval::Key> = outcomes
+        .iter()
+        .filter(|o| o.status != Status::Failed)
+        .map(|o| o.key.clone())
+        .collect();
+    realizer.register_roots(
+        &realized,
+        args.plugins.is_empty() && realized.len() == derivs.len(),
+    );
     let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
     let failed = count(Status::Failed);
     let mut differing = 0;

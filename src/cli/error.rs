@@ -57,6 +57,13 @@ pub enum Error {
     #[diagnostic(code(alto::catalog))]
     Catalog { file: String, message: String },
 
+    #[error("`{value}` is not a duration")]
+    #[diagnostic(
+        code(alto::cli::duration),
+        help("write a number and a unit: 30d, 12h, 15m, 10s, or 0")
+    )]
+    BadDuration { value: String },
+
     #[error("{failed} of {total} plugins failed to realize")]
     #[diagnostic(code(alto::build::failed))]
     BuildFailed { failed: usize, total: usize },
@@ -144,6 +151,7 @@ impl Error {
             | Error::Realize(RealizeError::Eval(EvalError::MissingLocalSource { .. }))
             | Error::Realize(RealizeError::PythonNotFound { .. })
             | Error::NothingToRun { .. }
+            | Error::BadDuration { .. }
             | Error::Pipeline(PipelineError::Config(_))
             | Error::Pipeline(PipelineError::BadState { .. })
             | Error::Pipeline(PipelineError::StreamMaps { .. })

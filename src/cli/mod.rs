@@ -5,6 +5,7 @@
 mod build;
 mod commands;
 mod error;
+mod gc;
 mod import;
 mod output;
 mod pipeline;
@@ -180,6 +181,21 @@ pub enum Command {
     },
     /// Print a plugin's --about.
     About { plugin: String },
+    /// Remove store objects no environment of this project, no pin and (with
+    /// --remote) no project sharing the remote refers to. Never state, history,
+    /// reservoir data or logs.
+    Gc {
+        /// Say what would go; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Collect the remote store too.
+        #[arg(long)]
+        remote: bool,
+        /// Only objects created longer ago than this (`30d`, `12h`, `15m`, `0`): a
+        /// grace period for objects being published.
+        #[arg(long, default_value = "1h")]
+        older_than: String,
+    },
     /// Maintain the local store.
     Store {
         #[command(subcommand)]
@@ -237,6 +253,10 @@ pub enum StoreCommand {
     },
     /// Read a file written by `alto store export` into the local store, verifying every object.
     Import { file: PathBuf },
+    /// Keep the named plugins' objects (all by default) whatever gc finds.
+    Pin { plugins: Vec<String> },
+    /// Let gc collect the named plugins' objects again.
+    Unpin { plugins: Vec<String> },
 }
 
 fn default_jobs() -> usize {
@@ -344,6 +364,17 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Store {
             command: StoreCommand::Import { file },
         } => build::import(g, file).map(|_| 0),
+        Command::Store {
+            command: StoreCommand::Pin { plugins },
+        } => gc::pin(g, &g.load()?, plugins, false).map(|_| 0),
+        Command::Store {
+            command: StoreCommand::Unpin { plugins },
+        } => gc::pin(g, &g.load()?, plugins, true).map(|_| 0),
+        Command::Gc {
+            dry_run,
+            remote,
+            older_than,
+        } => gc::gc(g, &g.load()?, *dry_run, *remote, older_than).map(|_| 0),
         Command::Run {
             pipelines,
             full_refresh,

@@ -251,6 +251,10 @@ pub fn realize_plugins(
             return Err(e.into());
         }
     }
+    realizer.register_roots(
+        &derivs.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
+        false,
+    );
     let mut out = Vec::new();
     for p in plugins {
         let d = derivs

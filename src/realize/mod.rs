@@ -532,6 +532,55 @@ impl<'p> Realizer<'p> {
         Ok((rebuilt.blake3 != stored.blake3).then_some((stored.blake3, rebuilt.blake3)))
     }
 
+    /// Registers realized keys as GC roots of this project and environment,
+    /// locally and in the remote. `replace` (a full build) drops keys the
+    /// config no longer names; otherwise the keys are added.
+    pub fn register_roots(&self, keys: &[Key], replace: bool) {
+        use crate::store::roots::{self, RootSet};
+        let mut set = RootSet {
+            project: self.project.name.clone(),
+            project_root: Some(self.project.root.clone()),
+            environment: self.project.environment.clone(),
+            keys: keys.iter().cloned().collect(),
+            updated: store::now_rfc3339(),
+        };
+        if !replace {
+            // Local: add to what this project and environment registered before.
+            let id_dir = self.cache_dir.join("store/v1/roots");
+            if let Ok(entries) = std::fs::read_dir(&id_dir) {
+                for e in entries.flatten() {
+                    if let Some(old) = std::fs::read(e.path())
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<RootSet>(&b).ok())
+                        && old.project_root == set.project_root
+                        && old.environment == set.environment
+                    {
+                        set.keys.extend(old.keys);
+                    }
+                }
+            }
+        }
+        if let Err(e) = roots::register_local(&self.cache_dir, &set) {
+            tracing::warn!("could not register gc roots: {e}");
+        }
+        if let Ok(remote) = self.remote() {
+            let mut remote_set = set.clone();
+            if !replace {
+                let rel = format!(".store/v1/roots/{}/{}.json", set.project, set.environment);
+                if let Ok(files) = remote.read_root_files(&rel) {
+                    for b in files {
+                        if let Ok(old) = serde_json::from_slice::<RootSet>(&b) {
+                            remote_set.keys.extend(old.keys);
+                        }
+                    }
+                }
+            }
+            if let Err(e) = roots::register_remote(&remote, &remote_set) {
+                tracing::warn!("could not register gc roots in the remote: {e}");
+            }
+        }
+    }
+
     /// pex's own cache (and the venvs `--venv` PEXes install themselves into).
     pub fn pex_root(&self) -> PathBuf {
         self.cache_dir.join("pex-root")

@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod local;
 pub mod remote;
+pub mod roots;
 
 use std::path::{Path, PathBuf};
 
@@ -190,6 +191,56 @@ pub fn now_rfc3339() -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// Seconds since the epoch of an RFC 3339 UTC time as alto writes them
+/// (`2026-11-24T12:00:00Z`).
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Howard Hinnant's days-from-civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// Seconds in a duration like `30d`, `12h`, `15m`, `10s` or `0`.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 7 * 86_400,
+        _ => return None,
+    })
+}
+
+/// Seconds since the epoch, now.
+pub fn now_epoch() -> u64 {
+    now_secs()
+}
+
 /// Now as `YYYYmmddHHMMSS` UTC, the original's state history suffix.
 pub fn now_compact() -> String {
     let (y, mo, d, h, mi, s) = civil(now_secs());
@@ -199,6 +250,16 @@ pub fn now_compact() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-29T12:12:01Z"), Some(1_795_954_321));
+        assert_eq!(parse_rfc3339("nonsense"), None);
+        assert_eq!(parse_duration("2h"), Some(7200));
+        assert_eq!(parse_duration("0"), Some(0));
+        assert_eq!(parse_duration("3x"), None);
+    }
 
     #[test]
     fn civil_dates() {

@@ -565,6 +565,46 @@ impl Remote {
         })
     }
 
+    /// Writes a file under the remote root (outside any project), whatever is there.
+    pub fn overwrite_root_file(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
+        if let Backend::Directory(dir) = &self.backend {
+            let path = dir.join(self.path(rel).as_ref());
+            return crate::store::local::write_atomic(&path, &bytes)
+                .map_err(StoreError::io("cannot write", &path));
+        }
+        self.put(&self.path(rel), bytes, PutMode::Overwrite)
+            .map(|_| ())
+    }
+
+    /// The contents of every file under a prefix of the remote root.
+    pub fn read_root_files(&self, prefix: &str) -> Result<Vec<Bytes>, StoreError> {
+        let prefix = self.path(prefix);
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut stream = self.store.list(Some(&prefix));
+            while let Some(item) = stream.next().await {
+                let meta = item.map_err(|e| self.err("list", &prefix, e))?;
+                match self.store.get(&meta.location).await {
+                    Ok(r) => out.push(
+                        r.bytes()
+                            .await
+                            .map_err(|e| self.err("read", &meta.location, e))?,
+                    ),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.err("read", &meta.location, e)),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes an object: its metadata first, so it stops existing before its
+    /// content goes.
+    pub fn delete_object(&self, key: &Key) -> Result<(), StoreError> {
+        self.delete(&self.path(&Self::meta_rel(key)))?;
+        self.delete(&self.path(&Self::data_rel(key)))
+    }
+
     /// Where a project file lives, for messages.
     pub fn describe_project_file(&self, rel: &str) -> String {
         format!("{}/{}", self.describe, self.project_rel(rel))
