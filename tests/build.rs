@@ -421,3 +421,82 @@ fn remote_verification_finds_and_repairs_damage() {
     assert!(!a.objects().join(format!("{key}.meta.json")).exists());
     assert_eq!(statuses(&p.json_on(&a, &["build"])), vec!["substituted"]);
 }
+
+#[test]
+fn signed_caches_are_trusted_and_everything_else_refused() {
+    let p = plugin_project(&format!("{FIXTURE}  signing_key: team.secret\n"));
+    let a = Machine::new(true);
+    let keygen = |name: &str, file: &str| {
+        let (code, out, err) = p.run_on(&a, &["store", "keygen", "--name", name, "-o", file]);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let team = keygen("team", "team.secret");
+    let stranger = keygen("team", "stranger.secret");
+    assert_ne!(team, stranger);
+    // keygen never overwrites a key.
+    assert_ne!(
+        p.run_on(
+            &a,
+            &["store", "keygen", "--name", "team", "-o", "team.secret"]
+        )
+        .0,
+        0
+    );
+
+    let built = p.json_on(&a, &["build"]);
+    let key = built["derivations"][0]["key"].as_str().unwrap().to_string();
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            p.home
+                .path()
+                .join(format!(".alto/.store/v1/meta/{key}.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        meta["signature"].as_str().unwrap().starts_with("team:"),
+        "{meta}"
+    );
+
+    let trust = |k: &str, extra: &str| {
+        std::fs::write(
+            p.path().join("alto.local.yaml"),
+            format!("default:\n  trusted_public_keys: [\"{k}\"]\n{extra}"),
+        )
+        .unwrap();
+    };
+    // A machine that trusts the team's key substitutes.
+    trust(&team, "");
+    let b = Machine::new(false);
+    assert_eq!(statuses(&p.json_on(&b, &["build"])), vec!["substituted"]);
+
+    // One that trusts only another key of the same name refuses, and commits nothing.
+    trust(&stranger, "");
+    let c = Machine::new(true);
+    let (code, _, err) = p.run_on(&c, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("has no valid signature from a trusted key") && err.contains(&key),
+        "{err}"
+    );
+    assert!(!c.objects().join(format!("{key}.meta.json")).exists());
+    // ... or builds it itself, when told to.
+    trust(&stranger, "  untrusted_substitutes: build\n");
+    assert_eq!(statuses(&p.json_on(&c, &["build"])), vec!["built"]);
+
+    // Unsigned objects are refused too.
+    let q = plugin_project(FIXTURE);
+    let d = Machine::new(true);
+    q.json_on(&d, &["build"]);
+    std::fs::write(
+        q.path().join("alto.local.yaml"),
+        format!("default:\n  trusted_public_keys: [\"{team}\"]\n"),
+    )
+    .unwrap();
+    let e = Machine::new(false);
+    let (code, _, err) = q.run_on(&e, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no valid signature"), "{err}");
+}

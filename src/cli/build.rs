@@ -501,3 +501,40 @@ pub fn import(g: &Global, file: &std::path::Path) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// `alto store keygen`: the secret key goes to a new private file; the public
+/// key is printed.
+pub fn keygen(g: &Global, name: &str, output: &std::path::Path) -> Result<(), Error> {
+    let key = store::signing::SecretKey::generate(name).map_err(|source| Error::Write {
+        path: "/dev/urandom".into(),
+        source,
+    })?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(output).map_err(|source| Error::Write {
+        path: output.to_path_buf(),
+        source,
+    })?;
+    std::io::Write::write_all(&mut f, format!("{}\n", key.to_text()).as_bytes()).map_err(
+        |source| Error::Write {
+            path: output.to_path_buf(),
+            source,
+        },
+    )?;
+    let public = key.public().to_text();
+    if g.json {
+        print_json(&json!({"secret_key_file": output, "public_key": public}));
+    } else {
+        out(&format!("{public}\n"));
+        if g.quiet == 0 {
+            eprintln!(
+                "secret key written to {} (keep it out of version control); set `signing_key: {}` where the cache is built and add the line above to `trusted_public_keys` everywhere",
+                output.display(),
+                output.display()
+            );
+        }
+    }
+    Ok(())
+}

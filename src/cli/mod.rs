@@ -253,6 +253,16 @@ pub enum StoreCommand {
     },
     /// Read a file written by `alto store export` into the local store, verifying every object.
     Import { file: PathBuf },
+    /// Make an ed25519 key pair for signing the cache: writes the secret key
+    /// file, prints the public key for `trusted_public_keys`.
+    Keygen {
+        /// The key's name (e.g. your team or CI's name).
+        #[arg(long)]
+        name: String,
+        /// Where to write the secret key (never overwritten).
+        #[arg(short, long, default_value = "alto-signing-key.secret")]
+        output: PathBuf,
+    },
     /// Keep the named plugins' objects (all by default) whatever gc finds.
     Pin { plugins: Vec<String> },
     /// Let gc collect the named plugins' objects again.
@@ -364,6 +374,9 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Store {
             command: StoreCommand::Import { file },
         } => build::import(g, file).map(|_| 0),
+        Command::Store {
+            command: StoreCommand::Keygen { name, output },
+        } => build::keygen(g, name, output).map(|_| 0),
         Command::Store {
             command: StoreCommand::Pin { plugins },
         } => gc::pin(g, &g.load()?, plugins, false).map(|_| 0),

@@ -79,6 +79,22 @@ pub enum RealizeError {
         reason: String,
     },
 
+    #[error("{object} in {remote} has no valid signature from a trusted key; it is not used")]
+    #[diagnostic(
+        code(alto::realize::untrusted),
+        help(
+            "sign the cache with `signing_key` where it is built, add that key to `trusted_public_keys`, or set `untrusted_substitutes: build` to build such plugins here"
+        )
+    )]
+    Untrusted { object: String, remote: String },
+
+    #[error("signing key setting `{setting}`: {message}")]
+    #[diagnostic(
+        code(alto::realize::signing_key),
+        help("`alto store keygen --name NAME` writes a key file; keys are written `<name>:<hex>`")
+    )]
+    SigningKey { setting: String, message: String },
+
     #[error("discovering the streams of {tap} failed: {message}")]
     #[diagnostic(
         code(alto::realize::discovery),
@@ -156,6 +172,10 @@ pub struct Realizer<'p> {
     pex: PexTool,
     pythons: Mutex<HashMap<PathBuf, PythonInfo>>,
     provision: Mutex<()>,
+    signing: Option<store::signing::SecretKey>,
+    trusted: Vec<store::signing::PublicKey>,
+    /// `untrusted_substitutes: build`: build what the remote cannot prove.
+    build_untrusted: bool,
 }
 
 impl<'p> Realizer<'p> {
@@ -163,7 +183,63 @@ impl<'p> Realizer<'p> {
         let cache_dir = store::cache_dir();
         let local = LocalStore::open(&cache_dir)?;
         let pex = pex::planned_tool(&cache_dir, project.setting_str(None, "pex")?.as_deref())?;
+        let key_error = |setting: &str, message: String| RealizeError::SigningKey {
+            setting: setting.into(),
+            message,
+        };
+        let signing = match project.setting_str(None, "signing_key")? {
+            None => None,
+            Some(v) => {
+                // The key itself (`name:hex`, e.g. from {env[...]}), or a file holding it.
+                let text = if v.contains(':') && !std::path::Path::new(&v).exists() {
+                    v
+                } else {
+                    let path = project.root.join(&v);
+                    std::fs::read_to_string(&path).map_err(|e| {
+                        key_error(
+                            "signing_key",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
+                };
+                Some(
+                    store::signing::SecretKey::parse(&text)
+                        .map_err(|e| key_error("signing_key", e.0))?,
+                )
+            }
+        };
+        let trusted = match project.tree.value.get("trusted_public_keys") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|k| {
+                    let text = k.as_str().ok_or_else(|| {
+                        key_error("trusted_public_keys", "each key is a string".into())
+                    })?;
+                    store::signing::PublicKey::parse(text)
+                        .map_err(|e| key_error("trusted_public_keys", e.0))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(serde_json::Value::String(k)) => {
+                vec![
+                    store::signing::PublicKey::parse(k)
+                        .map_err(|e| key_error("trusted_public_keys", e.0))?,
+                ]
+            }
+            Some(_) => {
+                return Err(key_error(
+                    "trusted_public_keys",
+                    "a list of `<name>:<hex>` keys".into(),
+                ));
+            }
+        };
+        let build_untrusted = project
+            .setting_str(None, "untrusted_substitutes")?
+            .is_some_and(|v| v == "build");
         Ok(Realizer {
+            signing,
+            trusted,
+            build_untrusted,
             project,
             cache_dir,
             local,
@@ -381,6 +457,14 @@ impl<'p> Realizer<'p> {
                     *pushed = true;
                     return Ok(Status::Built);
                 }
+                Err(RealizeError::Untrusted { object, remote }) if self.build_untrusted => {
+                    tracing::warn!(
+                        "{object} in {remote} is not signed by a trusted key; building it here"
+                    );
+                    bar.set("building (untrusted remote copy)");
+                    self.build(d)?;
+                    return Ok(Status::Built);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -395,8 +479,13 @@ impl<'p> Realizer<'p> {
     }
 
     fn push(&self, d: &PluginDerivation, meta: &ObjectMeta) -> Result<(), RealizeError> {
+        // An object built before a signing key was set is signed on its way out.
+        let mut meta = meta.clone();
+        if let (Some(key), None) = (&self.signing, &meta.signature) {
+            key.sign(&mut meta);
+        }
         self.remote()?
-            .upload(&d.key, &self.local.data_path(&d.key), meta, false)?;
+            .upload(&d.key, &self.local.data_path(&d.key), &meta, false)?;
         Ok(())
     }
 
@@ -410,6 +499,12 @@ impl<'p> Realizer<'p> {
             }
             .into());
         };
+        if !self.trusted.is_empty() && !store::signing::verify(&meta, &self.trusted) {
+            return Err(RealizeError::Untrusted {
+                object: format!("{} ({})", d.plugins.join(", "), d.key),
+                remote: remote.describe.clone(),
+            });
+        }
         let tmp = self.local.temp_path(&d.key.0);
         let result = (|| {
             let (actual, size) = remote.download(&d.key, &tmp)?;
@@ -481,7 +576,7 @@ impl<'p> Realizer<'p> {
             });
         }
         let (blake3, size) = hash_file(out).map_err(StoreError::io("cannot read", out))?;
-        Ok(ObjectMeta {
+        let mut meta = ObjectMeta {
             format: store::META_FORMAT.to_string(),
             key: d.key.clone(),
             kind: "plugin".into(),
@@ -491,7 +586,11 @@ impl<'p> Realizer<'p> {
             created: store::now_rfc3339(),
             builder: BuilderInfo::here(),
             signature: None,
-        })
+        };
+        if let Some(key) = &self.signing {
+            key.sign(&mut meta);
+        }
+        Ok(meta)
     }
 
     /// Builds and commits to the local store.

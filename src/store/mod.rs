@@ -7,6 +7,7 @@ pub mod archive;
 pub mod local;
 pub mod remote;
 pub mod roots;
+pub mod signing;
 
 use std::path::{Path, PathBuf};
 
