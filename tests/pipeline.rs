@@ -478,3 +478,94 @@ fn state_left_by_the_original_under_development_is_found() {
     assert_eq!(bookmark(&state, "users"), 7);
     assert!(old.exists(), "the original's state is left where it was");
 }
+
+#[test]
+fn fs_commands_on_the_remote_root() {
+    let p = plugin_project(&config("", ""));
+    let m = Machine::new(true);
+    assert_eq!(p.run_on(&m, &["tap-fixture:target-fixture"]).0, 0);
+    let ls = p.json_on(&m, &["fs", "ls", "state/dev"]);
+    assert!(
+        ls["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "tap-fixture-to-target-fixture.json"),
+        "{ls}"
+    );
+    let top = p.json_on(&m, &["fs", "ls"]);
+    assert!(
+        top["directories"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("state")),
+        "{top}"
+    );
+    // pull, edit, push back (asking first, so --yes without a terminal).
+    let local = p.path().join("state.json");
+    assert_eq!(
+        p.run_on(
+            &m,
+            &[
+                "fs",
+                "pull",
+                "state/dev/tap-fixture-to-target-fixture.json",
+                "state.json"
+            ]
+        )
+        .0,
+        0
+    );
+    std::fs::write(&local, r#"{"bookmarks": {"users": {"updated_at": 100}}}"#).unwrap();
+    let (code, _, err) = p.run_on(
+        &m,
+        &[
+            "fs",
+            "push",
+            "state.json",
+            "state/dev/tap-fixture-to-target-fixture.json",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(
+        p.run_on(
+            &m,
+            &[
+                "fs",
+                "push",
+                "--yes",
+                "state.json",
+                "state/dev/tap-fixture-to-target-fixture.json"
+            ]
+        )
+        .0,
+        0
+    );
+    let state = p.json_on(&m, &["state", "show", "tap-fixture:target-fixture"]);
+    assert_eq!(state["bookmarks"]["users"]["updated_at"], 100);
+    // Deleting asks too; paths cannot leave the project's root.
+    assert_eq!(
+        p.run_on(
+            &m,
+            &["fs", "rm", "state/dev/tap-fixture-to-target-fixture.json"]
+        )
+        .0,
+        2
+    );
+    assert_eq!(p.run_on(&m, &["fs", "rm", "../other/x.json", "--yes"]).0, 2);
+    assert_eq!(
+        p.run_on(
+            &m,
+            &[
+                "fs",
+                "rm",
+                "--yes",
+                "state/dev/tap-fixture-to-target-fixture.json"
+            ]
+        )
+        .0,
+        0
+    );
+    assert!(!state_file(&p).exists());
+}

@@ -57,6 +57,21 @@ pub enum Error {
     #[diagnostic(code(alto::catalog))]
     Catalog { file: String, message: String },
 
+    #[error("not done: {what}")]
+    #[diagnostic(
+        code(alto::cli::not_confirmed),
+        help("answer y on a terminal, or pass --yes")
+    )]
+    NotConfirmed { what: String },
+
+    #[error("`{path}` is not a path inside the project's remote root")]
+    #[diagnostic(code(alto::fs::path))]
+    BadRemotePath { path: String },
+
+    #[error("{path} does not exist")]
+    #[diagnostic(code(alto::fs::missing), help("`alto fs ls` lists what is there"))]
+    NoSuchRemoteFile { path: String },
+
     #[error("`{value}` is not a duration")]
     #[diagnostic(
         code(alto::cli::duration),
@@ -152,6 +167,9 @@ impl Error {
             | Error::Realize(RealizeError::PythonNotFound { .. })
             | Error::NothingToRun { .. }
             | Error::BadDuration { .. }
+            | Error::NotConfirmed { .. }
+            | Error::BadRemotePath { .. }
+            | Error::NoSuchRemoteFile { .. }
             | Error::Pipeline(PipelineError::Config(_))
             | Error::Pipeline(PipelineError::BadState { .. })
             | Error::Pipeline(PipelineError::StreamMaps { .. })

@@ -5,6 +5,7 @@
 mod build;
 mod commands;
 mod error;
+mod fs;
 mod gc;
 mod import;
 mod output;
@@ -196,6 +197,14 @@ pub enum Command {
         #[arg(long, default_value = "1h")]
         older_than: String,
     },
+    /// The project's remote root: list, copy in and out, delete.
+    Fs {
+        #[command(subcommand)]
+        command: FsCommand,
+        /// Overwrite or delete without asking.
+        #[arg(long, global = true)]
+        yes: bool,
+    },
     /// Maintain the local store.
     Store {
         #[command(subcommand)]
@@ -232,6 +241,18 @@ pub enum CatalogCommand {
         #[arg(long)]
         rules: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FsCommand {
+    /// List a directory of the project's remote root (`state/dev`).
+    Ls { path: Option<String> },
+    /// Copy a local file to the remote root.
+    Push { local: PathBuf, remote: String },
+    /// Copy a remote file to a local one.
+    Pull { remote: String, local: PathBuf },
+    /// Delete a remote file.
+    Rm { remote: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +398,16 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Store {
             command: StoreCommand::Keygen { name, output },
         } => build::keygen(g, name, output).map(|_| 0),
+        Command::Fs { command, yes } => {
+            let project = g.load()?;
+            match command {
+                FsCommand::Ls { path } => fs::ls(g, &project, path.as_deref()),
+                FsCommand::Push { local, remote } => fs::push(&project, local, remote, *yes),
+                FsCommand::Pull { remote, local } => fs::pull(&project, remote, local, *yes),
+                FsCommand::Rm { remote } => fs::rm(&project, remote, *yes),
+            }
+            .map(|_| 0)
+        }
         Command::Store {
             command: StoreCommand::Pin { plugins },
         } => gc::pin(g, &g.load()?, plugins, false).map(|_| 0),

@@ -605,6 +605,35 @@ impl Remote {
         self.delete(&self.path(&Self::data_rel(key)))
     }
 
+    /// The directories and files (with sizes) directly under a directory of
+    /// the project's prefix.
+    pub fn list_project(&self, rel: &str) -> Result<(Vec<String>, Vec<(String, u64)>), StoreError> {
+        let rel = rel.trim_matches('/');
+        let prefix = self.path(&if rel.is_empty() {
+            self.project.clone()
+        } else {
+            self.project_rel(rel)
+        });
+        self.rt.block_on(async {
+            let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
+                Ok(l) => l,
+                Err(object_store::Error::NotFound { .. }) => return Ok((Vec::new(), Vec::new())),
+                Err(e) => return Err(self.err("list", &prefix, e)),
+            };
+            let dirs = listing
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .collect();
+            let files = listing
+                .objects
+                .iter()
+                .filter_map(|o| o.location.filename().map(|f| (f.to_string(), o.size)))
+                .collect();
+            Ok((dirs, files))
+        })
+    }
+
     /// Where a project file lives, for messages.
     pub fn describe_project_file(&self, rel: &str) -> String {
         format!("{}/{}", self.describe, self.project_rel(rel))
