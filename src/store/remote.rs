@@ -52,6 +52,9 @@ pub enum Written {
     Conflict,
 }
 
+/// A directory listing: subdirectory names, and file names with sizes.
+pub type Listing = (Vec<String>, Vec<(String, u64)>);
+
 /// A mutable file's content and the version to update it against.
 #[derive(Debug, Clone)]
 pub struct Versioned {
@@ -607,7 +610,7 @@ impl Remote {
 
     /// The directories and files (with sizes) directly under a directory of
     /// the project's prefix.
-    pub fn list_project(&self, rel: &str) -> Result<(Vec<String>, Vec<(String, u64)>), StoreError> {
+    pub fn list_project(&self, rel: &str) -> Result<Listing, StoreError> {
         let rel = rel.trim_matches('/');
         let prefix = self.path(&if rel.is_empty() {
             self.project.clone()
