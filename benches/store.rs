@@ -33,14 +33,22 @@ fn seed(remote: &Path, n: usize, size: usize, offset: usize) {
         let key = format!("{:032x}", offset + i);
         let data: Vec<u8> = (0..size).map(|j| ((i * 31 + j) % 251) as u8).collect();
         std::fs::write(data_dir.join(&key), &data).unwrap();
-        std::fs::write(meta_dir.join(format!("{key}.json")), meta(&key, blake3::hash(&data).to_hex().as_str(), size)).unwrap();
+        std::fs::write(
+            meta_dir.join(format!("{key}.json")),
+            meta(&key, blake3::hash(&data).to_hex().as_str(), size),
+        )
+        .unwrap();
     }
 }
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let work = tempfile::tempdir().unwrap();
-    let (project, home, cache) = (work.path().join("project"), work.path().join("home"), work.path().join("cache"));
+    let (project, home, cache) = (
+        work.path().join("project"),
+        work.path().join("home"),
+        work.path().join("cache"),
+    );
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&cache).unwrap();
     let shared = root.join("target/tmp/shared-cache");
@@ -63,7 +71,11 @@ fn main() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         start.elapsed()
     };
     alto(&["build"]);
@@ -78,12 +90,22 @@ fn main() {
     }
     dry.sort();
     real.sort();
-    println!("  gc --remote over 10 000 unreferenced objects: dry run {:7.0} ms, deleting them {:7.0} ms (medians of 3)", dry[1].as_secs_f64() * 1e3, real[1].as_secs_f64() * 1e3);
+    println!(
+        "  gc --remote over 10 000 unreferenced objects: dry run {:7.0} ms, deleting them {:7.0} ms (medians of 3)",
+        dry[1].as_secs_f64() * 1e3,
+        real[1].as_secs_f64() * 1e3
+    );
 
     let (n, size) = (50, 2 * 1024 * 1024);
     seed(&remote, n, size, 1_000_000);
-    let mut v: Vec<Duration> = (0..3).map(|_| alto(&["store", "verify", "--remote"])).collect();
+    let mut v: Vec<Duration> = (0..3)
+        .map(|_| alto(&["store", "verify", "--remote"]))
+        .collect();
     v.sort();
     let mb = (n * size) as f64 / 1e6;
-    println!("  store verify --remote, {n} objects of 2 MiB: {:7.0} ms = {:6.0} MB/s (download + blake3)", v[1].as_secs_f64() * 1e3, mb / v[1].as_secs_f64());
+    println!(
+        "  store verify --remote, {n} objects of 2 MiB: {:7.0} ms = {:6.0} MB/s (download + blake3)",
+        v[1].as_secs_f64() * 1e3,
+        mb / v[1].as_secs_f64()
+    );
 }

@@ -120,3 +120,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn gc_on_an_s3_remote_keeps_both_projects_roots() {
+    let moto = common::Moto::start();
+    moto.create_bucket("shared");
+    let s3 = moto.config("shared");
+    let a = plugin_project(&format!("{}{s3}", project_a("1")));
+    let b = plugin_project(&format!("{PROJECT_B}{s3}"));
+    let m = Machine::new(true);
+    p_build(&a, &m);
+    p_build(&b, &m);
+    let old = key(&a, &m, "tap-fixture");
+    let b_key = key(&b, &m, "target-fixture");
+    std::fs::write(
+        a.path().join("alto.yaml"),
+        format!("{}{s3}", project_a("2")),
+    )
+    .unwrap();
+    p_build(&a, &m);
+    let done = a.json_on(&m, &["gc", "--remote", "--older-than", "0"]);
+    let removed: Vec<String> = done["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["where"].as_str().unwrap().starts_with("s3://"))
+        .map(|r| r["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(removed, vec![old.clone()], "{done}");
+    // A fresh machine can still substitute both live plugins from the bucket.
+    let fresh = Machine::new(false);
+    let a_out = a.json_on(&fresh, &["build"]);
+    assert_eq!(a_out["substituted"], 1, "{a_out}");
+    let b_out = b.json_on(&fresh, &["build"]);
+    assert_eq!(b_out["substituted"], 1, "{b_out}");
+    assert_eq!(b_out["derivations"][0]["key"], b_key.as_str());
+}
