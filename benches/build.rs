@@ -3,6 +3,10 @@
 //! verification throughput, a cold build against raw pex, and plugin start-up.
 //! Prints medians; needs python3 with pip (and moto for the S3 line).
 
+mod common;
+
+use common::copy_dir;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -39,19 +43,6 @@ fn run_ok(c: &mut Command) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     start.elapsed()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest)
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 /// Puts a random object of `size` bytes into `remote` as the output of the

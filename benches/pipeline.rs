@@ -2,22 +2,13 @@
 //! files: 2 million synthetic records into a sink, a tiny run's fixed
 //! overhead, a hash rule's cost, and alto's peak memory. Prints medians.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::copy_dir;
+
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest)
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
 
 /// Runs a command; wall time and its own peak RSS in KiB (not its children's).
 fn timed(c: &mut Command) -> (Duration, i64) {

@@ -23,7 +23,7 @@ const CONTROL_VARS: [&str; 5] = [
 
 /// Top-level keys that belong inside a section; seeing one at the top level
 /// means the user forgot `default:`.
-const SETTING_KEYS: [&str; 11] = [
+pub(crate) const SETTING_KEYS: [&str; 11] = [
     "mappers",
     "project_name",
     "load_path",

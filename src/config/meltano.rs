@@ -200,21 +200,11 @@ impl<'a> Env<'a> {
     }
 }
 
-/// Top-level keys of an alto section: an environment named like one would be
-/// taken for a misplaced setting.
-const RESERVED_SECTIONS: [&str; 11] = [
-    "default",
-    "project_name",
-    "load_path",
-    "taps",
-    "targets",
-    "utilities",
-    "environment",
-    "filesystem",
-    "bucket",
-    "bucket_path",
-    "extensions",
-];
+/// Whether an environment of this name would be read as something else: the
+/// `default` section, or a setting alto expects inside a section.
+fn reserved_section(name: &str) -> bool {
+    name == "default" || super::load::SETTING_KEYS.contains(&name)
+}
 
 /// Meltano variables that name the running extractor's load schema; a
 /// target's `{this.load_path}` is alto's equivalent.
@@ -398,7 +388,7 @@ impl<'a> Src<'a> {
             let lower = name.to_ascii_lowercase();
             let skip = if name.trim().is_empty() {
                 Some("an empty name cannot be an alto section".to_string())
-            } else if RESERVED_SECTIONS.contains(&lower.as_str()) {
+            } else if reserved_section(&lower) {
                 Some(format!(
                     "`{name}` is a reserved key at the top of alto.yaml; rename the environment"
                 ))
