@@ -1093,13 +1093,39 @@ impl Project {
     }
 }
 
-/// How Python's `str()` shows a value, as the original's @format did.
+/// How Python's `str()` shows a value, as the original's @format and hash
+/// rules did (floats in Python's repr).
 pub fn python_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
         Value::Null => "None".into(),
+        Value::Number(n) if n.is_f64() => python_float(n.as_f64().unwrap_or(0.0)),
         other => other.to_string(),
     }
+}
+
+/// Python's float repr: shortest round-trip digits, exponent form below 1e-4
+/// and from 1e16.
+fn python_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        return format!(
+            "{mantissa}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        );
+    }
+    let s = format!("{f}");
+    if s.contains('.') { s } else { format!("{s}.0") }
 }
