@@ -31,8 +31,14 @@ pub fn fnmatch(pattern: &str, text: &str) -> bool {
 pub use crate::config::project::python_str;
 
 fn md5_hex(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Md5::digest(s.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(32);
+    for b in digest.iter() {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 0xf) as usize] as char);
+    }
+    out
 }
 
 /// The `~` hash rules of a tap, applied to its messages.
