@@ -149,7 +149,7 @@ fn display_name(root: &Path, path: &Path) -> String {
 
 /// A span miette can label: errors reported at the end of the text move back
 /// onto its last visible character.
-fn visible_span(text: &str, offset: usize, len: usize) -> miette::SourceSpan {
+pub(crate) fn visible_span(text: &str, offset: usize, len: usize) -> miette::SourceSpan {
     let end = text.trim_end().len();
     if offset >= end {
         let start = text[..end]
@@ -159,7 +159,7 @@ fn visible_span(text: &str, offset: usize, len: usize) -> miette::SourceSpan {
             .unwrap_or(0);
         return (start, end - start).into();
     }
-    (offset, len.min(text.len() - offset)).into()
+    (offset, len.max(1).min(text.len() - offset)).into()
 }
 
 /// The original also read `alto.<anything>.<ext>` files as includes; alto reads

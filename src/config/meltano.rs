@@ -11,6 +11,7 @@
 //! reading `{env[VAR]}`, and the extractor's load schema becomes each tap's
 //! `load_path`, which targets read as `{this.load_path}`.
 
+use super::load::visible_span;
 use std::collections::BTreeSet;
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
@@ -1715,20 +1716,6 @@ fn snake(name: &str) -> Option<String> {
 
 fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
-}
-
-/// A span miette can label, moved back onto the text when past its end.
-fn visible_span(text: &str, offset: usize, len: usize) -> SourceSpan {
-    let end = text.trim_end().len();
-    if offset >= end {
-        let start = text[..end]
-            .char_indices()
-            .last()
-            .map(|(i, _)| i)
-            .unwrap_or(0);
-        return (start, end - start).into();
-    }
-    (offset, len.max(1).min(text.len() - offset)).into()
 }
 
 // ----- YAML output ----------------------------------------------------------
