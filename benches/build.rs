@@ -4,6 +4,8 @@
 //! Prints medians; needs python3 with pip (and moto for the S3 line).
 
 mod common;
+#[path = "../tests/common/mod.rs"]
+mod testkit;
 
 use common::copy_dir;
 
@@ -216,51 +218,30 @@ fn main() {
     seed_big(&project, &home, &cache, &dir_remote, size);
     substitution("directory", &project, &home, &cache, size, 5);
 
-    // And from a local S3 server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let moto = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    if let Ok(mut moto) = moto {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-            write!(s, "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-            let mut r = String::new();
-            let _ = s.read_to_string(&mut r);
-        }
+    // And from a local S3 server: the tests' moto helper, if moto is installed.
+    let has_moto = Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_moto {
+        let moto = testkit::Moto::start();
+        moto.create_bucket("bench");
         let s3_project = work.path().join("s3project");
         std::fs::create_dir_all(&s3_project).unwrap();
         std::fs::write(
             s3_project.join("alto.yaml"),
-            format!("default:\n  project_name: bench\n  filesystem: s3\n  bucket: bench\n  s3_settings:\n    endpoint: http://127.0.0.1:{port}\n    allow_http: true\n    region: us-east-1\n    access_key_id: x\n    secret_access_key: x\n  utilities:\n    big:\n      pip_url: big-artifact==1.0\n"),
+            format!(
+                "default:\n  project_name: bench\n{}  utilities:\n    big:\n      pip_url: big-artifact==1.0\n",
+                moto.config("bench")
+            ),
         )
         .unwrap();
         let settings: Vec<(String, String)> = [
-            ("endpoint", format!("http://127.0.0.1:{port}")),
+            ("endpoint", format!("http://127.0.0.1:{}", moto.port)),
             ("allow_http", "true".into()),
             ("region", "us-east-1".into()),
-            ("access_key_id", "x".into()),
-            ("secret_access_key", "x".into()),
+            ("access_key_id", "test".into()),
+            ("secret_access_key", "test".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -276,8 +257,6 @@ fn main() {
         .unwrap();
         seed_big(&s3_project, &home, &cache, &s3, size);
         substitution("S3 (moto)", &s3_project, &home, &cache, size, 5);
-        let _ = moto.kill();
-        let _ = moto.wait();
     } else {
         println!("  (moto is not installed; no S3 line)");
     }
