@@ -11,5 +11,6 @@ pub mod config;
 pub mod eval;
 pub mod pipeline;
 pub mod realize;
+pub mod reservoir;
 pub mod singer;
 pub mod store;

@@ -10,6 +10,7 @@ use crate::config::meltano::MeltanoError;
 use crate::eval::EvalError;
 use crate::pipeline::PipelineError;
 use crate::realize::RealizeError;
+use crate::reservoir::ReservoirError;
 use crate::store::StoreError;
 
 #[derive(Debug, Error, Diagnostic)]
@@ -33,6 +34,10 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Pipeline(#[from] PipelineError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Reservoir(#[from] ReservoirError),
 
     #[error("cannot read {}", path.display())]
     #[diagnostic(code(alto::io))]
@@ -154,6 +159,13 @@ impl Error {
     /// failures while doing the work.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Error::Reservoir(ReservoirError::Pipeline(
+                PipelineError::Config(_)
+                | PipelineError::BadState { .. }
+                | PipelineError::StreamMaps { .. },
+            )) => 2,
+            Error::Reservoir(r) if r.is_bad_input() => 2,
+            Error::Reservoir(_) => 1,
             Error::Config(_)
             | Error::UnknownCommand { .. }
             | Error::UnknownTask { .. }

@@ -158,7 +158,9 @@ pub enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
-    /// Drop a pipeline's active state (`TAP:TARGET`; history stays) or a tap's base catalog (`catalog:TAP`).
+    /// Drop a pipeline's active state (`TAP:TARGET`; history stays), a tap's
+    /// base catalog (`catalog:TAP`) or a target's replay position
+    /// (`reservoir:TAP-TARGET`); `TAP:reservoir` compacts the reservoir.
     Clean { name: String },
     /// Print a tap's runtime catalog, or apply rules to a catalog file offline.
     #[command(args_conflicts_with_subcommands = true)]
@@ -205,6 +207,11 @@ pub enum Command {
         #[arg(long, global = true)]
         yes: bool,
     },
+    /// A tap's reservoir: list it, compact it.
+    Reservoir {
+        #[command(subcommand)]
+        command: ReservoirCommand,
+    },
     /// Maintain the local store.
     Store {
         #[command(subcommand)]
@@ -222,6 +229,21 @@ pub enum ImportSource {
     Meltano {
         /// The meltano.yml to read (or the directory holding it).
         path: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReservoirCommand {
+    /// Streams, schema groups, partitions, records and bytes of TAP's
+    /// reservoir, and how far each target has confirmed it.
+    Ls { tap: String },
+    /// Merge small partitions of each schema group and remove partitions no
+    /// index names; replay positions stay valid and replays may go on.
+    Compact {
+        tap: String,
+        /// Wait for a running ingest of TAP instead of failing.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -408,6 +430,12 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             }
             .map(|_| 0)
         }
+        Command::Reservoir {
+            command: ReservoirCommand::Ls { tap },
+        } => pipeline::reservoir_ls(g, &g.load()?, tap).map(|_| 0),
+        Command::Reservoir {
+            command: ReservoirCommand::Compact { tap, wait },
+        } => pipeline::reservoir_compact(g, &g.load()?, tap, *wait).map(|_| 0),
         Command::Store {
             command: StoreCommand::Pin { plugins },
         } => gc::pin(g, &g.load()?, plugins, false).map(|_| 0),
@@ -438,7 +466,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::State {
             command: StateCommand::Set { pipeline: p, file },
         } => pipeline::state_set(&g.load()?, p, file).map(|_| 0),
-        Command::Clean { name } => pipeline::clean(&g.load()?, name).map(|_| 0),
+        Command::Clean { name } => pipeline::clean(g, &g.load()?, name).map(|_| 0),
         Command::Catalog {
             command:
                 Some(CatalogCommand::Apply {
@@ -480,7 +508,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     };
                     build::build(g, &project, &opts).map(|_| 0)
                 }
-                task::Task::Run { .. } => {
+                task::Task::Run { .. } | task::Task::Ingest { .. } | task::Task::Replay { .. } => {
                     let rest: Vec<String> = args[1..]
                         .iter()
                         .map(|a| a.to_string_lossy().into_owned())
@@ -496,9 +524,6 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 task::Task::State { tap, target } => {
                     pipeline::state_show(&project, &format!("{tap}:{target}")).map(|_| 0)
                 }
-                other => Err(Error::NotImplemented {
-                    task: other.to_string(),
-                }),
             }
         }
     }

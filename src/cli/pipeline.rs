@@ -13,6 +13,7 @@ use super::{Error, Global};
 use crate::config::Project;
 use crate::pipeline::{self, PipelineError, RunDir, RunOptions, StateStore};
 use crate::realize::{Options, Realizer};
+use crate::reservoir;
 use crate::singer::{catalog, state};
 
 fn build_options(g: &Global) -> Options {
@@ -41,7 +42,8 @@ pub fn pair(project: &Project, name: &str) -> Result<(String, String), Error> {
     }
 }
 
-/// Runs pipelines, one after another, or `jobs` at once.
+/// Runs pipelines (`tap:target`, `tap:reservoir`, `reservoir:tap-target`),
+/// one after another, or `jobs` at once.
 pub fn run(
     g: &Global,
     project: &Project,
@@ -49,18 +51,11 @@ pub fn run(
     opts: &RunOptions,
     jobs: usize,
 ) -> Result<u8, Error> {
-    let mut pairs = Vec::new();
+    let mut tasks = Vec::new();
     for n in names {
         match task::parse(project, n) {
-            Some(Task::Run {
-                tap,
-                mappers,
-                target,
-            }) => pairs.push((tap, mappers, target)),
-            Some(other @ Task::Ingest { .. }) | Some(other @ Task::Replay { .. }) => {
-                return Err(Error::NotImplemented {
-                    task: other.to_string(),
-                });
+            Some(t @ (Task::Run { .. } | Task::Ingest { .. } | Task::Replay { .. })) => {
+                tasks.push(t)
             }
             _ => {
                 return Err(Error::UnknownTask {
@@ -72,18 +67,76 @@ pub fn run(
     }
     let realizer = Realizer::new(project)?;
     let build = build_options(g);
-    let results: std::sync::Mutex<Vec<(usize, Result<pipeline::RunSummary, PipelineError>)>> =
-        std::sync::Mutex::new(Vec::new());
+    type Outcome = Result<(String, Value), Error>;
+    let results: std::sync::Mutex<Vec<(usize, Outcome)>> = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let one = |t: &Task| -> Outcome {
+        match t {
+            Task::Run {
+                tap,
+                mappers,
+                target,
+            } => {
+                let s = pipeline::run(&realizer, tap, mappers, target, opts, &build)?;
+                Ok((
+                    format!(
+                        "{}: done in {:.2}s, {} state commits",
+                        s.pipeline, s.seconds, s.state_commits
+                    ),
+                    serde_json::to_value(&s).unwrap_or_default(),
+                ))
+            }
+            Task::Ingest { tap } => {
+                let s = reservoir::ingest::run(&realizer, tap, opts, &build)?;
+                Ok((
+                    format!(
+                        "{}: {} records into {} partitions ({} stored, {} raw), {} commits in {:.2}s{}",
+                        s.pipeline,
+                        s.stats.records,
+                        s.stats.partitions,
+                        human_bytes(s.stats.bytes),
+                        human_bytes(s.stats.raw_bytes),
+                        s.stats.commits,
+                        s.seconds,
+                        if s.stats.skipped_lines > 0 {
+                            format!("; {} lines skipped", s.stats.skipped_lines)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    serde_json::to_value(&s).unwrap_or_default(),
+                ))
+            }
+            Task::Replay { tap, target } => {
+                let s = reservoir::replay::run(&realizer, tap, target, opts, &build)?;
+                let text = if s.nothing_new {
+                    format!(
+                        "{}: nothing new to replay; {target} not started",
+                        s.pipeline
+                    )
+                } else {
+                    format!(
+                        "{}: {} partitions, {} records, {} position commits in {:.2}s",
+                        s.pipeline, s.partitions, s.records, s.commits, s.seconds
+                    )
+                };
+                Ok((text, serde_json::to_value(&s).unwrap_or_default()))
+            }
+            _ => Err(Error::UnknownTask {
+                name: t.to_string(),
+                environment: project.environment.clone(),
+            }),
+        }
+    };
     std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(pairs.len().max(1)) {
+        for _ in 0..jobs.max(1).min(tasks.len().max(1)) {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some((tap, mappers, target)) = pairs.get(i) else {
+                    let Some(t) = tasks.get(i) else {
                         break;
                     };
-                    let r = pipeline::run(&realizer, tap, mappers, target, opts, &build);
+                    let r = one(t);
                     results
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -98,14 +151,11 @@ pub fn run(
     let mut summaries = Vec::new();
     for (_, r) in results {
         match r {
-            Ok(s) => {
+            Ok((text, json)) => {
                 if !g.json && g.quiet == 0 {
-                    eprintln!(
-                        "{}: done in {:.2}s, {} state commits",
-                        s.pipeline, s.seconds, s.state_commits
-                    );
+                    eprintln!("{text}");
                 }
-                summaries.push(s);
+                summaries.push(json);
             }
             Err(e) => {
                 if first_error.is_some() {
@@ -120,8 +170,18 @@ pub fn run(
         print_json(&json!({"pipelines": summaries}));
     }
     match first_error {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(0),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 10 << 20 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 10 << 10 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
     }
 }
 
@@ -159,7 +219,7 @@ pub fn state_set(project: &Project, name: &str, file: &std::path::Path) -> Resul
     Ok(())
 }
 
-pub fn clean(project: &Project, name: &str) -> Result<(), Error> {
+pub fn clean(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
     let realizer = Realizer::new(project)?;
     if let Some(tap_name) = name.strip_prefix("catalog:") {
         let tap = project.tap(tap_name)?;
@@ -175,6 +235,20 @@ pub fn clean(project: &Project, name: &str) -> Result<(), Error> {
         crate::realize::catalog::clean(&realizer, tap, &derivs[0])?;
         eprintln!("the base catalog of {tap_name} is forgotten; the next run discovers again");
         return Ok(());
+    }
+    match task::parse(project, name) {
+        Some(Task::Ingest { tap }) => {
+            return reservoir_compact(g, project, &tap, false);
+        }
+        Some(Task::Replay { tap, target }) => {
+            let remote = realizer.remote()?;
+            reservoir::compact::clear_position(&remote, &project.environment, &tap, &target)?;
+            eprintln!(
+                "the replay position of {target} in {tap}'s reservoir is dropped; the next replay sends everything"
+            );
+            return Ok(());
+        }
+        _ => {}
     }
     let (tap, target) = pair(project, name)?;
     let remote = realizer.remote()?;
@@ -358,4 +432,93 @@ pub fn about(g: &Global, project: &Project, tap_name: &str) -> Result<u8, Error>
         source: e,
     })?;
     Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
+}
+
+/// `alto reservoir ls TAP`.
+pub fn reservoir_ls(g: &Global, project: &Project, tap: &str) -> Result<(), Error> {
+    project.tap(tap)?;
+    let realizer = Realizer::new(project)?;
+    let remote = realizer.remote()?;
+    let targets: Vec<String> = project.targets.keys().cloned().collect();
+    let l = reservoir::compact::ls(&remote, &project.environment, tap, &targets)?;
+    if g.json {
+        print_json(&serde_json::to_value(&l).unwrap_or_default());
+        return Ok(());
+    }
+    let mut text = format!(
+        "{} ({}){}\n",
+        l.index,
+        l.updated,
+        if l.original {
+            ", the original alto's"
+        } else {
+            ""
+        }
+    );
+    for s in &l.streams {
+        text.push_str(&format!(
+            "{}: {} partitions, {} records, {} ({} raw)\n",
+            s.stream,
+            s.partitions,
+            s.records,
+            human_bytes(s.bytes),
+            human_bytes(s.raw_bytes)
+        ));
+        for gr in &s.groups {
+            text.push_str(&format!(
+                "  schema {}: {} partitions, {} records, {}\n",
+                gr.schema_id,
+                gr.partitions,
+                gr.records,
+                human_bytes(gr.bytes)
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "total: {} partitions, {} records, {} ({} raw)\n",
+        l.partitions,
+        l.records,
+        human_bytes(l.bytes),
+        human_bytes(l.raw_bytes)
+    ));
+    for t in &l.targets {
+        if !t.position.is_empty() || t.pending < l.partitions {
+            text.push_str(&format!(
+                "{}: {} partitions to replay\n",
+                t.target, t.pending
+            ));
+        }
+    }
+    out(&text);
+    Ok(())
+}
+
+/// `alto reservoir compact TAP` (and the original's `alto clean TAP:reservoir`).
+pub fn reservoir_compact(
+    g: &Global,
+    project: &Project,
+    tap: &str,
+    wait: bool,
+) -> Result<(), Error> {
+    project.tap(tap)?;
+    let realizer = Realizer::new(project)?;
+    let remote = realizer.remote()?;
+    let opts = reservoir::compact::CompactOptions {
+        wait,
+        ..Default::default()
+    };
+    let s = reservoir::compact::compact(&remote, &project.environment, tap, &opts)?;
+    if g.json {
+        print_json(&serde_json::to_value(&s).unwrap_or_default());
+    } else if g.quiet == 0 {
+        eprintln!(
+            "{tap}: {} partitions merged into {}, {} unindexed partitions removed; {} -> {}",
+            s.merged,
+            s.written,
+            s.orphans_removed,
+            human_bytes(s.bytes_before),
+            human_bytes(s.bytes_after)
+        );
+    }
+    Ok(())
 }

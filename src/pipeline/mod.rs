@@ -200,10 +200,10 @@ impl Redactor {
 }
 
 /// The last lines a plugin wrote on stderr, for error messages.
-type Tail = Arc<Mutex<Vec<String>>>;
+pub type Tail = Arc<Mutex<Vec<String>>>;
 
 /// Streams a plugin's stderr to the console (prefixed) and to the run's log.
-fn pump_stderr(
+pub fn pump_stderr(
     name: String,
     stream: impl Read + Send + 'static,
     log: Arc<Mutex<std::fs::File>>,
@@ -301,6 +301,118 @@ pub fn apply_rules(base: &Value, tap: &Plugin) -> Result<Value, PipelineError> {
     Ok(applied.catalog)
 }
 
+/// A run's log under `.alto/logs/<env>/`, uploaded to `logs/<env>/` when the run ends.
+pub struct RunLog {
+    pub path: PathBuf,
+    name: String,
+    pub file: Arc<Mutex<std::fs::File>>,
+}
+
+impl RunLog {
+    pub fn create(project: &Project, env: &str, pipeline: &str) -> Result<RunLog, PipelineError> {
+        let dir = project.root.join(".alto/logs").join(env);
+        std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        // Runs within one second get distinct logs: never overwrite one.
+        let stamp = crate::store::now_compact();
+        let mut n = 1;
+        loop {
+            let name = if n == 1 {
+                format!("{pipeline}.{stamp}.log")
+            } else {
+                format!("{pipeline}.{stamp}-{n}.log")
+            };
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(&name))
+            {
+                Ok(f) => {
+                    return Ok(RunLog {
+                        path: dir.join(&name),
+                        name,
+                        file: Arc::new(Mutex::new(f)),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(io_err("cannot create", &dir.join(&name))(e)),
+            }
+        }
+    }
+
+    /// Appends a line.
+    pub fn line(&self, text: &str) {
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "{text}");
+        }
+    }
+
+    /// Copies the log to the remote; a failure is only a warning.
+    pub fn upload(&self, remote: &crate::store::Remote, env: &str) {
+        if let Ok(bytes) = std::fs::read(&self.path)
+            && let Err(e) = remote
+                .overwrite_project_file(&format!("logs/{env}/{}", self.name), Bytes::from(bytes))
+        {
+            tracing::warn!("could not upload the log: {e}");
+        }
+    }
+}
+
+/// The arguments a tap runs with besides `--config`: its catalog (as
+/// `--catalog` or `--properties`, by its capabilities) and its state.
+pub fn tap_args(
+    realizer: &Realizer,
+    tap: &Plugin,
+    d: &PluginDerivation,
+    run_dir: &RunDir,
+    config_path: &Path,
+    state: &Map<String, Value>,
+) -> Result<Vec<std::ffi::OsString>, PipelineError> {
+    let caps = tap.capabilities();
+    let catalog_flag = if caps.iter().any(|c| c == "catalog") {
+        Some("--catalog")
+    } else if caps.iter().any(|c| c == "properties") {
+        Some("--properties")
+    } else {
+        None
+    };
+    let mut args = Vec::new();
+    if let Some(flag) = catalog_flag {
+        let path = run_dir.write_json(
+            "catalog.json",
+            &runtime_catalog(realizer, tap, d, config_path)?,
+        )?;
+        args.push(flag.into());
+        args.push(path.into_os_string());
+    }
+    if caps.iter().any(|c| c == "state") && !state.is_empty() {
+        let path = run_dir.write_json("state.json", &Value::Object(state.clone()))?;
+        args.push("--state".into());
+        args.push(path.into_os_string());
+    }
+    Ok(args)
+}
+
+/// The error for a plugin that exited unsuccessfully.
+pub fn plugin_failed(
+    name: &str,
+    status: &std::process::ExitStatus,
+    log: &Path,
+    tail: &Tail,
+) -> PipelineError {
+    PipelineError::PluginFailed {
+        plugin: name.to_string(),
+        status: match status.code() {
+            Some(c) => format!("exit code {c}"),
+            None => "killed by a signal".into(),
+        },
+        log: log.to_path_buf(),
+        tail: tail
+            .lock()
+            .map(|t| t[t.len().saturating_sub(10)..].join("\n"))
+            .unwrap_or_default(),
+    }
+}
+
 /// Runs `tap → [mappers →] target` once.
 pub fn run(
     realizer: &Realizer,
@@ -342,58 +454,15 @@ pub fn run(
     let redactor = Redactor::new(secrets);
     let tap_d = &derivs[0];
 
-    let caps = tap.capabilities();
-    let catalog_flag = if caps.iter().any(|c| c == "catalog") {
-        Some("--catalog")
-    } else if caps.iter().any(|c| c == "properties") {
-        Some("--properties")
-    } else {
-        None
-    };
-    let catalog_path = match catalog_flag {
-        Some(_) => Some(run_dir.write_json(
-            "catalog.json",
-            &runtime_catalog(realizer, tap, tap_d, &config_paths[0])?,
-        )?),
-        None => None,
-    };
-
     let (mut store, mut state) = StateStore::open(&remote, &env, tap_name, target_name)?;
     if opts.full_refresh {
         tracing::info!("{pipeline}: full refresh, ignoring the saved state");
         state = Map::new();
     }
-    let state_path = if caps.iter().any(|c| c == "state") && !state.is_empty() {
-        Some(run_dir.write_json("state.json", &Value::Object(state.clone()))?)
-    } else {
-        None
-    };
-
-    let log_dir = project.root.join(".alto/logs").join(&env);
-    std::fs::create_dir_all(&log_dir).map_err(io_err("cannot create", &log_dir))?;
-    // Runs within one second get distinct logs: never overwrite one.
-    let stamp = crate::store::now_compact();
-    let (log_name, log_file) = {
-        let mut n = 1;
-        loop {
-            let name = if n == 1 {
-                format!("{pipeline}.{stamp}.log")
-            } else {
-                format!("{pipeline}.{stamp}-{n}.log")
-            };
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(log_dir.join(&name))
-            {
-                Ok(f) => break (name, f),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-                Err(e) => return Err(io_err("cannot create", &log_dir.join(&name))(e)),
-            }
-        }
-    };
-    let log_path = log_dir.join(&log_name);
-    let log = Arc::new(Mutex::new(log_file));
+    let tap_extra = tap_args(realizer, tap, tap_d, &run_dir, &config_paths[0], &state)?;
+    let run_log = RunLog::create(project, &env, &pipeline)?;
+    let log_path = run_log.path.clone();
+    let log = run_log.file.clone();
 
     // Spawn the chain: tap, mappers, target. Between two plugins the pipe is a
     // direct OS pipe, except after the tap when `~` hash rules need alto there.
@@ -421,12 +490,7 @@ pub fn run(
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if i == 0 {
-            if let (Some(flag), Some(path)) = (catalog_flag, &catalog_path) {
-                cmd.arg(flag).arg(path);
-            }
-            if let Some(path) = &state_path {
-                cmd.arg("--state").arg(path);
-            }
+            cmd.args(&tap_extra);
             cmd.stdin(Stdio::null());
         } else if i == 1 && hasher.is_some() {
             cmd.stdin(Stdio::piped());
@@ -563,12 +627,7 @@ pub fn run(
     if commits > 0 {
         store.keep_history(&state)?;
     }
-    if let Ok(bytes) = std::fs::read(&log_path)
-        && let Err(e) =
-            remote.overwrite_project_file(&format!("logs/{env}/{log_name}"), Bytes::from(bytes))
-    {
-        tracing::warn!("could not upload the log: {e}");
-    }
+    run_log.upload(&remote, &env);
     // The first plugin that failed, upstream first, is the one to report.
     let failures: Vec<&(String, std::process::ExitStatus, Tail)> =
         statuses.iter().filter(|(_, st, _)| !st.success()).collect();
@@ -576,18 +635,7 @@ pub fn run(
         for (other, st, _) in failures.iter().skip(1) {
             tracing::error!("{other} failed too ({st})");
         }
-        return Err(PipelineError::PluginFailed {
-            plugin: name.clone(),
-            status: match status.code() {
-                Some(c) => format!("exit code {c}"),
-                None => "killed by a signal".into(),
-            },
-            log: log_path.clone(),
-            tail: tail
-                .lock()
-                .map(|t| t[t.len().saturating_sub(10)..].join("\n"))
-                .unwrap_or_default(),
-        });
+        return Err(plugin_failed(name, status, &log_path, tail));
     }
     let mut name = tap_name.to_string();
     for m in mapper_names {
@@ -605,7 +653,7 @@ pub fn run(
 
 /// The original's Python stream map files are not run: a warning, or an
 /// error with `--strict`. `~` hash rules in `select` keep working.
-fn check_stream_maps(tap: &Plugin, strict: bool) -> Result<(), PipelineError> {
+pub fn check_stream_maps(tap: &Plugin, strict: bool) -> Result<(), PipelineError> {
     let maps = tap.str_list("stream_maps");
     if maps.is_empty() {
         return Ok(());
@@ -624,7 +672,7 @@ fn check_stream_maps(tap: &Plugin, strict: bool) -> Result<(), PipelineError> {
     Ok(())
 }
 
-fn spawn(cmd: &mut std::process::Command) -> Result<Child, PipelineError> {
+pub fn spawn(cmd: &mut std::process::Command) -> Result<Child, PipelineError> {
     let program = PathBuf::from(cmd.get_program());
     cmd.spawn()
         .map_err(|source| PipelineError::Realize(RealizeError::Spawn { program, source }))

@@ -522,6 +522,34 @@ impl Remote {
         self.put(&path, bytes, mode)
     }
 
+    /// Creates an immutable file under the project's prefix (a reservoir
+    /// partition); `Conflict` if it exists. Directory remotes publish it with
+    /// a hard link, which fails rather than replace, so no lock file is needed.
+    pub fn create_project_file(&self, rel: &str, bytes: Bytes) -> Result<Written, StoreError> {
+        let Some(path) = self.local_path(rel) else {
+            return self.write_project_file(rel, bytes, None);
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(StoreError::io("cannot create", dir))?;
+        let tmp = dir.join(format!(".{}.tmp", crate::store::local::unique()));
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::hard_link(&tmp, &path)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => Ok(Written::Done(content_version(&bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Written::Conflict),
+            Err(e) => Err(StoreError::Io {
+                action: "cannot write",
+                path,
+                source: e,
+            }),
+        }
+    }
+
     /// Writes a file under the project's prefix whatever is there (logs, catalogs).
     pub fn overwrite_project_file(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
         if let Some(path) = self.local_path(rel) {

@@ -1,0 +1,709 @@
+//! Ingest: a tap's output into partitions. The reading thread routes each
+//! line to its stream's buffer (hash rules applied first); full buffers are
+//! sealed and handed to workers that compress and upload them, through a
+//! bounded queue. On a STATE (at most once per commit interval) and at the
+//! end, every buffer is sealed, the uploads are awaited, and the index is
+//! committed with the new partitions and that state together.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use object_store::UpdateVersion;
+use serde_json::{Map, Value};
+
+use super::ReservoirError;
+use super::index::{self, Index, Part, Partition};
+use super::partition::{self, Encoding};
+use crate::pipeline::{self, PipelineError, PipelineLock, Redactor, RunDir, RunLog};
+use crate::realize::{Options, Realizer};
+use crate::singer::message::{Head, StreamHasher};
+use crate::singer::state;
+use crate::store::Remote;
+
+/// Tuning of an ingest.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Messages per partition (`reservoir_buffer_size`).
+    pub records: u64,
+    /// Uncompressed bytes per partition (`reservoir_buffer_bytes`).
+    pub bytes: usize,
+    /// All buffers together: past this the largest is sealed early.
+    pub total_bytes: usize,
+    pub level: i32,
+    /// How often a STATE leads to a commit.
+    pub commit_every: Duration,
+    pub workers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            records: 10_000,
+            bytes: 16 << 20,
+            total_bytes: 64 << 20,
+            level: 3,
+            commit_every: Duration::from_millis(1000),
+            workers: 2,
+        }
+    }
+}
+
+struct StreamBuf {
+    schema_id: String,
+    schema_line: Arc<Vec<u8>>,
+    body: Vec<u8>,
+    records: u64,
+}
+
+struct Job {
+    ordinal: usize,
+    stream: String,
+    schema_id: String,
+    schema_line: Arc<Vec<u8>>,
+    body: Vec<u8>,
+    records: u64,
+    path: String,
+}
+
+/// Partitions sealed since the last commit, filled in by the workers.
+#[derive(Default)]
+struct Pending {
+    /// The ordinal of `slots[0]`.
+    base: usize,
+    slots: Vec<Option<Partition>>,
+    error: Option<String>,
+    /// Lines the workers found not to be JSON.
+    invalid: Vec<String>,
+}
+
+type Shared = Arc<(Mutex<Pending>, Condvar)>;
+
+/// What an ingest did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct IngestStats {
+    pub records: u64,
+    pub partitions: usize,
+    pub commits: usize,
+    pub skipped_lines: u64,
+    pub bytes: u64,
+    pub raw_bytes: u64,
+}
+
+/// The reservoir writer of one ingest.
+pub struct Ingestor {
+    remote: Arc<Remote>,
+    tap: String,
+    dir: String,
+    index_rel: String,
+    index: Index,
+    version: Option<UpdateVersion>,
+    state: Map<String, Value>,
+    state_moved: bool,
+    streams: HashMap<String, StreamBuf>,
+    buffered: usize,
+    hasher: Option<StreamHasher>,
+    limits: Limits,
+    run_id: String,
+    ordinal: usize,
+    uploaded_paths: Vec<String>,
+    queue: Option<SyncSender<Job>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    shared: Shared,
+    last_commit: Instant,
+    line_no: u64,
+    redactor: Redactor,
+    log: Option<Arc<RunLog>>,
+    pub stats: IngestStats,
+}
+
+impl Ingestor {
+    pub fn new(
+        remote: Arc<Remote>,
+        env: &str,
+        tap: &str,
+        select: &[String],
+        limits: Limits,
+        full_refresh: bool,
+    ) -> Result<Ingestor, ReservoirError> {
+        let loaded = Index::load(&remote, env, tap)?;
+        let mut index = loaded.index;
+        let state = if full_refresh {
+            Map::new()
+        } else {
+            index.state.clone()
+        };
+        index.env = env.to_string();
+        let shared: Shared = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
+        let (tx, rx) = sync_channel::<Job>(limits.workers.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..limits.workers.max(1))
+            .map(|_| {
+                let rx = rx.clone();
+                let shared = shared.clone();
+                let remote = remote.clone();
+                let level = limits.level;
+                std::thread::spawn(move || worker(rx, shared, remote, level))
+            })
+            .collect();
+        let run_id = blake3::hash(
+            format!(
+                "{}-{}-{}",
+                crate::store::hostname(),
+                std::process::id(),
+                crate::store::local::unique()
+            )
+            .as_bytes(),
+        )
+        .to_hex()[..8]
+            .to_string();
+        Ok(Ingestor {
+            dir: super::tap_dir(env, tap),
+            index_rel: loaded.rel,
+            remote,
+            tap: tap.to_string(),
+            index,
+            version: loaded.version,
+            state,
+            state_moved: false,
+            streams: HashMap::new(),
+            buffered: 0,
+            hasher: StreamHasher::new(select),
+            limits,
+            run_id,
+            ordinal: 0,
+            uploaded_paths: Vec::new(),
+            queue: Some(tx),
+            workers,
+            shared,
+            last_commit: Instant::now(),
+            line_no: 0,
+            redactor: Redactor::default(),
+            log: None,
+            stats: IngestStats::default(),
+        })
+    }
+
+    /// The state the tap starts from.
+    pub fn state(&self) -> &Map<String, Value> {
+        &self.state
+    }
+
+    fn with_log(&mut self, log: Arc<RunLog>, redactor: Redactor) {
+        self.log = Some(log);
+        self.redactor = redactor;
+    }
+
+    fn skip(&mut self, line: &[u8], why: &str) {
+        self.stats.skipped_lines += 1;
+        let text = self
+            .redactor
+            .redact(String::from_utf8_lossy(line).trim_end());
+        let short: String = text.chars().take(200).collect();
+        tracing::warn!(
+            "{} line {} ({why}), skipped: {short}",
+            self.tap,
+            self.line_no
+        );
+        if let Some(log) = &self.log {
+            log.line(&format!(
+                "{} (stdout line {}, skipped) | {text}",
+                self.tap, self.line_no
+            ));
+        }
+    }
+
+    /// Takes one line of the tap's output (without its newline).
+    pub fn line(&mut self, line: &[u8]) -> Result<(), ReservoirError> {
+        self.line_no += 1;
+        let line = partition::trim_newline(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        if let Some(stream) = fast_record_stream(line) {
+            return self.record(stream, line, "RECORD");
+        }
+        let head: Head = match serde_json::from_slice(line) {
+            Ok(h) => h,
+            Err(_) => {
+                self.skip(line, "not a Singer message");
+                return Ok(());
+            }
+        };
+        let kind = head.kind.to_string();
+        let stream = head.stream.map(|s| s.into_owned());
+        match (kind.as_str(), stream) {
+            ("STATE", _) => {
+                let msg: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+                match msg.get("value") {
+                    Some(Value::Object(m)) => {
+                        state::merge(&mut self.state, m.clone());
+                        self.state_moved = true;
+                        if self.last_commit.elapsed() >= self.limits.commit_every {
+                            self.commit()?;
+                        }
+                    }
+                    _ => self.skip(line, "a STATE without an object value"),
+                }
+                Ok(())
+            }
+            ("SCHEMA", Some(stream)) => self.schema(stream, line),
+            (_, Some(stream)) => self.record(&stream, line, &kind),
+            (_, None) => {
+                self.skip(line, "a message without a stream");
+                Ok(())
+            }
+        }
+    }
+
+    fn schema(&mut self, stream: String, line: &[u8]) -> Result<(), ReservoirError> {
+        let stored = match self.hasher.as_mut().and_then(|h| h.transform(line)) {
+            Some(t) => t,
+            None => line.to_vec(),
+        };
+        let msg: Value = match serde_json::from_slice(&stored) {
+            Ok(v) => v,
+            Err(_) => {
+                self.skip(line, "not a Singer message");
+                return Ok(());
+            }
+        };
+        let id = partition::schema_id(&msg);
+        if let Some(buf) = self.streams.get(&stream)
+            && buf.schema_id == id
+        {
+            return Ok(());
+        }
+        // A new schema group: what was buffered under the old one is sealed, never dropped.
+        self.seal(&stream)?;
+        self.streams.insert(
+            stream,
+            StreamBuf {
+                schema_id: id,
+                schema_line: Arc::new(stored),
+                body: Vec::new(),
+                records: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn record(&mut self, stream: &str, line: &[u8], kind: &str) -> Result<(), ReservoirError> {
+        let hashed = match &mut self.hasher {
+            Some(h) if kind == "RECORD" => h.transform(line),
+            _ => None,
+        };
+        let Some(buf) = self.streams.get_mut(stream) else {
+            return Err(ReservoirError::RecordBeforeSchema {
+                tap: self.tap.clone(),
+                kind: kind.to_string(),
+                stream: stream.to_string(),
+                line: self.line_no,
+            });
+        };
+        let data = hashed.as_deref().unwrap_or(line);
+        buf.body.extend_from_slice(data);
+        buf.body.push(b'\n');
+        buf.records += 1;
+        self.buffered += data.len() + 1;
+        self.stats.records += 1;
+        if buf.records >= self.limits.records || buf.body.len() >= self.limits.bytes {
+            let s = stream.to_string();
+            self.seal(&s)?;
+        } else if self.buffered >= self.limits.total_bytes {
+            let largest = self
+                .streams
+                .iter()
+                .max_by_key(|(_, b)| b.body.len())
+                .map(|(k, _)| k.clone());
+            if let Some(s) = largest {
+                self.seal(&s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a stream's buffer to the workers (blocking while they are behind).
+    fn seal(&mut self, stream: &str) -> Result<(), ReservoirError> {
+        let Some(buf) = self.streams.get_mut(stream) else {
+            return Ok(());
+        };
+        if buf.records == 0 {
+            return Ok(());
+        }
+        let body = std::mem::take(&mut buf.body);
+        let records = std::mem::take(&mut buf.records);
+        self.buffered = self.buffered.saturating_sub(body.len());
+        let ordinal = self.ordinal;
+        self.ordinal += 1;
+        let path = format!(
+            "{}/{}/{}/{}-{}-{:05}.singer.zst",
+            self.dir,
+            partition::segment(stream),
+            buf.schema_id,
+            crate::store::now_compact(),
+            self.run_id,
+            ordinal
+        );
+        self.uploaded_paths.push(path.clone());
+        {
+            let (lock, _) = &*self.shared;
+            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = &p.error {
+                return Err(upload_error(&self.remote, e));
+            }
+            p.slots.push(None);
+        }
+        let job = Job {
+            ordinal,
+            stream: stream.to_string(),
+            schema_id: buf.schema_id.clone(),
+            schema_line: buf.schema_line.clone(),
+            body,
+            records,
+            path,
+        };
+        if let Some(q) = &self.queue
+            && q.send(job).is_err()
+        {
+            return Err(upload_error(&self.remote, "the upload workers stopped"));
+        }
+        Ok(())
+    }
+
+    /// Seals everything, waits for the uploads, and commits the index with
+    /// the new partitions and the state as of now.
+    pub fn commit(&mut self) -> Result<(), ReservoirError> {
+        let streams: Vec<String> = self.streams.keys().cloned().collect();
+        for s in streams {
+            self.seal(&s)?;
+        }
+        let done: Vec<Partition> = {
+            let (lock, cvar) = &*self.shared;
+            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while p.error.is_none() && p.slots.iter().any(Option::is_none) {
+                p = cvar.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            if let Some(e) = &p.error {
+                return Err(upload_error(&self.remote, e));
+            }
+            p.base += p.slots.len();
+            for text in std::mem::take(&mut p.invalid) {
+                self.stats.skipped_lines += 1;
+                let text = self.redactor.redact(&text);
+                tracing::warn!("{}: a line that is not JSON, skipped: {text}", self.tap);
+                if let Some(log) = &self.log {
+                    log.line(&format!("{} (stdout, skipped) | {text}", self.tap));
+                }
+            }
+            p.slots.drain(..).flatten().collect()
+        };
+        self.last_commit = Instant::now();
+        if done.is_empty() && !self.state_moved {
+            return Ok(());
+        }
+        let mut index = self.index.clone();
+        for mut p in done {
+            p.parts[0].seq = index.next_seq;
+            index.next_seq += 1;
+            self.stats.partitions += 1;
+            self.stats.bytes += p.bytes;
+            self.stats.raw_bytes += p.raw_bytes.unwrap_or(0);
+            index.partitions.push(p);
+        }
+        index.state = self.state.clone();
+        index::commit(&self.remote, &self.index_rel, &mut index, &mut self.version)?;
+        self.index = index;
+        self.uploaded_paths.clear();
+        self.state_moved = false;
+        self.stats.commits += 1;
+        Ok(())
+    }
+
+    /// Ends the ingest: commits what the tap sent when it succeeded;
+    /// otherwise leaves the last commit standing and removes partitions no
+    /// index names.
+    pub fn finish(
+        mut self,
+        success: bool,
+    ) -> Result<(IngestStats, Map<String, Value>), ReservoirError> {
+        let result = if success { self.commit() } else { Ok(()) };
+        self.queue = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if !success || result.is_err() {
+            for p in &self.uploaded_paths {
+                let _ = self.remote.delete_project_file(p);
+            }
+        }
+        result?;
+        Ok((self.stats, self.index.state))
+    }
+}
+
+fn upload_error(remote: &Remote, e: &str) -> ReservoirError {
+    ReservoirError::Pipeline(PipelineError::Io {
+        action: "cannot store a partition in",
+        path: remote.describe.clone().into(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+fn worker(rx: Arc<Mutex<Receiver<Job>>>, shared: Shared, remote: Arc<Remote>, level: i32) {
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        let Ok(job) = job else { break };
+        let mut invalid = Vec::new();
+        let result = store_partition(&remote, job_validated(job, &mut invalid), level);
+        let (lock, cvar) = &*shared;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        p.invalid.extend(invalid);
+        match result {
+            Ok((ordinal, part)) => {
+                let i = ordinal.wrapping_sub(p.base);
+                if let Some(slot) = p.slots.get_mut(i) {
+                    *slot = Some(part);
+                }
+            }
+            Err(e) => p.error = Some(e),
+        }
+        cvar.notify_all();
+    }
+}
+
+/// Lines routed without a full parse are checked here, off the reading
+/// thread: what is not JSON is dropped (and reported), never stored.
+fn job_validated(mut job: Job, invalid: &mut Vec<String>) -> Job {
+    let mut bad = false;
+    for line in job.body.split(|&b| b == b'\n') {
+        if !line.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err() {
+            bad = true;
+            break;
+        }
+    }
+    if !bad {
+        return job;
+    }
+    let mut body = Vec::with_capacity(job.body.len());
+    let mut records = 0;
+    for line in job.body.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() {
+            body.extend_from_slice(line);
+            body.push(b'\n');
+            records += 1;
+        } else {
+            invalid.push(String::from_utf8_lossy(line).chars().take(200).collect());
+        }
+    }
+    job.body = body;
+    job.records = records;
+    job
+}
+
+fn store_partition(remote: &Remote, job: Job, level: i32) -> Result<(usize, Partition), String> {
+    let bytes = partition::encode(&job.schema_line, &job.body, level).map_err(|e| e.to_string())?;
+    let size = bytes.len() as u64;
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    match remote.create_project_file(&job.path, bytes::Bytes::from(bytes)) {
+        Ok(crate::store::remote::Written::Done(_)) => {}
+        Ok(crate::store::remote::Written::Conflict) => {
+            return Err(format!("{} exists already", job.path));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok((
+        job.ordinal,
+        Partition {
+            stream: job.stream,
+            schema_id: job.schema_id,
+            path: job.path,
+            encoding: Encoding::Zstd,
+            parts: vec![Part {
+                seq: 0,
+                records: Some(job.records),
+            }],
+            bytes: size,
+            raw_bytes: Some((job.schema_line.len() + 1 + job.body.len()) as u64),
+            blake3: Some(hash),
+            created: crate::store::now_rfc3339(),
+        },
+    ))
+}
+
+/// The stream of a RECORD line in the common compact or spaced form, found
+/// without parsing it; `None` sends the line down the full parse.
+fn fast_record_stream(line: &[u8]) -> Option<&str> {
+    let rest = line
+        .strip_prefix(br#"{"type":"RECORD","stream":""#)
+        .or_else(|| line.strip_prefix(br#"{"type": "RECORD", "stream": ""#))?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' || !line.ends_with(b"}") {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// What `alto TAP:reservoir` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct IngestSummary {
+    pub pipeline: String,
+    #[serde(flatten)]
+    pub stats: IngestStats,
+    pub seconds: f64,
+    pub state: Value,
+}
+
+/// The tuning of a tap's ingest from its settings (else the project's).
+pub fn limits(realizer: &Realizer, tap: &crate::config::Plugin) -> Result<Limits, ReservoirError> {
+    let project = realizer.project;
+    let mut l = Limits {
+        records: super::setting_u64(project, tap, "reservoir_buffer_size", 10_000)?,
+        bytes: super::setting_u64(project, tap, "reservoir_buffer_bytes", 16 << 20)? as usize,
+        ..Limits::default()
+    };
+    if let Some(ms) = std::env::var("ALTO_STATE_COMMIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        l.commit_every = Duration::from_millis(ms);
+    }
+    Ok(l)
+}
+
+/// Runs `TAP:reservoir` once.
+pub fn run(
+    realizer: &Realizer,
+    tap_name: &str,
+    opts: &pipeline::RunOptions,
+    build: &Options,
+) -> Result<IngestSummary, ReservoirError> {
+    let start = Instant::now();
+    let project = realizer.project;
+    let tap = project.tap(tap_name)?;
+    let env = project.environment.clone();
+    let name = format!("{tap_name}-to-reservoir");
+    pipeline::check_stream_maps(tap, opts.strict)?;
+    let derivs = pipeline::realize_plugins(realizer, &[tap], build)?;
+    let remote = realizer.remote().map_err(PipelineError::from)?;
+    let _lock = PipelineLock::acquire(remote.clone(), &env, &name, opts.wait)?;
+    let limits = limits(realizer, tap)?;
+    let mut ingestor = Ingestor::new(
+        remote.clone(),
+        &env,
+        tap_name,
+        &tap.select(),
+        limits,
+        opts.full_refresh,
+    )?;
+    if opts.full_refresh {
+        tracing::info!("{name}: full refresh, ignoring the saved state");
+    }
+
+    let run_dir = RunDir::new(project)?;
+    let rendered = project.render_config(tap_name, None)?;
+    let mut secrets = project.secret_strings();
+    secrets.extend(rendered.secret_strings());
+    let redactor = Redactor::new(secrets);
+    let config_path = run_dir.write_json("config-0.json", &rendered.value)?;
+    let extra = pipeline::tap_args(
+        realizer,
+        tap,
+        &derivs[0],
+        &run_dir,
+        &config_path,
+        ingestor.state(),
+    )?;
+    let log = Arc::new(RunLog::create(project, &env, &name)?);
+    ingestor.with_log(log.clone(), redactor.clone());
+
+    let mut cmd = realizer
+        .command(tap, &derivs[0], false)
+        .map_err(PipelineError::from)?;
+    cmd.arg("--config")
+        .arg(&config_path)
+        .args(&extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = pipeline::spawn(&mut cmd)?;
+    drop(cmd);
+    let tail: pipeline::Tail = Arc::new(Mutex::new(Vec::new()));
+    let pump = child.stderr.take().map(|e| {
+        pipeline::pump_stderr(
+            tap_name.to_string(),
+            e,
+            log.file.clone(),
+            redactor.clone(),
+            true,
+            tail.clone(),
+        )
+    });
+    let mut failure = None;
+    if let Some(out) = child.stdout.take() {
+        let mut reader = BufReader::with_capacity(1 << 16, out);
+        let mut line = Vec::with_capacity(1 << 12);
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    failure = Some(ReservoirError::Pipeline(PipelineError::Io {
+                        action: "cannot read the output of",
+                        path: tap_name.into(),
+                        source: e,
+                    }));
+                    break;
+                }
+            }
+            if let Err(e) = ingestor.line(&line) {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if failure.is_some() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|source| PipelineError::Io {
+        action: "cannot wait for",
+        path: tap_name.into(),
+        source,
+    })?;
+    if let Some(p) = pump {
+        let _ = p.join();
+    }
+    let ok = failure.is_none() && status.success();
+    let finished = ingestor.finish(ok);
+    log.upload(&remote, &env);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let (stats, state) = finished?;
+    if !status.success() {
+        return Err(pipeline::plugin_failed(tap_name, &status, &log.path, &tail).into());
+    }
+    // The index holds the tap's state; the original's state file mirrors it
+    // so tools reading `state/` keep working.
+    if stats.commits > 0 {
+        let (mut mirror, _) = pipeline::StateStore::open(&remote, &env, tap_name, "reservoir")?;
+        mirror.replace(&state)?;
+        mirror.keep_history(&state)?;
+    }
+    Ok(IngestSummary {
+        pipeline: format!("{tap_name}:reservoir"),
+        stats,
+        seconds: start.elapsed().as_secs_f64(),
+        state: Value::Object(state),
+    })
+}

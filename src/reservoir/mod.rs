@@ -1,0 +1,142 @@
+//! The reservoir: a tap's records extracted once into compressed partitions
+//! (`reservoir/<env>/<tap>/<stream>/<schema_id>/<name>.singer.zst`) named by
+//! a per-tap index that also holds the tap's state, so the two are committed
+//! together; replays into any target from a confirmed position; listing and
+//! compaction. The layout, index format and positions are in `store-spec.md`.
+
+pub mod compact;
+pub mod index;
+pub mod ingest;
+pub mod partition;
+pub mod replay;
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::config::{ConfigError, Plugin, Project};
+use crate::pipeline::PipelineError;
+use crate::store::StoreError;
+
+pub use index::{Index, Partition, Position};
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum ReservoirError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Pipeline(#[from] PipelineError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("the reservoir index {path} is not valid: {message}")]
+    #[diagnostic(
+        code(alto::reservoir::bad_index),
+        help(
+            "the partitions it named are still there; restore the index from a copy, or move it away to start a new reservoir"
+        )
+    )]
+    BadIndex { path: String, message: String },
+
+    #[error(
+        "the reservoir index {path} is version {found}; this alto reads up to version {supported}"
+    )]
+    #[diagnostic(
+        code(alto::reservoir::newer_index),
+        help("a newer alto wrote it; upgrade alto on this machine")
+    )]
+    NewerIndex {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
+
+    #[error("{path} changed while this run held it; not overwriting another writer's index")]
+    #[diagnostic(
+        code(alto::reservoir::conflict),
+        help("another ingest or compaction of this tap committed meanwhile; run again")
+    )]
+    IndexConflict { path: String },
+
+    #[error(
+        "{tap} sent a {kind} for stream `{stream}` before its SCHEMA (line {line} of its output)"
+    )]
+    #[diagnostic(
+        code(alto::reservoir::record_before_schema),
+        help(
+            "nothing of this run is committed and the tap's state is unchanged; the tap breaks the Singer protocol"
+        )
+    )]
+    RecordBeforeSchema {
+        tap: String,
+        kind: String,
+        stream: String,
+        line: u64,
+    },
+
+    #[error("the partition {path} is damaged: {reason}")]
+    #[diagnostic(
+        code(alto::reservoir::damaged),
+        help(
+            "its content no longer matches the index; restore it from a copy. Replay positions are unchanged"
+        )
+    )]
+    Damaged { path: String, reason: String },
+
+    #[error("`{key}` must be a positive whole number, not `{value}`")]
+    #[diagnostic(code(alto::reservoir::setting))]
+    Setting { key: String, value: String },
+
+    #[error("the replay position {path} is not valid: {message}")]
+    #[diagnostic(
+        code(alto::reservoir::bad_position),
+        help("drop it with `alto clean reservoir:TAP-TARGET` to replay everything again")
+    )]
+    BadPosition { path: String, message: String },
+}
+
+impl ReservoirError {
+    /// Whether the input (config, index, position) is at fault rather than the run.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            ReservoirError::Config(_)
+                | ReservoirError::Setting { .. }
+                | ReservoirError::BadIndex { .. }
+                | ReservoirError::NewerIndex { .. }
+                | ReservoirError::BadPosition { .. }
+        )
+    }
+}
+
+/// A whole-number setting of the tap, else of the project, else `default`.
+pub fn setting_u64(
+    project: &Project,
+    tap: &Plugin,
+    key: &str,
+    default: u64,
+) -> Result<u64, ReservoirError> {
+    let v = match project.setting_str(Some(tap), key)? {
+        Some(v) => Some(v),
+        None => project.setting_str(None, key)?,
+    };
+    match v {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ReservoirError::Setting {
+                key: key.to_string(),
+                value: v,
+            }),
+        },
+    }
+}
+
+/// `reservoir/<env>/<tap>`, the directory of one tap's reservoir.
+pub fn tap_dir(env: &str, tap: &str) -> String {
+    format!("reservoir/{env}/{}", partition::segment(tap))
+}

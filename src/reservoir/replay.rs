@@ -1,0 +1,483 @@
+//! Replay: a tap's reservoir into a target, from the position the target
+//! last confirmed. Each stream's partitions go in ingest order, each
+//! beginning with its SCHEMA; after each flush alto sends a STATE carrying the
+//! new position, and commits a position only once the target echoes it.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::ReservoirError;
+use super::index::{Index, Position, Unit};
+use super::partition::{self, Encoding, Line};
+use crate::pipeline::{self, PipelineError, PipelineLock, Redactor, RunDir, RunLog, StateStore};
+use crate::realize::{Options, Realizer};
+use crate::singer::state;
+use crate::store::Remote;
+
+/// What `alto reservoir:TAP-TARGET` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct ReplaySummary {
+    pub pipeline: String,
+    /// Partitions sent to the target.
+    pub partitions: usize,
+    /// Messages sent (confirmed ones inside compacted partitions are not).
+    pub records: u64,
+    pub commits: usize,
+    pub seconds: f64,
+    pub position: Value,
+    /// Nothing was new: the target was not started.
+    pub nothing_new: bool,
+}
+
+/// The name replay positions are kept under: `<tap>-reservoir-to-<target>`.
+pub fn position_owner(tap: &str) -> String {
+    format!("{tap}-reservoir")
+}
+
+/// The confirmed position of a target, from its file (or the original's).
+pub fn read_position(
+    remote: &Remote,
+    env: &str,
+    tap: &str,
+    target: &str,
+    index: &Index,
+) -> Result<Position, ReservoirError> {
+    let owner = position_owner(tap);
+    let (_, saved) = StateStore::open(remote, env, &owner, target)?;
+    if saved.is_empty() {
+        return original_position(remote, env, tap, target, index);
+    }
+    Position::from_state(&saved).ok_or_else(|| ReservoirError::BadPosition {
+        path: remote.describe_project_file(&StateStore::rel(env, &owner, target)),
+        message: format!(
+            "it has no `{}` with stream positions",
+            super::index::POSITION_KEY
+        ),
+    })
+}
+
+/// The original's replay state, `state/<env>/reservoir-<tap without
+/// "tap-">-to-<target>.json` naming the last file emitted per stream, mapped
+/// onto the flushes of the index read from its `_reservoir.json`.
+fn original_position(
+    remote: &Remote,
+    env: &str,
+    tap: &str,
+    target: &str,
+    index: &Index,
+) -> Result<Position, ReservoirError> {
+    let short = tap.strip_prefix("tap-").unwrap_or(tap);
+    let mut envs = vec![env];
+    if env == "dev" {
+        envs.push("DEVELOPMENT");
+    }
+    for e in envs {
+        let rel = format!("state/{e}/reservoir-{short}-to-{target}.json");
+        let Some(v) = remote.read_project_file(&rel)? else {
+            continue;
+        };
+        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&v.bytes) else {
+            tracing::warn!(
+                "{} is not a JSON object; ignored",
+                remote.describe_project_file(&rel)
+            );
+            continue;
+        };
+        let mut pos = Position::default();
+        for (stream, v) in m {
+            let Some(emitted) = v.get("emitted").and_then(Value::as_str) else {
+                continue;
+            };
+            match index
+                .partitions
+                .iter()
+                .find(|p| p.stream == stream && p.path.rsplit('/').next() == Some(emitted))
+            {
+                Some(p) => {
+                    pos.streams.insert(stream, p.last_seq());
+                }
+                None => tracing::warn!(
+                    "the original's replay state names {emitted} for {stream}, which the index does not hold; {stream} is replayed from its start"
+                ),
+            }
+        }
+        tracing::info!(
+            "continuing from the original alto's replay state {}",
+            remote.describe_project_file(&rel)
+        );
+        return Ok(pos);
+    }
+    Ok(Position::default())
+}
+
+fn state_line(tap: &str, pos: &Position) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&serde_json::json!({
+        "type": "STATE",
+        "value": Value::Object(pos.to_state(tap)),
+    }))
+    .unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// The sending side: partitions into the target's stdin.
+struct Sender {
+    remote: Arc<Remote>,
+    env: String,
+    tap: String,
+    sent: Position,
+    partitions: usize,
+    records: u64,
+}
+
+enum SendError {
+    /// The target stopped reading; its exit status tells why.
+    Closed,
+    Reservoir(ReservoirError),
+}
+
+impl From<std::io::Error> for SendError {
+    fn from(_: std::io::Error) -> SendError {
+        SendError::Closed
+    }
+}
+
+impl Sender {
+    fn run(&mut self, mut units: Vec<Unit>, out: &mut impl Write) -> Result<(), SendError> {
+        let mut reloads = 0;
+        let mut i = 0;
+        while i < units.len() {
+            let unit = &units[i];
+            let Some(bytes) = self
+                .remote
+                .read_project_file(&unit.partition.path)
+                .map_err(|e| SendError::Reservoir(e.into()))?
+            else {
+                // Compacted away since the index was read: the new index holds
+                // the same flushes, and the position is valid against it.
+                reloads += 1;
+                if reloads > 5 {
+                    return Err(SendError::Reservoir(ReservoirError::Damaged {
+                        path: self.remote.describe_project_file(&unit.partition.path),
+                        reason: "the index names it but it does not exist".into(),
+                    }));
+                }
+                let loaded = Index::load(&self.remote, &self.env, &self.tap)
+                    .map_err(SendError::Reservoir)?;
+                units = loaded.index.pending(&self.sent);
+                i = 0;
+                continue;
+            };
+            let bytes = bytes.bytes;
+            if let Some(expected) = &unit.partition.blake3 {
+                let actual = blake3::hash(&bytes).to_hex().to_string();
+                if &actual != expected {
+                    return Err(SendError::Reservoir(ReservoirError::Damaged {
+                        path: self.remote.describe_project_file(&unit.partition.path),
+                        reason: format!("blake3 {actual}, the index says {expected}"),
+                    }));
+                }
+            }
+            self.send(unit, &bytes, out)?;
+            self.partitions += 1;
+            i += 1;
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    fn send(&mut self, unit: &Unit, bytes: &[u8], out: &mut impl Write) -> Result<(), SendError> {
+        let p = &unit.partition;
+        let damaged = |e: std::io::Error| {
+            SendError::Reservoir(ReservoirError::Damaged {
+                path: p.path.clone(),
+                reason: e.to_string(),
+            })
+        };
+        if unit.skip == 0 && unit.parts.len() == 1 && p.encoding == Encoding::Zstd {
+            // The common case: alto's own partition, verified, sent whole.
+            let mut r = partition::decoder(p.encoding, bytes).map_err(damaged)?;
+            let mut n = 0u64;
+            loop {
+                let buf = r.fill_buf().map_err(damaged)?;
+                if buf.is_empty() {
+                    break;
+                }
+                n += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+                out.write_all(buf)?;
+                let len = buf.len();
+                r.consume(len);
+            }
+            self.records += n.saturating_sub(1);
+            self.sent
+                .streams
+                .insert(p.stream.clone(), unit.parts[0].seq);
+            out.write_all(&state_line(&self.tap, &self.sent))?;
+            return Ok(());
+        }
+        let mut skipped = 0u64;
+        let mut part = 0usize;
+        let mut in_part = 0u64;
+        let mut schema_sent = false;
+        let mut write_err = None;
+        let tap = self.tap.clone();
+        let stream = p.stream.clone();
+        let mut sent_records = 0u64;
+        let sent = &mut self.sent;
+        partition::for_each_line(p.encoding, bytes, |line| {
+            let mut emit = |data: &[u8]| -> std::io::Result<()> {
+                out.write_all(data)?;
+                out.write_all(b"\n")
+            };
+            let r = match line {
+                Line::Skip => Ok(()),
+                Line::Schema(s) => {
+                    if schema_sent {
+                        Ok(())
+                    } else {
+                        schema_sent = true;
+                        emit(s)
+                    }
+                }
+                Line::Message(m) => {
+                    if skipped < unit.skip {
+                        skipped += 1;
+                        return Ok(());
+                    }
+                    sent_records += 1;
+                    let r = emit(m);
+                    in_part += 1;
+                    if let Some(cur) = unit.parts.get(part)
+                        && cur.records == Some(in_part)
+                        && part + 1 < unit.parts.len()
+                    {
+                        sent.streams.insert(stream.clone(), cur.seq);
+                        part += 1;
+                        in_part = 0;
+                        r.and_then(|_| out.write_all(&state_line(&tap, sent)))
+                    } else {
+                        r
+                    }
+                }
+            };
+            if let Err(e) = r {
+                write_err = Some(e);
+                return Err(std::io::Error::other("stopped"));
+            }
+            Ok(())
+        })
+        .or_else(|e| if write_err.is_some() { Ok(()) } else { Err(e) })
+        .map_err(damaged)?;
+        if write_err.is_some() {
+            return Err(SendError::Closed);
+        }
+        self.records += sent_records;
+        if let Some(last) = unit.parts.last() {
+            self.sent.streams.insert(stream, last.seq);
+        }
+        out.write_all(&state_line(&tap, &self.sent))?;
+        Ok(())
+    }
+}
+
+/// Runs `reservoir:TAP-TARGET` once.
+pub fn run(
+    realizer: &Realizer,
+    tap_name: &str,
+    target_name: &str,
+    opts: &pipeline::RunOptions,
+    build: &Options,
+) -> Result<ReplaySummary, ReservoirError> {
+    let start = Instant::now();
+    let project = realizer.project;
+    project.tap(tap_name)?;
+    let target = project.target(target_name)?;
+    let env = project.environment.clone();
+    let owner = position_owner(tap_name);
+    let name = format!("{owner}-to-{target_name}");
+    let pipeline_name = format!("reservoir:{tap_name}:{target_name}");
+    let remote = realizer.remote().map_err(PipelineError::from)?;
+    let _lock = PipelineLock::acquire(remote.clone(), &env, &name, opts.wait)?;
+
+    let loaded = Index::load(&remote, &env, tap_name)?;
+    let (mut store, _) = StateStore::open(&remote, &env, &owner, target_name)?;
+    let mut confirmed = if opts.full_refresh {
+        tracing::info!("{pipeline_name}: full refresh, replaying everything");
+        Position::default()
+    } else {
+        read_position(&remote, &env, tap_name, target_name, &loaded.index)?
+    };
+    let units = loaded.index.pending(&confirmed);
+    if units.is_empty() {
+        tracing::info!("{pipeline_name}: nothing new to replay; {target_name} not started");
+        return Ok(ReplaySummary {
+            pipeline: pipeline_name,
+            partitions: 0,
+            records: 0,
+            commits: 0,
+            seconds: start.elapsed().as_secs_f64(),
+            position: Value::Object(confirmed.to_state(tap_name)),
+            nothing_new: true,
+        });
+    }
+
+    let derivs = pipeline::realize_plugins(realizer, &[target], build)?;
+    let run_dir = RunDir::new(project)?;
+    let rendered = project.render_config(target_name, Some(tap_name))?;
+    let mut secrets = project.secret_strings();
+    secrets.extend(rendered.secret_strings());
+    let redactor = Redactor::new(secrets);
+    let config_path = run_dir.write_json("config-0.json", &rendered.value)?;
+    let log = RunLog::create(project, &env, &name)?;
+
+    let mut cmd = realizer
+        .command(target, &derivs[0], false)
+        .map_err(PipelineError::from)?;
+    cmd.arg("--config")
+        .arg(&config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = pipeline::spawn(&mut cmd)?;
+    drop(cmd);
+    let tail: pipeline::Tail = Arc::new(Mutex::new(Vec::new()));
+    let pump = child.stderr.take().map(|e| {
+        pipeline::pump_stderr(
+            target_name.to_string(),
+            e,
+            log.file.clone(),
+            redactor.clone(),
+            true,
+            tail.clone(),
+        )
+    });
+    let stdin = child.stdin.take();
+    let mut sender = Sender {
+        remote: remote.clone(),
+        env: env.clone(),
+        tap: tap_name.to_string(),
+        sent: confirmed.clone(),
+        partitions: 0,
+        records: 0,
+    };
+    let writer = std::thread::spawn(move || {
+        let r = match stdin {
+            Some(s) => {
+                let mut out = BufWriter::with_capacity(1 << 16, s);
+                sender.run(units, &mut out)
+            }
+            None => Err(SendError::Closed),
+        };
+        (sender, r)
+    });
+
+    let throttle = Duration::from_millis(
+        std::env::var("ALTO_STATE_COMMIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
+    );
+    let mut commits = 0usize;
+    let mut dirty = false;
+    let mut last_commit = Instant::now();
+    let mut commit_error = None;
+    if let Some(out) = child.stdout.take() {
+        let mut reader = BufReader::new(out);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let body = partition::trim_newline(&line);
+            match state::parse_line(body) {
+                state::Line::State(m) => {
+                    if let Some(p) = Position::from_state(&m)
+                        && confirmed.advance(&p)
+                    {
+                        dirty = true;
+                    }
+                }
+                state::Line::Blank => {}
+                state::Line::Skipped(why) => {
+                    let text = redactor.redact(String::from_utf8_lossy(body).trim_end());
+                    tracing::warn!("{target_name} stdout ({why}), skipped: {text}");
+                    log.line(&format!("{target_name} (stdout) | {text}"));
+                }
+            }
+            if dirty && commit_error.is_none() && last_commit.elapsed() >= throttle {
+                match store.commit(&confirmed.to_state(tap_name)) {
+                    Ok(()) => {
+                        commits += 1;
+                        dirty = false;
+                        last_commit = Instant::now();
+                    }
+                    Err(e) => commit_error = Some(e),
+                }
+            }
+        }
+    }
+    let status = child.wait().map_err(|source| PipelineError::Io {
+        action: "cannot wait for",
+        path: target_name.into(),
+        source,
+    })?;
+    let (sender, sent) = match writer.join() {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(PipelineError::Io {
+                action: "cannot replay into",
+                path: target_name.into(),
+                source: std::io::Error::other("the sending thread panicked"),
+            }
+            .into());
+        }
+    };
+    if let Some(p) = pump {
+        let _ = p.join();
+    }
+    if let Some(e) = commit_error {
+        return Err(e.into());
+    }
+    if dirty {
+        store.commit(&confirmed.to_state(tap_name))?;
+        commits += 1;
+    }
+    if commits > 0 {
+        store.keep_history(&confirmed.to_state(tap_name))?;
+    }
+    log.upload(&remote, &env);
+    if let Err(SendError::Reservoir(e)) = sent {
+        return Err(e);
+    }
+    if !status.success() {
+        return Err(pipeline::plugin_failed(target_name, &status, &log.path, &tail).into());
+    }
+    if let Err(SendError::Closed) = sent {
+        return Err(PipelineError::Io {
+            action: "cannot replay into",
+            path: target_name.into(),
+            source: std::io::Error::other("it stopped reading its input"),
+        }
+        .into());
+    }
+    if confirmed != sender.sent {
+        tracing::warn!(
+            "{target_name} did not confirm everything it was sent; the next replay sends the rest again"
+        );
+    }
+    Ok(ReplaySummary {
+        pipeline: pipeline_name,
+        partitions: sender.partitions,
+        records: sender.records,
+        commits,
+        seconds: start.elapsed().as_secs_f64(),
+        position: Value::Object(confirmed.to_state(tap_name)),
+        nothing_new: false,
+    })
+}
