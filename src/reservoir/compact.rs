@@ -187,7 +187,14 @@ pub fn compact(
     };
 
     // Runs of consecutive partitions of one stream and schema group, each
-    // small, chunked up to the target size.
+    // small, chunked up to the target size. The original's partitions are
+    // rewritten even alone: alto's carry counts and checksums.
+    let worth = |chunk: &[usize]| {
+        chunk.len() > 1
+            || chunk
+                .first()
+                .is_some_and(|&i| old.partitions[i].encoding == Encoding::Gzip)
+    };
     let mut chunks: Vec<Vec<usize>> = Vec::new();
     for stream in old.streams() {
         let mut current: Vec<usize> = Vec::new();
@@ -204,7 +211,7 @@ pub fn compact(
                 .last()
                 .is_some_and(|&j| old.partitions[j].schema_id == p.schema_id);
             if !small || !same || size + raw > opts.target_bytes || current.len() >= 10_000 {
-                if current.len() > 1 {
+                if worth(&current) {
                     chunks.push(std::mem::take(&mut current));
                 }
                 current.clear();
@@ -215,7 +222,7 @@ pub fn compact(
                 size += raw;
             }
         }
-        if current.len() > 1 {
+        if worth(&current) {
             chunks.push(current);
         }
     }
