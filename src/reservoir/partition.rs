@@ -43,11 +43,11 @@ pub fn segment(name: &str) -> String {
 /// The schema group of a SCHEMA message: 16 hex digits of the blake3 of its
 /// schema, key properties and bookmark properties, canonically encoded.
 pub fn schema_id(msg: &Value) -> String {
-    let canon = serde_json::json!({
-        "schema": canonical(msg.get("schema").unwrap_or(&Value::Null)),
-        "key_properties": canonical(msg.get("key_properties").unwrap_or(&Value::Null)),
-        "bookmark_properties": canonical(msg.get("bookmark_properties").unwrap_or(&Value::Null)),
-    });
+    let canon = canonical(&serde_json::json!({
+        "schema": msg.get("schema").unwrap_or(&Value::Null),
+        "key_properties": msg.get("key_properties").unwrap_or(&Value::Null),
+        "bookmark_properties": msg.get("bookmark_properties").unwrap_or(&Value::Null),
+    }));
     let bytes = serde_json::to_vec(&canon).unwrap_or_default();
     blake3::hash(&bytes).to_hex()[..16].to_string()
 }
