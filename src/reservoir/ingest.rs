@@ -569,6 +569,7 @@ pub fn limits(realizer: &Realizer, tap: &crate::config::Plugin) -> Result<Limits
     let mut l = Limits {
         records: super::setting_u64(project, tap, "reservoir_buffer_size", 10_000)?,
         bytes: super::setting_u64(project, tap, "reservoir_buffer_bytes", 16 << 20)? as usize,
+        level: super::setting_u64(project, tap, "reservoir_compression_level", 3)?.min(19) as i32,
         ..Limits::default()
     };
     if let Some(ms) = std::env::var("ALTO_STATE_COMMIT_MS")
