@@ -1095,12 +1095,9 @@ fn compaction_removes_orphans_of_streams_with_encoded_names() {
         !plain.exists(),
         "the orphan of users is still there: {done}"
     );
-    // BUG (src/reservoir/compact.rs, remove_orphans): the names listed are
-    // object_store's encoded path parts (`Public%2520Users`); joined into a
-    // project path and encoded again by `list_project`/`delete_project_file`
-    // they name `Public%252520Users`, which does not exist, so the orphans
-    // of any stream whose name is not [A-Za-z0-9._-] are never listed nor
-    // removed (no indexed partition is touched either). Fails until fixed.
+    // Listed names are object_store's encoded path parts
+    // (`Public%2520Users`); compaction decodes them before reusing them as
+    // paths, or the orphans of such streams would never be found.
     assert!(
         !encoded.exists(),
         "the orphan of `Public Users` is still there: {done}"

@@ -389,18 +389,28 @@ fn remove_orphans(
     let dir = super::tap_dir(env, tap);
     let now = crate::store::now_epoch();
     let mut removed = 0;
+    // Listings give names as stored, percent-encoded by object_store; paths
+    // given to it are encoded again, so names are decoded before reuse.
+    let decode = |n: &str| {
+        percent_encoding::percent_decode_str(n)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let (streams, _) = remote.list_project(&dir)?;
-    for s in streams {
+    for s in streams.iter().map(|s| decode(s)) {
         let (groups, _) = remote.list_project(&format!("{dir}/{s}"))?;
-        for g in groups {
+        for g in groups.iter().map(|g| decode(g)) {
             let gdir = format!("{dir}/{s}/{g}");
             let (_, files) = remote.list_project(&gdir)?;
             for (f, _) in files {
+                let f = decode(&f);
                 let rel = format!("{gdir}/{f}");
-                if !f.ends_with(".singer.zst") || kept.contains(rel.as_str()) {
+                // A temporary file of an upload that died: `.<time>-<unique>.tmp`.
+                let tmp = f.starts_with('.') && f.ends_with(".tmp");
+                if !(f.ends_with(".singer.zst") || tmp) || kept.contains(rel.as_str()) {
                     continue;
                 }
-                let Some(written) = name_time(&f) else {
+                let Some(written) = name_time(f.trim_start_matches('.')) else {
                     continue;
                 };
                 if now.saturating_sub(written) >= grace_secs {

@@ -531,7 +531,12 @@ impl Remote {
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(StoreError::io("cannot create", dir))?;
-        let tmp = dir.join(format!(".{}.tmp", crate::store::local::unique()));
+        // Named with the time, so compaction can tell a dead upload's leftover.
+        let tmp = dir.join(format!(
+            ".{}-{}.tmp",
+            crate::store::now_compact(),
+            crate::store::local::unique()
+        ));
         let written = (|| {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
