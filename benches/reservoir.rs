@@ -34,12 +34,31 @@ struct Run {
     /// reaped (the plugins, for alto), as benches/pipeline.rs reports it
     /// (at least `own_kib`).
     tree_kib: u64,
+    /// The CPU time the process itself used (user and system, not its children's).
+    cpu: Duration,
 }
 
 fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process's own user and system time, from `/proc/PID/stat` (which a
+/// zombie still has).
+fn own_cpu(pid: libc::pid_t) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name: state is the first, utime the 12th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(fields.iter().sum::<u64>() as f64 / hz)
 }
 
 /// Runs a command with stdout and stderr going to `out`.
@@ -78,6 +97,7 @@ fn run(c: &mut Command, out: &Path) -> Run {
         )
     };
     let wall = start.elapsed();
+    let cpu = own_cpu(pid);
     sampler.join().unwrap();
     let mut status = 0;
     // SAFETY: as above; this reaps it.
@@ -94,6 +114,7 @@ fn run(c: &mut Command, out: &Path) -> Run {
         code,
         own_kib: own.load(Ordering::Relaxed),
         tree_kib: (usage.ru_maxrss.max(0) as u64).max(own.load(Ordering::Relaxed)),
+        cpu,
     }
 }
 
@@ -227,6 +248,7 @@ fn files_under(dir: &Path, suffix: &str) -> (u64, u64) {
 /// The runs of one command.
 struct Series {
     walls: Vec<Duration>,
+    cpus: Vec<Duration>,
     own_kib: u64,
     tree_kib: u64,
 }
@@ -234,6 +256,11 @@ struct Series {
 impl Series {
     fn median(&self) -> Duration {
         median(self.walls.clone())
+    }
+
+    /// The median of the process's own CPU time.
+    fn cpu(&self) -> Duration {
+        median(self.cpus.clone())
     }
 }
 
@@ -263,6 +290,7 @@ fn interleaved(runs: usize, cases: &[Case]) -> Vec<Result<Series, String>> {
         .map(|_| {
             Ok(Series {
                 walls: Vec::new(),
+                cpus: Vec::new(),
                 own_kib: 0,
                 tree_kib: 0,
             })
@@ -284,6 +312,7 @@ fn interleaved(runs: usize, cases: &[Case]) -> Vec<Result<Series, String>> {
                 continue;
             }
             s.walls.push(r.wall);
+            s.cpus.push(r.cpu);
             s.own_kib = s.own_kib.max(r.own_kib);
             s.tree_kib = s.tree_kib.max(r.tree_kib);
         }
@@ -503,10 +532,11 @@ fn original(
     .map_err(|e| format!("ingest failed: {e}"))?;
     let rate = records as f64 / ingest.median().as_secs_f64();
     println!(
-        "    ingest   {:8.0} ms  {:5.2} M rec/s  = {:.2}x the raw pipe's throughput   peak {:5.1} MiB own, {:5.1} MiB with the tap",
+        "    ingest   {:8.0} ms  {:5.2} M rec/s  = {:.2}x the raw pipe's throughput   CPU {:5.0} ms own   peak {:5.1} MiB own, {:5.1} MiB with the tap",
         ms(ingest.median()),
         rate / 1e6,
         rate / base.ingest,
+        ms(ingest.cpu()),
         mib(ingest.own_kib),
         mib(ingest.tree_kib),
     );
@@ -536,10 +566,11 @@ fn original(
     let check = check_sink(sink_lines(&[&out], &[]), records, partitions);
     let replay_rate = records as f64 / replay.median().as_secs_f64();
     println!(
-        "    replay   {:8.0} ms  {:5.2} M rec/s  = {:.2}x cat's throughput   peak {:5.1} MiB own, {:5.1} MiB with the target   {check}",
+        "    replay   {:8.0} ms  {:5.2} M rec/s  = {:.2}x cat's throughput   CPU {:5.0} ms own   peak {:5.1} MiB own, {:5.1} MiB with the target   {check}",
         ms(replay.median()),
         replay_rate / 1e6,
         replay_rate / base.replay,
+        ms(replay.cpu()),
         mib(replay.own_kib),
         mib(replay.tree_kib),
     );
@@ -676,10 +707,11 @@ fn main() {
             let ratio = raw.as_secs_f64() / s.median().as_secs_f64();
             peak_kib = peak_kib.max(s.own_kib);
             println!(
-                "           {:<40} {:8.0} ms  {:5.2} M rec/s  = {ratio:.2}x the raw pipe's throughput   peak {:5.1} MiB own, {:5.1} MiB with the tap",
+                "           {:<40} {:8.0} ms  {:5.2} M rec/s  = {ratio:.2}x the raw pipe's throughput   CPU {:5.0} ms own   peak {:5.1} MiB own, {:5.1} MiB with the tap",
                 format!("alto {ingest_task}"),
                 ms(s.median()),
                 mrps(records, s.median()),
+                ms(s.cpu()),
                 mib(s.own_kib),
                 mib(s.tree_kib)
             );
@@ -768,10 +800,11 @@ fn main() {
             let ratio = cat.as_secs_f64() / s.median().as_secs_f64();
             peak_kib = peak_kib.max(s.own_kib);
             println!(
-                "           {:<40} {:8.0} ms  {:5.2} M rec/s  = {ratio:.2}x cat's throughput   peak {:5.1} MiB own, {:5.1} MiB with the target   {check}",
+                "           {:<40} {:8.0} ms  {:5.2} M rec/s  = {ratio:.2}x cat's throughput   CPU {:5.0} ms own   peak {:5.1} MiB own, {:5.1} MiB with the target   {check}",
                 format!("alto {replay_task}"),
                 ms(s.median()),
                 mrps(records, s.median()),
+                ms(s.cpu()),
                 mib(s.own_kib),
                 mib(s.tree_kib)
             );
