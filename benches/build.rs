@@ -126,12 +126,7 @@ fn main() {
     let config = "default:\n  project_name: bench\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n  utilities:\n    big:\n      pip_url: big-artifact==1.0\n";
     std::fs::write(project.join("alto.yaml"), config).unwrap();
     let cache = work.path().join("cache");
-    // Share the pex provisioned by the test suite, if any, to skip a download.
-    let shared = root.join("target/tmp/shared-cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    if shared.join("tools").exists() {
-        let _ = std::os::unix::fs::symlink(shared.join("tools"), cache.join("tools"));
-    }
+    common::cache_dir(&root, &cache);
 
     println!("alto build (2 cores; medians)");
     run_ok(alto_cmd(&project, &home, &cache).args(["build", "tap-fixture"]));
@@ -144,16 +139,7 @@ fn main() {
     );
 
     // Cold builds: a fresh key each time (_version), pex's own cache warm, against raw pex.
-    let python = String::from_utf8(
-        Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    let python = common::python3();
     let tools = std::fs::read_dir(cache.join("tools"))
         .unwrap()
         .next()

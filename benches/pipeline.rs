@@ -72,13 +72,7 @@ impl Bench {
     }
 
     fn pex(&self, plugin: &str) -> PathBuf {
-        let out = self
-            .alto()
-            .args(["--json", "show", plugin])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        PathBuf::from(v["path"].as_str().unwrap())
+        common::pex_path(self.alto(), plugin)
     }
 
     fn raw(&self) -> Command {
@@ -103,23 +97,10 @@ fn main() {
         project: work.path().join("project"),
         home: work.path().join("home"),
         cache: work.path().join("cache"),
-        python: String::from_utf8(
-            Command::new("python3")
-                .args(["-c", "import sys; print(sys.executable)"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .to_string(),
+        python: common::python3(),
     };
     std::fs::create_dir_all(&b.home).unwrap();
-    std::fs::create_dir_all(&b.cache).unwrap();
-    let shared = root.join("target/tmp/shared-cache");
-    if shared.join("tools").exists() {
-        let _ = std::os::unix::fs::symlink(shared.join("tools"), b.cache.join("tools"));
-    }
+    common::cache_dir(&root, &b.cache);
     copy_dir(&root.join("fixtures/plugins"), &b.project.join("plugins"));
     b.configure(10, false);
     assert!(b.alto().arg("build").status().unwrap().success());

@@ -333,6 +333,26 @@ struct Stored {
     raw_bytes: u64,
 }
 
+/// A project's `alto.yaml`: the two fixture plugins, `extra` top-level keys.
+fn alto_yaml(records: u64, extra: &str) -> String {
+    format!(
+        "default:\n  project_name: {PROJECT}\n{extra}  taps:\n    {TAP}:\n      pip_url: ./plugins/{TAP}\n      capabilities: [catalog]\n      config:\n        records: {records}\n  targets:\n    {SINK}:\n      pip_url: ./plugins/{SINK}\n"
+    )
+}
+
+/// The project's remote root under the embedded default remote, `$HOME/.alto`
+/// (the original's too).
+fn remote_root(home: &Path) -> PathBuf {
+    home.join(".alto").join(PROJECT)
+}
+
+/// Makes the next ingest start over (both alto's layout and the original's):
+/// no partitions, no index, no tap state.
+fn reset_ingest(remote: &Path) {
+    rm(&remote.join("reservoir"));
+    rm(&remote.join(format!("state/dev/{TAP}-to-reservoir.json")));
+}
+
 struct Bench {
     work: PathBuf,
     project: PathBuf,
@@ -352,33 +372,13 @@ impl Bench {
         c
     }
 
-    /// The project's remote root (the embedded default remote, `$HOME/.alto`).
-    fn remote(&self) -> PathBuf {
-        self.home.join(".alto").join(PROJECT)
-    }
-
     fn configure(&self, records: u64) {
-        std::fs::write(
-            self.project.join("alto.yaml"),
-            format!("default:\n  project_name: {PROJECT}\n  taps:\n    {TAP}:\n      pip_url: ./plugins/{TAP}\n      capabilities: [catalog]\n      config:\n        records: {records}\n  targets:\n    {SINK}:\n      pip_url: ./plugins/{SINK}\n"),
-        )
-        .unwrap();
+        std::fs::write(self.project.join("alto.yaml"), alto_yaml(records, "")).unwrap();
         std::fs::write(
             self.project.join("tap.json"),
             format!("{{\"records\": {records}}}"),
         )
         .unwrap();
-    }
-
-    fn pex(&self, plugin: &str) -> PathBuf {
-        let out = self
-            .alto()
-            .args(["--json", "show", plugin])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("alto show {plugin}: {e}"));
-        PathBuf::from(v["path"].as_str().unwrap())
     }
 
     /// `sh -c SCRIPT` in the project, with the PEX files' cache.
@@ -395,7 +395,7 @@ impl Bench {
         format!(
             "PEX_SCRIPT={name} {} {}",
             self.python,
-            self.pex(name).display()
+            common::pex_path(self.alto(), name).display()
         )
     }
 
@@ -444,23 +444,11 @@ impl Original {
         c
     }
 
-    fn remote(&self) -> PathBuf {
-        self.home.join(".alto").join(PROJECT)
-    }
-
-    /// The original's config: the same plugins; its buffer is 10 000 records.
+    /// The same plugins; it needs a `load_path`, and its buffer is 10 000
+    /// records like alto's default.
     fn configure(&self, records: u64) {
-        std::fs::write(
-            self.project.join("alto.yaml"),
-            format!("default:\n  project_name: {PROJECT}\n  load_path: raw\n  reservoir_buffer_size: 10000\n  taps:\n    {TAP}:\n      pip_url: ./plugins/{TAP}\n      capabilities: [catalog]\n      config:\n        records: {records}\n  targets:\n    {SINK}:\n      pip_url: ./plugins/{SINK}\n"),
-        )
-        .unwrap();
-    }
-
-    fn reset_ingest(&self) {
-        let remote = self.remote();
-        rm(&remote.join("reservoir"));
-        rm(&remote.join(format!("state/dev/{TAP}-to-reservoir.json")));
+        let extra = "  load_path: raw\n  reservoir_buffer_size: 10000\n";
+        std::fs::write(self.project.join("alto.yaml"), alto_yaml(records, extra)).unwrap();
     }
 
     /// The original names the replay position after `tap` replaced by `reservoir`.
@@ -469,7 +457,7 @@ impl Original {
             "state/dev/{}-to-{SINK}.json",
             TAP.replace("tap", "reservoir")
         );
-        rm(&self.remote().join(state));
+        rm(&remote_root(&self.home).join(state));
     }
 }
 
@@ -527,7 +515,11 @@ fn original(
     o.configure(records);
     let ingest = measure(
         runs,
-        Case::new(out.clone(), || o.reset_ingest(), || o.alto(&ingest_task)),
+        Case::new(
+            out.clone(),
+            || reset_ingest(&remote_root(&o.home)),
+            || o.alto(&ingest_task),
+        ),
     )
     .map_err(|e| format!("ingest failed: {e}"))?;
     let rate = records as f64 / ingest.median().as_secs_f64();
@@ -540,7 +532,7 @@ fn original(
         mib(ingest.own_kib),
         mib(ingest.tree_kib),
     );
-    let dir = o.remote().join(format!("reservoir/dev/{TAP}"));
+    let dir = remote_root(&o.home).join(format!("reservoir/dev/{TAP}"));
     let (gz_bytes, partitions) = files_under(&dir, ".singer.gz");
     println!(
         "    stored   {partitions} gzip partitions, {:.1} MB{}{}",
@@ -595,23 +587,10 @@ fn main() {
         project: work.path().join("project"),
         home: work.path().join("home"),
         cache: work.path().join("cache"),
-        python: String::from_utf8(
-            Command::new("python3")
-                .args(["-c", "import sys; print(sys.executable)"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .to_string(),
+        python: common::python3(),
     };
     std::fs::create_dir_all(&b.home).unwrap();
-    std::fs::create_dir_all(&b.cache).unwrap();
-    let shared = root.join("target/tmp/shared-cache");
-    if shared.join("tools").exists() {
-        let _ = std::os::unix::fs::symlink(shared.join("tools"), b.cache.join("tools"));
-    }
+    common::cache_dir(&root, &b.cache);
     copy_dir(&root.join("fixtures/plugins"), &b.project.join("plugins"));
     let records: u64 = env_or("ALTO_BENCH_RECORDS", 2_000_000);
     let runs: usize = env_or("ALTO_BENCH_RUNS", 5usize).max(1);
@@ -624,7 +603,7 @@ fn main() {
     );
     let (tap, sink) = (b.plugin(TAP), b.plugin(SINK));
     let out = b.work.join("setup.out");
-    let remote = b.remote();
+    let remote = remote_root(&b.home);
     let logs = b.project.join(".alto/logs");
     let mut failed = false;
     let mut peak_kib = 0u64;
@@ -653,10 +632,6 @@ fn main() {
     );
 
     // 1. Ingest: the tap alone (for reference), the raw pipe and alto, in turn.
-    let reset_ingest = || {
-        rm(&remote.join("reservoir"));
-        rm(&remote.join(format!("state/dev/{TAP}-to-reservoir.json")));
-    };
     let ingest_task = format!("{TAP}:reservoir");
     let mut results = interleaved(
         runs,
@@ -671,11 +646,15 @@ fn main() {
                 || {},
                 || b.sh(&format!("{tap} --config tap.json | {sink} > /dev/null")),
             ),
-            Case::new(b.work.join("ingest.out"), reset_ingest, || {
-                let mut c = b.alto();
-                c.arg(&ingest_task);
-                c
-            }),
+            Case::new(
+                b.work.join("ingest.out"),
+                || reset_ingest(&remote),
+                || {
+                    let mut c = b.alto();
+                    c.arg(&ingest_task);
+                    c
+                },
+            ),
         ],
     )
     .into_iter();

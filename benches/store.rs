@@ -41,11 +41,7 @@ fn main() {
         work.path().join("cache"),
     );
     std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&cache).unwrap();
-    let shared = root.join("target/tmp/shared-cache");
-    if shared.join("tools").exists() {
-        let _ = std::os::unix::fs::symlink(shared.join("tools"), cache.join("tools"));
-    }
+    common::cache_dir(&root, &cache);
     copy_dir(&root.join("fixtures/plugins"), &project.join("plugins"));
     std::fs::write(
         project.join("alto.yaml"),

@@ -16,3 +16,31 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The interpreter `python3` runs (its real path, past any shim).
+pub fn python3() -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Creates `cache` (an `ALTO_CACHE_DIR`) sharing the pex the test suite
+/// provisioned in `target/tmp/shared-cache`, if any, to skip a download.
+pub fn cache_dir(root: &Path, cache: &Path) {
+    std::fs::create_dir_all(cache).unwrap();
+    let shared = root.join("target/tmp/shared-cache/tools");
+    if shared.exists() {
+        let _ = std::os::unix::fs::symlink(shared, cache.join("tools"));
+    }
+}
+
+/// The PEX file of a realized plugin, as `alto --json show` reports it;
+/// `alto` is an alto command set up for the project.
+pub fn pex_path(mut alto: std::process::Command, plugin: &str) -> std::path::PathBuf {
+    let out = alto.args(["--json", "show", plugin]).output().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("alto show {plugin}: {e}"));
+    std::path::PathBuf::from(v["path"].as_str().unwrap())
+}
