@@ -45,7 +45,7 @@ impl Default for Limits {
             records: 10_000,
             bytes: 16 << 20,
             total_bytes: 64 << 20,
-            level: 3,
+            level: 1,
             commit_every: Duration::from_millis(1000),
             workers: 2,
         }
@@ -56,6 +56,11 @@ struct StreamBuf {
     schema_id: String,
     schema_line: Arc<Vec<u8>>,
     body: Vec<u8>,
+    /// Where each line of `body` ends (past its newline): the workers check
+    /// lines without searching for them.
+    ends: Vec<u32>,
+    /// Lines already parsed whole on the reading thread: no need to check again.
+    parsed: Vec<bool>,
     records: u64,
 }
 
@@ -65,6 +70,8 @@ struct Job {
     schema_id: String,
     schema_line: Arc<Vec<u8>>,
     body: Vec<u8>,
+    ends: Vec<u32>,
+    parsed: Vec<bool>,
     records: u64,
     path: String,
 }
@@ -224,7 +231,7 @@ impl Ingestor {
             return Ok(());
         }
         if let Some(stream) = fast_record_stream(line) {
-            return self.record(stream, line, "RECORD");
+            return self.record(stream, line, "RECORD", false);
         }
         let head: Head = match serde_json::from_slice(line) {
             Ok(h) => h,
@@ -251,7 +258,7 @@ impl Ingestor {
                 Ok(())
             }
             ("SCHEMA", Some(stream)) => self.schema(stream, line),
-            (_, Some(stream)) => self.record(&stream, line, &kind),
+            (_, Some(stream)) => self.record(&stream, line, &kind, true),
             (_, None) => {
                 self.skip(line, "a message without a stream");
                 Ok(())
@@ -285,13 +292,21 @@ impl Ingestor {
                 schema_id: id,
                 schema_line: Arc::new(stored),
                 body: Vec::new(),
+                ends: Vec::new(),
+                parsed: Vec::new(),
                 records: 0,
             },
         );
         Ok(())
     }
 
-    fn record(&mut self, stream: &str, line: &[u8], kind: &str) -> Result<(), ReservoirError> {
+    fn record(
+        &mut self,
+        stream: &str,
+        line: &[u8],
+        kind: &str,
+        parsed: bool,
+    ) -> Result<(), ReservoirError> {
         let hashed = match &mut self.hasher {
             Some(h) if kind == "RECORD" => h.transform(line),
             _ => None,
@@ -304,9 +319,13 @@ impl Ingestor {
                 line: self.line_no,
             });
         };
+        // A hashed line was parsed and written by alto itself.
+        let parsed = parsed || hashed.is_some();
         let data = hashed.as_deref().unwrap_or(line);
         buf.body.extend_from_slice(data);
         buf.body.push(b'\n');
+        buf.ends.push(buf.body.len() as u32);
+        buf.parsed.push(parsed);
         buf.records += 1;
         self.buffered += data.len() + 1;
         self.stats.records += 1;
@@ -335,6 +354,8 @@ impl Ingestor {
             return Ok(());
         }
         let body = std::mem::take(&mut buf.body);
+        let ends = std::mem::take(&mut buf.ends);
+        let parsed = std::mem::take(&mut buf.parsed);
         let records = std::mem::take(&mut buf.records);
         self.buffered = self.buffered.saturating_sub(body.len());
         let ordinal = self.ordinal;
@@ -363,6 +384,8 @@ impl Ingestor {
             schema_id: buf.schema_id.clone(),
             schema_line: buf.schema_line.clone(),
             body,
+            ends,
+            parsed,
             records,
             path,
         };
@@ -481,32 +504,29 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>, shared: Shared, remote: Arc<Remote>, le
 /// Lines routed without a full parse are checked here, off the reading
 /// thread: what is not JSON is dropped (and reported), never stored.
 fn job_validated(mut job: Job, invalid: &mut Vec<String>) -> Job {
-    let mut bad = false;
-    for line in job.body.split(|&b| b == b'\n') {
-        if !line.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err() {
-            bad = true;
-            break;
-        }
-    }
-    if !bad {
+    let line = |i: usize| {
+        let start = if i == 0 { 0 } else { job.ends[i - 1] as usize };
+        &job.body[start..job.ends[i] as usize - 1]
+    };
+    let bad: Vec<usize> = (0..job.ends.len())
+        .filter(|&i| {
+            !job.parsed[i] && serde_json::from_slice::<serde::de::IgnoredAny>(line(i)).is_err()
+        })
+        .collect();
+    if bad.is_empty() {
         return job;
     }
     let mut body = Vec::with_capacity(job.body.len());
-    let mut records = 0;
-    for line in job.body.split(|&b| b == b'\n') {
-        if line.is_empty() {
-            continue;
-        }
-        if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() {
-            body.extend_from_slice(line);
-            body.push(b'\n');
-            records += 1;
+    for i in 0..job.ends.len() {
+        if bad.contains(&i) {
+            invalid.push(String::from_utf8_lossy(line(i)).chars().take(200).collect());
         } else {
-            invalid.push(String::from_utf8_lossy(line).chars().take(200).collect());
+            body.extend_from_slice(line(i));
+            body.push(b'\n');
         }
     }
+    job.records -= bad.len() as u64;
     job.body = body;
-    job.records = records;
     job
 }
 
@@ -568,8 +588,10 @@ pub fn limits(realizer: &Realizer, tap: &crate::config::Plugin) -> Result<Limits
     let project = realizer.project;
     let mut l = Limits {
         records: super::setting_u64(project, tap, "reservoir_buffer_size", 10_000)?,
-        bytes: super::setting_u64(project, tap, "reservoir_buffer_bytes", 16 << 20)? as usize,
-        level: super::setting_u64(project, tap, "reservoir_compression_level", 3)?.min(19) as i32,
+        // Line offsets within a buffer are u32.
+        bytes: super::setting_u64(project, tap, "reservoir_buffer_bytes", 16 << 20)?.min(1 << 30)
+            as usize,
+        level: super::setting_u64(project, tap, "reservoir_compression_level", 1)?.min(19) as i32,
         ..Limits::default()
     };
     if let Some(ms) = std::env::var("ALTO_STATE_COMMIT_MS")
@@ -651,7 +673,8 @@ pub fn run(
     });
     let mut failure = None;
     if let Some(out) = child.stdout.take() {
-        let mut reader = BufReader::with_capacity(1 << 16, out);
+        pipeline::widen_pipe(&out);
+        let mut reader = BufReader::with_capacity(1 << 20, out);
         let mut line = Vec::with_capacity(1 << 12);
         loop {
             line.clear();

@@ -207,7 +207,7 @@ impl Sender {
                 if buf.is_empty() {
                     break;
                 }
-                n += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+                n += memchr::memchr_iter(b'\n', buf).count() as u64;
                 out.write_all(buf)?;
                 let len = buf.len();
                 r.consume(len);
@@ -367,6 +367,7 @@ pub fn run(
     let writer = std::thread::spawn(move || {
         let r = match stdin {
             Some(s) => {
+                pipeline::widen_pipe(&s);
                 let mut out = BufWriter::with_capacity(1 << 16, s);
                 sender.run(units, &mut out)
             }
