@@ -929,9 +929,10 @@ fn replays_racing_ingests_on_s3_deliver_every_record_once_in_order() {
 #[test]
 fn compaction_during_a_replay_keeps_every_record_once_and_removes_orphans() {
     let gate = "        gate: out/gate\n";
-    let s = Setup::new(&config(50, "        rows: 1500\n", gate, ""));
+    let s = Setup::new(&config(400, "        rows: 12000\n", gate, ""));
     let root = s.root();
-    // 60 partitions of 50 records, committed together at the end.
+    // 60 partitions of 400 records (more than alto's 1 MiB pipe to the
+    // target holds), committed together at the end.
     let mut c = s.cmd(&["-q", "tap-fixture:reservoir"]);
     c.env("ALTO_STATE_COMMIT_MS", "600000");
     s.run_ok(c, "tap-fixture:reservoir");
@@ -941,8 +942,8 @@ fn compaction_during_a_replay_keeps_every_record_once_and_removes_orphans() {
 
     // An ingest killed once it stored partitions no index names yet.
     s.write_config(&config(
-        50,
-        "        rows: 1500\n        sleep: 0.002\n",
+        400,
+        "        rows: 12000\n        sleep: 0.0002\n",
         gate,
         "",
     ));
@@ -1022,7 +1023,7 @@ fn compaction_during_a_replay_keeps_every_record_once_and_removes_orphans() {
     let summary: Value = serde_json::from_str(&read(&summary_path)).unwrap();
     let summary = &summary["pipelines"][0];
     eprintln!("compaction: {done}; the replay through it: {summary}");
-    assert_eq!(summary["records"], 3000, "{summary}");
+    assert_eq!(summary["records"], 24000, "{summary}");
     // Fewer than the 60 partitions it started with: it went on with the merged ones.
     assert!(
         summary["partitions"].as_u64().unwrap() < 60,

@@ -114,14 +114,11 @@ fn original_position(
     Ok(Position::default())
 }
 
+/// A STATE message spelled as singer-python spells it (`{"type": "STATE", ...}`),
+/// for targets that look for that text rather than parse.
 fn state_line(tap: &str, pos: &Position) -> Vec<u8> {
-    let mut out = serde_json::to_vec(&serde_json::json!({
-        "type": "STATE",
-        "value": Value::Object(pos.to_state(tap)),
-    }))
-    .unwrap_or_default();
-    out.push(b'\n');
-    out
+    let value = serde_json::to_string(&Value::Object(pos.to_state(tap))).unwrap_or_default();
+    format!("{{\"type\": \"STATE\", \"value\": {value}}}\n").into_bytes()
 }
 
 /// The sending side: partitions into the target's stdin.
