@@ -392,6 +392,58 @@ pub fn tap_args(
     Ok(args)
 }
 
+/// How often state may be committed while a run goes on (`ALTO_STATE_COMMIT_MS`,
+/// default 1000).
+pub fn commit_interval() -> Duration {
+    Duration::from_millis(
+        std::env::var("ALTO_STATE_COMMIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
+    )
+}
+
+/// A plugin started with `--config` and more arguments, its stderr pumped to
+/// the console and the run's log.
+pub struct Launched {
+    pub child: Child,
+    pub tail: Tail,
+    pub pump: Option<std::thread::JoinHandle<()>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn launch(
+    realizer: &Realizer,
+    plugin: &Plugin,
+    d: &PluginDerivation,
+    config: &Path,
+    args: &[std::ffi::OsString],
+    stdin: Stdio,
+    log: &RunLog,
+    redactor: &Redactor,
+) -> Result<Launched, PipelineError> {
+    let mut cmd = realizer.command(plugin, d, false)?;
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut cmd)?;
+    let tail: Tail = Arc::new(Mutex::new(Vec::new()));
+    let pump = child.stderr.take().map(|e| {
+        pump_stderr(
+            plugin.name.clone(),
+            e,
+            log.file.clone(),
+            redactor.clone(),
+            true,
+            tail.clone(),
+        )
+    });
+    Ok(Launched { child, tail, pump })
+}
+
 /// Asks for a 1 MiB pipe buffer (Linux), so a fast writer and reader switch
 /// less often; a refusal changes nothing but speed.
 pub fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
@@ -570,12 +622,7 @@ pub fn run(
     let mut skipped = 0usize;
     let mut dirty = false;
     let mut last_commit = Instant::now();
-    let throttle = Duration::from_millis(
-        std::env::var("ALTO_STATE_COMMIT_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000),
-    );
+    let throttle = commit_interval();
     let mut commit_error = None;
     if let Some(out) = target_stdout {
         let mut reader = BufReader::new(out);

@@ -594,12 +594,7 @@ pub fn limits(realizer: &Realizer, tap: &crate::config::Plugin) -> Result<Limits
         level: super::setting_u64(project, tap, "reservoir_compression_level", 1)?.min(19) as i32,
         ..Limits::default()
     };
-    if let Some(ms) = std::env::var("ALTO_STATE_COMMIT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        l.commit_every = Duration::from_millis(ms);
-    }
+    l.commit_every = pipeline::commit_interval();
     Ok(l)
 }
 
@@ -649,28 +644,20 @@ pub fn run(
     let log = Arc::new(RunLog::create(project, &env, &name)?);
     ingestor.with_log(log.clone(), redactor.clone());
 
-    let mut cmd = realizer
-        .command(tap, &derivs[0], false)
-        .map_err(PipelineError::from)?;
-    cmd.arg("--config")
-        .arg(&config_path)
-        .args(&extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = pipeline::spawn(&mut cmd)?;
-    drop(cmd);
-    let tail: pipeline::Tail = Arc::new(Mutex::new(Vec::new()));
-    let pump = child.stderr.take().map(|e| {
-        pipeline::pump_stderr(
-            tap_name.to_string(),
-            e,
-            log.file.clone(),
-            redactor.clone(),
-            true,
-            tail.clone(),
-        )
-    });
+    let pipeline::Launched {
+        mut child,
+        tail,
+        pump,
+    } = pipeline::launch(
+        realizer,
+        tap,
+        &derivs[0],
+        &config_path,
+        &extra,
+        Stdio::null(),
+        &log,
+        &redactor,
+    )?;
     let mut failure = None;
     if let Some(out) = child.stdout.take() {
         pipeline::widen_pipe(&out);

@@ -5,8 +5,8 @@
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -331,27 +331,20 @@ pub fn run(
     let config_path = run_dir.write_json("config-0.json", &rendered.value)?;
     let log = RunLog::create(project, &env, &name)?;
 
-    let mut cmd = realizer
-        .command(target, &derivs[0], false)
-        .map_err(PipelineError::from)?;
-    cmd.arg("--config")
-        .arg(&config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = pipeline::spawn(&mut cmd)?;
-    drop(cmd);
-    let tail: pipeline::Tail = Arc::new(Mutex::new(Vec::new()));
-    let pump = child.stderr.take().map(|e| {
-        pipeline::pump_stderr(
-            target_name.to_string(),
-            e,
-            log.file.clone(),
-            redactor.clone(),
-            true,
-            tail.clone(),
-        )
-    });
+    let pipeline::Launched {
+        mut child,
+        tail,
+        pump,
+    } = pipeline::launch(
+        realizer,
+        target,
+        &derivs[0],
+        &config_path,
+        &[],
+        Stdio::piped(),
+        &log,
+        &redactor,
+    )?;
     let stdin = child.stdin.take();
     let mut sender = Sender {
         remote: remote.clone(),
@@ -373,12 +366,7 @@ pub fn run(
         (sender, r)
     });
 
-    let throttle = Duration::from_millis(
-        std::env::var("ALTO_STATE_COMMIT_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000),
-    );
+    let throttle = pipeline::commit_interval();
     let mut commits = 0usize;
     let mut dirty = false;
     let mut last_commit = Instant::now();
