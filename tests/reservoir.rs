@@ -150,6 +150,11 @@ fn the_golden_scenario_delivers_every_record_once_in_order() {
     .unwrap();
     assert_eq!(mirror, index["state"]);
 
+    let state = p.json_on(&m, &["state", "show", "tap-tiny:reservoir"]);
+    assert_eq!(state, index["state"]);
+    let position = p.json_on(&m, &["state", "show", "reservoir:tap-tiny-target-capture"]);
+    assert_eq!(position["alto_reservoir"]["tap"], "tap-tiny", "{position}");
+    assert!(position["alto_reservoir"]["streams"]["users"].as_u64() > Some(0));
     let before = p.json_on(&m, &["reservoir", "ls", "tap-tiny"]);
     assert_eq!(before["records"], 15);
     assert_eq!(before["targets"][0]["pending"], 0);

@@ -186,6 +186,30 @@ fn human_bytes(n: u64) -> String {
 }
 
 pub fn state_show(project: &Project, name: &str) -> Result<(), Error> {
+    // `TAP:reservoir`: the tap's state as the reservoir's index holds it;
+    // `reservoir:TAP-TARGET`: the target's replay position.
+    match task::parse(project, name) {
+        Some(Task::Ingest { tap }) => {
+            let remote = Realizer::new(project)?.remote()?;
+            let loaded = reservoir::Index::load(&remote, &project.environment, &tap)?;
+            print_json(&Value::Object(loaded.index.state));
+            return Ok(());
+        }
+        Some(Task::Replay { tap, target }) => {
+            let remote = Realizer::new(project)?.remote()?;
+            let loaded = reservoir::Index::load(&remote, &project.environment, &tap)?;
+            let pos = reservoir::replay::read_position(
+                &remote,
+                &project.environment,
+                &tap,
+                &target,
+                &loaded.index,
+            )?;
+            print_json(&Value::Object(pos.to_state(&tap)));
+            return Ok(());
+        }
+        _ => {}
+    }
     let (tap, target) = pair(project, name)?;
     let realizer = Realizer::new(project)?;
     let remote = realizer.remote()?;
