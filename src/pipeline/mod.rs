@@ -403,6 +403,71 @@ pub fn commit_interval() -> Duration {
     )
 }
 
+/// What reading a target's stdout to its end gave.
+#[derive(Default)]
+pub struct Confirmations {
+    pub commits: usize,
+    pub skipped: usize,
+    /// The state moved since the last commit.
+    pub dirty: bool,
+    /// The first commit that failed; no commit is tried after it.
+    pub error: Option<PipelineError>,
+}
+
+/// Reads a target's stdout: each state line goes to `take`, which says
+/// whether it moved what is confirmed; anything else is logged (redacted) and
+/// skipped. While the state moved, `commit` runs at most once per
+/// [`commit_interval`]; the caller commits what is left once the target ended.
+#[allow(clippy::too_many_arguments)]
+pub fn read_confirmations<S>(
+    out: impl Read,
+    target: &str,
+    redactor: &Redactor,
+    log: &RunLog,
+    confirmed: &mut S,
+    mut take: impl FnMut(&mut S, Map<String, Value>) -> bool,
+    mut commit: impl FnMut(&S) -> Result<(), PipelineError>,
+) -> Confirmations {
+    let mut read = Confirmations::default();
+    let throttle = commit_interval();
+    let mut last_commit = Instant::now();
+    let mut reader = BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        match state::parse_line(body) {
+            state::Line::State(m) => {
+                if take(confirmed, m) {
+                    read.dirty = true;
+                }
+            }
+            state::Line::Blank => {}
+            state::Line::Skipped(why) => {
+                read.skipped += 1;
+                let text = redactor.redact(String::from_utf8_lossy(body).trim_end());
+                tracing::warn!("{target} stdout ({why}), skipped: {text}");
+                log.line(&format!("{target} (stdout) | {text}"));
+            }
+        }
+        if read.dirty && read.error.is_none() && last_commit.elapsed() >= throttle {
+            match commit(confirmed) {
+                Ok(()) => {
+                    read.commits += 1;
+                    read.dirty = false;
+                    last_commit = Instant::now();
+                }
+                Err(e) => read.error = Some(e),
+            }
+        }
+    }
+    read
+}
+
 /// A plugin started with `--config` and more arguments, its stderr pumped to
 /// the console and the run's log.
 pub struct Launched {
@@ -618,48 +683,20 @@ pub fn run(
     }
 
     // The target's stdout: every JSON object line is state to merge and commit.
-    let mut commits = 0usize;
-    let mut skipped = 0usize;
-    let mut dirty = false;
-    let mut last_commit = Instant::now();
-    let throttle = commit_interval();
-    let mut commit_error = None;
+    let mut read = Confirmations::default();
     if let Some(out) = target_stdout {
-        let mut reader = BufReader::new(out);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let body = line.strip_suffix(b"\n").unwrap_or(&line);
-            match state::parse_line(body) {
-                state::Line::State(m) => {
-                    state::merge(&mut state, m);
-                    dirty = true;
-                }
-                state::Line::Blank => {}
-                state::Line::Skipped(why) => {
-                    skipped += 1;
-                    let text = redactor.redact(String::from_utf8_lossy(body).trim_end());
-                    tracing::warn!("{target_name} stdout ({why}), skipped: {text}");
-                    if let Ok(mut f) = log.lock() {
-                        let _ = writeln!(f, "{target_name} (stdout) | {text}");
-                    }
-                }
-            }
-            if dirty && commit_error.is_none() && last_commit.elapsed() >= throttle {
-                match store.commit(&state) {
-                    Ok(()) => {
-                        commits += 1;
-                        dirty = false;
-                        last_commit = Instant::now();
-                    }
-                    Err(e) => commit_error = Some(e),
-                }
-            }
-        }
+        read = read_confirmations(
+            out,
+            target_name,
+            &redactor,
+            &run_log,
+            &mut state,
+            |state, m| {
+                state::merge(state, m);
+                true
+            },
+            |state| store.commit(state),
+        );
     }
     // Wait downstream first: the target finishing is what confirms the state.
     let mut statuses = Vec::new();
@@ -676,10 +713,11 @@ pub fn run(
     for p in pumps {
         let _ = p.join();
     }
-    if let Some(e) = commit_error {
+    if let Some(e) = read.error {
         return Err(e);
     }
-    if dirty {
+    let mut commits = read.commits;
+    if read.dirty {
         store.commit(&state)?;
         commits += 1;
     }
@@ -704,7 +742,7 @@ pub fn run(
     Ok(RunSummary {
         pipeline: format!("{name}:{target_name}"),
         state_commits: commits,
-        skipped_lines: skipped,
+        skipped_lines: read.skipped,
         seconds: start.elapsed().as_secs_f64(),
         state: Value::Object(state),
     })

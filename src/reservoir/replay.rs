@@ -3,7 +3,7 @@
 //! beginning with its SCHEMA; after each flush alto sends a STATE carrying the
 //! new position, and commits a position only once the target echoes it.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufWriter, Write};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +15,6 @@ use super::index::{Index, Position, Unit};
 use super::partition::{self, Encoding, Line};
 use crate::pipeline::{self, PipelineError, PipelineLock, Redactor, RunDir, RunLog, StateStore};
 use crate::realize::{Options, Realizer};
-use crate::singer::state;
 use crate::store::Remote;
 
 /// What `alto reservoir:TAP-TARGET` reports.
@@ -366,47 +365,17 @@ pub fn run(
         (sender, r)
     });
 
-    let throttle = pipeline::commit_interval();
-    let mut commits = 0usize;
-    let mut dirty = false;
-    let mut last_commit = Instant::now();
-    let mut commit_error = None;
+    let mut read = pipeline::Confirmations::default();
     if let Some(out) = child.stdout.take() {
-        let mut reader = BufReader::new(out);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let body = partition::trim_newline(&line);
-            match state::parse_line(body) {
-                state::Line::State(m) => {
-                    if let Some(p) = Position::from_state(&m)
-                        && confirmed.advance(&p)
-                    {
-                        dirty = true;
-                    }
-                }
-                state::Line::Blank => {}
-                state::Line::Skipped(why) => {
-                    let text = redactor.redact(String::from_utf8_lossy(body).trim_end());
-                    tracing::warn!("{target_name} stdout ({why}), skipped: {text}");
-                    log.line(&format!("{target_name} (stdout) | {text}"));
-                }
-            }
-            if dirty && commit_error.is_none() && last_commit.elapsed() >= throttle {
-                match store.commit(&confirmed.to_state(tap_name)) {
-                    Ok(()) => {
-                        commits += 1;
-                        dirty = false;
-                        last_commit = Instant::now();
-                    }
-                    Err(e) => commit_error = Some(e),
-                }
-            }
-        }
+        read = pipeline::read_confirmations(
+            out,
+            target_name,
+            &redactor,
+            &log,
+            &mut confirmed,
+            |confirmed, m| Position::from_state(&m).is_some_and(|p| confirmed.advance(&p)),
+            |confirmed| store.commit(&confirmed.to_state(tap_name)),
+        );
     }
     let status = child.wait().map_err(|source| PipelineError::Io {
         action: "cannot wait for",
@@ -427,10 +396,11 @@ pub fn run(
     if let Some(p) = pump {
         let _ = p.join();
     }
-    if let Some(e) = commit_error {
+    if let Some(e) = read.error {
         return Err(e.into());
     }
-    if dirty {
+    let mut commits = read.commits;
+    if read.dirty {
         store.commit(&confirmed.to_state(tap_name))?;
         commits += 1;
     }
