@@ -307,21 +307,7 @@ fn merge(
     let mut schema_written = false;
     for &i in chunk {
         let p = &idx.partitions[i];
-        let bytes = remote
-            .read_project_file(&p.path)?
-            .ok_or_else(|| ReservoirError::Damaged {
-                path: remote.describe_project_file(&p.path),
-                reason: "the index names it but it does not exist".into(),
-            })?
-            .bytes;
-        if let Some(expected) = &p.blake3
-            && blake3::hash(&bytes).to_hex().as_str() != expected
-        {
-            return Err(ReservoirError::Damaged {
-                path: remote.describe_project_file(&p.path),
-                reason: "its blake3 does not match the index".into(),
-            });
-        }
+        let bytes = p.fetch(remote)?.ok_or_else(|| p.missing(remote))?;
         let mut count = 0u64;
         let mut write = |data: &[u8], raw: &mut u64| -> std::io::Result<()> {
             enc.write_all(data)?;

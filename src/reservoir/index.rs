@@ -77,6 +77,32 @@ impl Partition {
     pub fn records(&self) -> Option<u64> {
         self.parts.iter().map(|p| p.records).sum()
     }
+
+    /// Its compressed bytes, checked against the index's blake3; `None` if
+    /// it does not exist (compacted away since the index was read).
+    pub fn fetch(&self, remote: &Remote) -> Result<Option<Bytes>, ReservoirError> {
+        let Some(v) = remote.read_project_file(&self.path)? else {
+            return Ok(None);
+        };
+        if let Some(expected) = &self.blake3 {
+            let actual = blake3::hash(&v.bytes).to_hex().to_string();
+            if &actual != expected {
+                return Err(ReservoirError::Damaged {
+                    path: remote.describe_project_file(&self.path),
+                    reason: format!("blake3 {actual}, the index says {expected}"),
+                });
+            }
+        }
+        Ok(Some(v.bytes))
+    }
+
+    /// The error for a partition the index names but that is not there.
+    pub fn missing(&self, remote: &Remote) -> ReservoirError {
+        ReservoirError::Damaged {
+            path: remote.describe_project_file(&self.path),
+            reason: "the index names it but it does not exist".into(),
+        }
+    }
 }
 
 /// Where the index of a tap lives, and how it was found.

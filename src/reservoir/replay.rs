@@ -148,19 +148,16 @@ impl Sender {
         let mut i = 0;
         while i < units.len() {
             let unit = &units[i];
-            let Some(bytes) = self
-                .remote
-                .read_project_file(&unit.partition.path)
-                .map_err(|e| SendError::Reservoir(e.into()))?
+            let Some(bytes) = unit
+                .partition
+                .fetch(&self.remote)
+                .map_err(SendError::Reservoir)?
             else {
                 // Compacted away since the index was read: the new index holds
                 // the same flushes, and the position is valid against it.
                 reloads += 1;
                 if reloads > 5 {
-                    return Err(SendError::Reservoir(ReservoirError::Damaged {
-                        path: self.remote.describe_project_file(&unit.partition.path),
-                        reason: "the index names it but it does not exist".into(),
-                    }));
+                    return Err(SendError::Reservoir(unit.partition.missing(&self.remote)));
                 }
                 let loaded = Index::load(&self.remote, &self.env, &self.tap)
                     .map_err(SendError::Reservoir)?;
@@ -168,16 +165,6 @@ impl Sender {
                 i = 0;
                 continue;
             };
-            let bytes = bytes.bytes;
-            if let Some(expected) = &unit.partition.blake3 {
-                let actual = blake3::hash(&bytes).to_hex().to_string();
-                if &actual != expected {
-                    return Err(SendError::Reservoir(ReservoirError::Damaged {
-                        path: self.remote.describe_project_file(&unit.partition.path),
-                        reason: format!("blake3 {actual}, the index says {expected}"),
-                    }));
-                }
-            }
             self.send(unit, &bytes, out)?;
             self.partitions += 1;
             i += 1;
