@@ -308,7 +308,8 @@ impl Ingestor {
         parsed: bool,
     ) -> Result<(), ReservoirError> {
         let hashed = match &mut self.hasher {
-            Some(h) if kind == "RECORD" => h.transform(line),
+            // The stream is known: other streams' records are not parsed again.
+            Some(h) if kind == "RECORD" => h.affects(stream).then(|| h.transform(line)).flatten(),
             _ => None,
         };
         let Some(buf) = self.streams.get_mut(stream) else {

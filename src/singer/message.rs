@@ -64,7 +64,8 @@ impl StreamHasher {
         })
     }
 
-    fn affects(&mut self, stream: &str) -> bool {
+    /// Whether any rule can touch this stream's messages.
+    pub fn affects(&mut self, stream: &str) -> bool {
         if let Some(a) = self.affected.get(stream) {
             return *a;
         }
