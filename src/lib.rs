@@ -9,8 +9,10 @@
 pub mod cli;
 pub mod config;
 pub mod eval;
+pub mod interrupt;
 pub mod pipeline;
 pub mod realize;
 pub mod reservoir;
+pub mod run;
 pub mod singer;
 pub mod store;

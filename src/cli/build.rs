@@ -21,6 +21,43 @@ pub struct BuildArgs {
     pub all_envs: bool,
     pub catalogs: bool,
     pub offline: bool,
+    pub no_push: bool,
+}
+
+/// The error for a remote a build cannot use, with its cause and where alto
+/// looked for credentials.
+fn remote_unreachable(project: &Project, e: &dyn std::error::Error, action: &str) -> Error {
+    let filesystem = project
+        .setting_str(None, "filesystem")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "file".into())
+        .to_ascii_lowercase();
+    let looked_at = match filesystem.as_str() {
+        "s3" | "s3a" => {
+            "`bucket`, `bucket_path` and `s3_settings` (endpoint, region, access_key_id, secret_access_key) in the config, then AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT and the instance's metadata service"
+        }
+        "gcs" | "gs" => {
+            "`bucket`, `bucket_path` and `gcs_settings` (service_account_path, service_account_key) in the config, then GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY, GOOGLE_APPLICATION_CREDENTIALS and the instance's metadata service"
+        }
+        "azure" | "az" | "adls" | "abfs" => {
+            "`bucket` (the container), `bucket_path` and `azure_settings` (account_name, access_key, sas_key, use_emulator) in the config, then AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY and AZURE_CLIENT_ID/SECRET/TENANT_ID"
+        }
+        _ => {
+            "`filesystem`, `bucket` and `bucket_path` in the config (a directory remote needs a writable directory)"
+        }
+    };
+    let remote = crate::store::Remote::open(project)
+        .map(|r| r.describe.clone())
+        .unwrap_or_else(|_| filesystem.clone());
+    Error::RemoteUnreachable {
+        remote,
+        action: action.to_string(),
+        cause: crate::store::causes(e),
+        hint: format!(
+            "alto looked at {looked_at}. `alto build --no-push` builds here and substitutes only what the remote can give; `--offline` leaves the remote alone"
+        ),
+    }
 }
 
 fn availability_word(a: Availability) -> &'static str {
@@ -96,8 +133,30 @@ fn build_one(
         jobs: args.jobs,
         repair: args.repair,
         progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
+        push: !args.no_push,
     };
-    let outcomes = realizer.realize(&derivs, &opts);
+    let _aware = crate::interrupt::Aware::new();
+    // A build is how CI seeds the shared store: a remote that cannot be
+    // reached fails it, unless a local-only build was asked for.
+    let remote_keys = if args.offline {
+        None
+    } else {
+        match realizer.remote_keys() {
+            Ok(k) => Some(k),
+            Err(e) if args.no_push => {
+                tracing::warn!(
+                    "the remote store is unavailable ({}); building locally (--no-push)",
+                    crate::store::causes(&e)
+                );
+                None
+            }
+            Err(e) => return Err(remote_unreachable(project, &e, "listed")),
+        }
+    };
+    let outcomes = realizer.realize_with(&derivs, &opts, remote_keys);
+    if let Some(signal) = crate::interrupt::signal() {
+        return Err(Error::Interrupted { signal });
+    }
     let realized: Vec<crate::eval::Key> = outcomes
         .iter()
         .filter(|o| o.status != Status::Failed)
@@ -191,7 +250,7 @@ fn build_catalogs(
         let Some(d) = derivs.iter().find(|d| d.plugins.contains(&tap.name)) else {
             continue;
         };
-        let dir = crate::pipeline::RunDir::new(project)?;
+        let dir = crate::run::RunDir::new(project)?;
         let config = dir.write_json("tap.json", &project.render_config(&tap.name, None)?.value)?;
         let catalog = crate::realize::catalog::base_catalog(realizer, tap, d, &config)?;
         let streams = catalog
@@ -319,6 +378,7 @@ pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<u8, Erro
         jobs: 1,
         repair: false,
         progress: std::io::stderr().is_terminal() && g.quiet == 0,
+        ..Default::default()
     };
     if let Some(e) = realizer
         .realize(&derivs, &opts)
@@ -465,6 +525,7 @@ pub fn export(
         jobs: 2,
         repair: false,
         progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
+        ..Default::default()
     };
     for o in realizer.realize(&derivs, &opts) {
         if let Some(e) = o.error {

@@ -7,10 +7,9 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::config::meltano::MeltanoError;
-use crate::eval::EvalError;
-use crate::pipeline::PipelineError;
 use crate::realize::RealizeError;
 use crate::reservoir::ReservoirError;
+use crate::run::RunError;
 use crate::store::StoreError;
 
 #[derive(Debug, Error, Diagnostic)]
@@ -33,7 +32,7 @@ pub enum Error {
 
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Pipeline(#[from] PipelineError),
+    Run(#[from] RunError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -145,6 +144,19 @@ pub enum Error {
     )]
     ImportTargetExists { dir: PathBuf, file: String },
 
+    #[error("interrupted ({})", crate::interrupt::signal_name(*signal))]
+    #[diagnostic(code(alto::interrupted))]
+    Interrupted { signal: i32 },
+
+    #[error("the remote store {remote} cannot be {action}, so nothing was published: {cause}")]
+    #[diagnostic(code(alto::build::remote), help("{hint}"))]
+    RemoteUnreachable {
+        remote: String,
+        action: String,
+        cause: String,
+        hint: String,
+    },
+
     #[error("cannot write {}", path.display())]
     #[diagnostic(code(alto::io))]
     Write {
@@ -155,51 +167,36 @@ pub enum Error {
 }
 
 impl Error {
-    /// 2 for anything wrong with the input (config, names, usage); 1 for
-    /// failures while doing the work.
+    /// The exit code: each module's error says whether the user's input is
+    /// at fault (2), the work failed (1), or the run was interrupted (128 +
+    /// the signal); the command line's own errors are classified here.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Reservoir(ReservoirError::Pipeline(
-                PipelineError::Config(_)
-                | PipelineError::BadState { .. }
-                | PipelineError::StreamMaps { .. },
-            )) => 2,
-            Error::Reservoir(r) if r.is_bad_input() => 2,
-            Error::Reservoir(_) => 1,
-            Error::Config(_)
-            | Error::UnknownCommand { .. }
+            Error::Config(_) | Error::Meltano(_) => 2,
+            Error::Realize(e) => e.exit_code(),
+            Error::Store(e) => e.exit_code(),
+            Error::Run(e) => e.exit_code(),
+            Error::Reservoir(e) => e.exit_code(),
+            Error::UnknownCommand { .. }
             | Error::UnknownTask { .. }
             | Error::AlreadyInitialized { .. }
-            | Error::Meltano(_)
             | Error::MeltanoNotFound { .. }
-            | Error::ImportTargetExists { .. } => 2,
-            Error::Realize(RealizeError::Config(_))
-            | Error::Realize(RealizeError::Eval(EvalError::Config(_)))
-            | Error::Realize(RealizeError::Eval(EvalError::MissingLocalSource { .. }))
-            | Error::Realize(RealizeError::PythonNotFound { .. })
+            | Error::ImportTargetExists { .. }
             | Error::NothingToRun { .. }
             | Error::BadDuration { .. }
             | Error::NotConfirmed { .. }
             | Error::BadRemotePath { .. }
             | Error::NoSuchRemoteFile { .. }
-            | Error::Pipeline(PipelineError::Config(_))
-            | Error::Pipeline(PipelineError::BadState { .. })
-            | Error::Pipeline(PipelineError::StreamMaps { .. })
             | Error::BadJson { .. }
             | Error::Catalog { .. } => 2,
-            Error::Pipeline(PipelineError::Realize(r)) => match r {
-                RealizeError::Config(_) | RealizeError::PythonNotFound { .. } => 2,
-                _ => 1,
-            },
+            Error::Interrupted { signal } => crate::interrupt::exit_code(*signal),
             Error::NotImplemented { .. }
             | Error::Write { .. }
-            | Error::Realize(_)
-            | Error::Store(_)
             | Error::BuildFailed { .. }
             | Error::CheckFailed { .. }
             | Error::VerifyFailed { .. }
-            | Error::Pipeline(_)
-            | Error::Read { .. } => 1,
+            | Error::Read { .. }
+            | Error::RemoteUnreachable { .. } => 1,
         }
     }
 }

@@ -123,9 +123,13 @@ pub enum Command {
         /// Also realize the taps' base catalogs (runs `--discover` where needed).
         #[arg(long)]
         catalogs: bool,
-        /// With --dry-run: do not look at the remote store.
+        /// Leave the remote store alone: build or use only what is local.
         #[arg(long)]
         offline: bool,
+        /// Substitute from the remote where it can, but upload nothing; an
+        /// unreachable remote is then a warning, not an error.
+        #[arg(long)]
+        no_push: bool,
     },
     /// Show a plugin's derivation: key, inputs, and where its output is.
     Show { plugin: String },
@@ -217,10 +221,6 @@ pub enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
-    /// A task name: `tap:target`, `tap:reservoir`, `reservoir:tap-target`,
-    /// `build:plugin`, `catalog:tap`, `state:tap-target`.
-    #[command(external_subcommand)]
-    Task(Vec<OsString>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -320,9 +320,56 @@ fn default_jobs() -> usize {
 }
 
 impl Cli {
+    /// Parses the process's arguments, task names expanded (see [`expand_task_name`]).
     pub fn parse_args() -> Cli {
-        Cli::parse()
+        Cli::parse_from(expand_task_name(std::env::args_os().collect()))
     }
+
+    /// Parses `args` (the program's name first), task names expanded.
+    pub fn try_parse_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(expand_task_name(args))
+    }
+}
+
+/// Global flags that take a value as the next argument.
+const GLOBAL_VALUE_FLAGS: [&str; 3] = ["--env", "--root", "-r"];
+
+/// The original's task names stand for commands: `alto [FLAGS] tap:target
+/// [FLAGS]` is `alto [FLAGS] run tap:target [FLAGS]` (so are `tap:reservoir`
+/// and `reservoir:tap-target`), `build:P` is `build P`, `catalog:T` is
+/// `catalog T` and `state:T-U` is `state show T-U`. Rewriting the arguments
+/// before clap sees them gives a task name every flag of its command, in
+/// any position, and clap's errors for the rest.
+pub fn expand_task_name(mut args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--" {
+            break;
+        }
+        if a.starts_with('-') {
+            i += if GLOBAL_VALUE_FLAGS.contains(&a.as_str()) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        if !a.contains(':') {
+            break;
+        }
+        let (command, name): (&[&str], &str) = match a.split_once(':') {
+            Some(("build", p)) => (&["build"], p),
+            Some(("catalog", t)) => (&["catalog"], t),
+            Some(("state", p)) => (&["state", "show"], p),
+            _ => (&["run"], a.as_str()),
+        };
+        let mut expanded: Vec<OsString> = command.iter().map(OsString::from).collect();
+        expanded.push(OsString::from(name));
+        args.splice(i..=i, expanded);
+        break;
+    }
+    args
 }
 
 impl Global {
@@ -382,8 +429,10 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             all_envs,
             catalogs,
             offline,
+            no_push,
         } => {
             let opts = build::BuildArgs {
+                no_push: *no_push,
                 plugins: plugins.clone(),
                 jobs: *jobs,
                 dry_run: *dry_run,
@@ -453,7 +502,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             jobs,
             wait,
         } => {
-            let opts = crate::pipeline::RunOptions {
+            let opts = crate::run::RunOptions {
                 full_refresh: *full_refresh,
                 wait: *wait,
                 strict: g.strict,
@@ -486,45 +535,132 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             pipeline::test(g, &g.load()?, tap, std::time::Duration::from_secs(*timeout))
         }
         Command::About { plugin } => pipeline::about(g, &g.load()?, plugin),
-        Command::Task(args) => {
-            let name = args
-                .first()
-                .map(|a| a.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if !name.contains(':') {
-                return Err(Error::UnknownCommand { name });
-            }
-            let project = g.load()?;
-            let task = task::parse(&project, &name).ok_or_else(|| Error::UnknownTask {
-                name: name.clone(),
-                environment: project.environment.clone(),
-            })?;
-            match task {
-                task::Task::Build { plugin } => {
-                    let opts = build::BuildArgs {
-                        plugins: vec![plugin],
-                        jobs: default_jobs(),
-                        ..Default::default()
-                    };
-                    build::build(g, &project, &opts).map(|_| 0)
-                }
-                task::Task::Run { .. } | task::Task::Ingest { .. } | task::Task::Replay { .. } => {
-                    let rest: Vec<String> = args[1..]
-                        .iter()
-                        .map(|a| a.to_string_lossy().into_owned())
-                        .collect();
-                    let opts = crate::pipeline::RunOptions {
-                        full_refresh: rest.iter().any(|a| a == "--full-refresh"),
-                        wait: rest.iter().any(|a| a == "--wait"),
-                        strict: g.strict || rest.iter().any(|a| a == "--strict"),
-                    };
-                    pipeline::run(g, &project, &[name], &opts, 1)
-                }
-                task::Task::Catalog { tap } => pipeline::catalog_show(g, &project, &tap).map(|_| 0),
-                task::Task::State { tap, target } => {
-                    pipeline::state_show(&project, &format!("{tap}:{target}")).map(|_| 0)
-                }
-            }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        let mut args = vec![OsString::from("alto")];
+        args.extend(line.split_whitespace().map(OsString::from));
+        Cli::try_parse_args(args)
+    }
+
+    /// Every flag of `run` is accepted after a task name, in any position,
+    /// and means what it means after `alto run`.
+    #[test]
+    fn task_names_take_every_flag_of_their_command() {
+        let cases: &[(&str, fn(&Cli) -> bool)] = &[
+            ("tap:target --env prod", |c| {
+                c.global.env.as_deref() == Some("prod")
+            }),
+            ("--env prod tap:target", |c| {
+                c.global.env.as_deref() == Some("prod")
+            }),
+            ("tap:target --env=prod", |c| {
+                c.global.env.as_deref() == Some("prod")
+            }),
+            ("tap:target --full-refresh", |c| {
+                matches!(
+                    c.command,
+                    Command::Run {
+                        full_refresh: true,
+                        ..
+                    }
+                )
+            }),
+            ("tap:target -j 2", |c| {
+                matches!(c.command, Command::Run { jobs: 2, .. })
+            }),
+            ("tap:target --jobs=3", |c| {
+                matches!(c.command, Command::Run { jobs: 3, .. })
+            }),
+            ("tap:target --wait", |c| {
+                matches!(c.command, Command::Run { wait: true, .. })
+            }),
+            ("tap:target --json", |c| c.global.json),
+            ("tap:target --strict", |c| c.global.strict),
+            ("tap:target --show-secrets", |c| c.global.show_secrets),
+            ("tap:target -qq", |c| c.global.quiet == 2),
+            ("tap:target -v", |c| c.global.verbose == 1),
+            ("tap:target -r /tmp/p", |c| {
+                c.global.root.as_deref() == Some(std::path::Path::new("/tmp/p"))
+            }),
+            (
+                "-r /tmp/p tap:target",
+                |c| matches!(&c.command, Command::Run { pipelines, .. } if pipelines == &["tap:target"]),
+            ),
+            ("--json tap:target --env prod -j 2 --full-refresh", |c| {
+                c.global.json
+                    && c.global.env.as_deref() == Some("prod")
+                    && matches!(
+                        c.command,
+                        Command::Run {
+                            jobs: 2,
+                            full_refresh: true,
+                            ..
+                        }
+                    )
+            }),
+            (
+                "tap:reservoir --full-refresh",
+                |c| matches!(&c.command, Command::Run { pipelines, full_refresh: true, .. } if pipelines == &["tap:reservoir"]),
+            ),
+            (
+                "reservoir:tap-target --wait",
+                |c| matches!(&c.command, Command::Run { pipelines, wait: true, .. } if pipelines == &["reservoir:tap-target"]),
+            ),
+            (
+                "tap:mapper:target",
+                |c| matches!(&c.command, Command::Run { pipelines, .. } if pipelines == &["tap:mapper:target"]),
+            ),
+            (
+                "build:tap --offline -j 1",
+                |c| matches!(&c.command, Command::Build { plugins, offline: true, jobs: 1, .. } if plugins == &["tap"]),
+            ),
+            ("catalog:tap --env prod", |c| {
+                matches!(&c.command, Command::Catalog { tap: Some(t), .. } if t == "tap")
+                    && c.global.env.as_deref() == Some("prod")
+            }),
+            (
+                "state:tap-target",
+                |c| matches!(&c.command, Command::State { command: StateCommand::Show { pipeline } } if pipeline == "tap-target"),
+            ),
+            // Not task names: left alone.
+            ("run tap:target", |c| {
+                matches!(c.command, Command::Run { .. })
+            }),
+            ("dump taps.tap:x", |c| {
+                matches!(c.command, Command::Dump { .. })
+            }),
+        ];
+        for (line, check) in cases {
+            let cli = parse(line).unwrap_or_else(|e| panic!("`alto {line}`: {e}"));
+            assert!(check(&cli), "`alto {line}` parsed as {cli:?}");
         }
+    }
+
+    /// A misspelled flag is refused (exit 2), with clap's suggestion.
+    #[test]
+    fn misspelled_flags_after_a_task_name_are_refused() {
+        for (line, suggestion) in [
+            ("tap:target --ful-refresh", "--full-refresh"),
+            ("tap:target --evn prod", "--evn"),
+            ("tap:target --wiat", "--wait"),
+            ("tap:reservoir --jsno", "--json"),
+            ("build:tap --ofline", "--offline"),
+        ] {
+            let e = parse(line).expect_err(line);
+            assert_eq!(e.exit_code(), 2, "{line}");
+            let text = e.to_string();
+            assert!(text.contains(suggestion), "{line}: {text}");
+        }
+        assert!(
+            parse("tap:target extra").is_ok(),
+            "several pipelines are allowed"
+        );
+        assert_eq!(parse("bogus").expect_err("bogus").exit_code(), 2);
     }
 }

@@ -11,9 +11,10 @@ use super::output::{out, print_json};
 use super::task::{self, Task};
 use super::{Error, Global};
 use crate::config::Project;
-use crate::pipeline::{self, PipelineError, RunDir, RunOptions, StateStore};
+use crate::pipeline;
 use crate::realize::{Options, Realizer};
 use crate::reservoir;
+use crate::run::{self, RunDir, RunError, RunOptions, StateStore};
 use crate::singer::{catalog, state};
 
 fn build_options(g: &Global) -> Options {
@@ -21,6 +22,7 @@ fn build_options(g: &Global) -> Options {
         jobs: 2,
         repair: false,
         progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
+        ..Default::default()
     }
 }
 
@@ -224,13 +226,13 @@ pub fn state_set(project: &Project, name: &str, file: &std::path::Path) -> Resul
         path: file.to_path_buf(),
         source,
     })?;
-    let new = state::parse_file(&bytes).map_err(|e| PipelineError::BadState {
+    let new = state::parse_file(&bytes).map_err(|e| RunError::BadState {
         path: file.display().to_string(),
         message: e.to_string(),
     })?;
     let realizer = Realizer::new(project)?;
     let remote = realizer.remote()?;
-    let _lock = pipeline::PipelineLock::acquire(
+    let _lock = run::PipelineLock::acquire(
         remote.clone(),
         &project.environment,
         &format!("{tap}-to-{target}"),
@@ -247,13 +249,14 @@ pub fn clean(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
     let realizer = Realizer::new(project)?;
     if let Some(tap_name) = name.strip_prefix("catalog:") {
         let tap = project.tap(tap_name)?;
-        let derivs = pipeline::realize_plugins(
+        let derivs = run::realize_plugins(
             &realizer,
             &[tap],
             &Options {
                 jobs: 1,
                 repair: false,
                 progress: false,
+                ..Default::default()
             },
         )?;
         crate::realize::catalog::clean(&realizer, tap, &derivs[0])?;
@@ -327,7 +330,7 @@ fn with_base_catalog<T>(
 ) -> Result<T, Error> {
     let tap = project.tap(tap_name)?;
     let realizer = Realizer::new(project)?;
-    let derivs = pipeline::realize_plugins(&realizer, &[tap], &build_options(g))?;
+    let derivs = run::realize_plugins(&realizer, &[tap], &build_options(g))?;
     let dir = RunDir::new(project)?;
     let config = dir.write_json("tap.json", &project.render_config(tap_name, None)?.value)?;
     let base = crate::realize::catalog::base_catalog(&realizer, tap, &derivs[0], &config)?;
@@ -336,7 +339,7 @@ fn with_base_catalog<T>(
 
 pub fn catalog_show(g: &Global, project: &Project, tap: &str) -> Result<(), Error> {
     with_base_catalog(g, project, tap, |tap, base| {
-        print_json(&pipeline::apply_rules(base, tap)?);
+        print_json(&run::apply_rules(base, tap)?);
         Ok(())
     })
 }
@@ -379,20 +382,27 @@ pub fn select_list(g: &Global, project: &Project, tap: &str) -> Result<(), Error
 pub fn test(g: &Global, project: &Project, tap_name: &str, timeout: Duration) -> Result<u8, Error> {
     let tap = project.tap(tap_name)?;
     let realizer = Realizer::new(project)?;
-    let derivs = pipeline::realize_plugins(&realizer, &[tap], &build_options(g))?;
+    let derivs = run::realize_plugins(&realizer, &[tap], &build_options(g))?;
     let dir = RunDir::new(project)?;
     let config = dir.write_json("tap.json", &project.render_config(tap_name, None)?.value)?;
     let mut cmd = realizer.command(tap, &derivs[0], false)?;
     cmd.arg("--config").arg(&config);
+    let _aware = crate::interrupt::Aware::new();
+    let spawn_err = |e: RunError| -> Error { e.into() };
     if tap.has_capability("test") {
-        let status = cmd.arg("--test").status().map_err(|e| Error::Read {
+        cmd.arg("--test");
+        let mut p = run::spawn(&mut cmd).map_err(spawn_err)?;
+        let status = p.wait().map_err(|e| Error::Read {
             path: tap_name.into(),
             source: e,
         })?;
+        if let Some(signal) = crate::interrupt::signal() {
+            return Err(Error::Interrupted { signal });
+        }
         return Ok(if status.success() { 0 } else { 1 });
     }
     if tap.has_capability("catalog") || tap.has_capability("properties") {
-        let catalog = pipeline::runtime_catalog(&realizer, tap, &derivs[0], &config)?;
+        let catalog = run::runtime_catalog(&realizer, tap, &derivs[0], &config)?;
         let path = dir.write_json("catalog.json", &catalog)?;
         cmd.arg(if tap.has_capability("catalog") {
             "--catalog"
@@ -401,15 +411,9 @@ pub fn test(g: &Global, project: &Project, tap_name: &str, timeout: Duration) ->
         })
         .arg(path);
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Read {
-            path: tap_name.into(),
-            source: e,
-        })?;
-    let stdout = child.stdout.take();
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut p = run::spawn(&mut cmd).map_err(spawn_err)?;
+    let stdout = p.child().stdout.take();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let Some(stdout) = stdout else { return };
@@ -426,8 +430,11 @@ pub fn test(g: &Global, project: &Project, tap_name: &str, timeout: Duration) ->
     });
     let start = Instant::now();
     let got = rx.recv_timeout(timeout).unwrap_or(false);
-    let _ = child.kill();
-    let _ = child.wait();
+    // Dropping the process stops the tap and whatever it started.
+    drop(p);
+    if let Some(signal) = crate::interrupt::signal() {
+        return Err(Error::Interrupted { signal });
+    }
     if got {
         eprintln!(
             "{tap_name}: a record arrived after {:.1}s; the connection works",
@@ -443,7 +450,7 @@ pub fn test(g: &Global, project: &Project, tap_name: &str, timeout: Duration) ->
 pub fn about(g: &Global, project: &Project, tap_name: &str) -> Result<u8, Error> {
     let tap = project.plugin(tap_name)?;
     let realizer = Realizer::new(project)?;
-    let derivs = pipeline::realize_plugins(&realizer, &[tap], &build_options(g))?;
+    let derivs = run::realize_plugins(&realizer, &[tap], &build_options(g))?;
     let dir = RunDir::new(project)?;
     let config = dir.write_json("config.json", &project.render_config(tap_name, None)?.value)?;
     let mut cmd = realizer.command(tap, &derivs[0], false)?;
@@ -451,10 +458,15 @@ pub fn about(g: &Global, project: &Project, tap_name: &str) -> Result<u8, Error>
     if g.json {
         cmd.args(["--format", "json"]);
     }
-    let status = cmd.status().map_err(|e| Error::Read {
+    let _aware = crate::interrupt::Aware::new();
+    let mut p = run::spawn(&mut cmd)?;
+    let status = p.wait().map_err(|e| Error::Read {
         path: tap_name.into(),
         source: e,
     })?;
+    if let Some(signal) = crate::interrupt::signal() {
+        return Err(Error::Interrupted { signal });
+    }
     Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
 }
 

@@ -154,6 +154,16 @@ pub enum EvalError {
     },
 }
 
+impl EvalError {
+    /// 2: the config or a local source it names is at fault; 1: reading failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EvalError::Io { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// `pip_url` with whitespace normalised.
 pub fn normalize_pip_url(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")

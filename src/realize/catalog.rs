@@ -112,9 +112,16 @@ fn discover(
         .stdout(out)
         .stderr(Stdio::piped());
     let program = std::path::PathBuf::from(cmd.get_program());
-    let output = cmd
-        .output()
+    let output = crate::interrupt::Process::spawn(&mut cmd)
+        .and_then(|mut p| p.wait_with_output())
         .map_err(|source| RealizeError::Spawn { program, source })?;
+    if let Some(signal) = crate::interrupt::signal() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(RealizeError::Interrupted {
+            what: format!("discovering the streams of {}", tap.name),
+            signal,
+        });
+    }
     let fail = |message: String| {
         let _ = std::fs::remove_file(&tmp);
         RealizeError::Discovery {

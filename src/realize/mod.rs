@@ -113,6 +113,32 @@ pub enum RealizeError {
         #[source]
         source: std::io::Error,
     },
+
+    #[error("{what} interrupted ({})", crate::interrupt::signal_name(*signal))]
+    #[diagnostic(code(alto::interrupted))]
+    Interrupted { what: String, signal: i32 },
+}
+
+impl RealizeError {
+    /// 2 when the input (config, a missing interpreter or local source) is
+    /// at fault, 1 for a failure while working, 128 + the signal when
+    /// interrupted.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RealizeError::Config(_) | RealizeError::PythonNotFound { .. } => 2,
+            RealizeError::SigningKey { .. } => 2,
+            RealizeError::Eval(e) => e.exit_code(),
+            RealizeError::Interrupted { signal, .. } => crate::interrupt::exit_code(*signal),
+            RealizeError::Spawn { source, .. }
+                if source.kind() == std::io::ErrorKind::Interrupted =>
+            {
+                crate::interrupt::signal()
+                    .map(crate::interrupt::exit_code)
+                    .unwrap_or(1)
+            }
+            _ => 1,
+        }
+    }
 }
 
 /// The last `n` lines of a text.
@@ -161,6 +187,20 @@ pub struct Options {
     pub jobs: usize,
     pub repair: bool,
     pub progress: bool,
+    /// Upload what is built (or only local) to the remote; `false` for
+    /// `alto build --no-push`.
+    pub push: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            jobs: 2,
+            repair: false,
+            progress: false,
+            push: true,
+        }
+    }
 }
 
 /// Makes derivations' outputs exist, for one project.
@@ -327,19 +367,36 @@ impl<'p> Realizer<'p> {
         Ok(out)
     }
 
-    /// Realizes every derivation, `opts.jobs` at a time.
+    /// The keys the remote holds: one listing of its metadata serves every
+    /// derivation of a realization.
+    pub fn remote_keys(&self) -> Result<HashSet<Key>, RealizeError> {
+        Ok(self.remote()?.meta_keys()?)
+    }
+
+    /// Realizes every derivation, `opts.jobs` at a time; an unreachable
+    /// remote is a warning (the local store and builds still serve).
     pub fn realize(&self, derivs: &[PluginDerivation], opts: &Options) -> Vec<Outcome> {
-        // One listing of the remote's metadata serves every derivation.
-        let remote_keys: Option<HashSet<Key>> = match self.remote().and_then(|r| Ok(r.meta_keys()?))
-        {
+        let remote_keys = match self.remote_keys() {
             Ok(k) => Some(k),
             Err(e) => {
                 tracing::warn!(
-                    "the remote store is unavailable ({e}); realizing from the local store and builds only"
+                    "the remote store is unavailable ({}); realizing from the local store and builds only",
+                    crate::store::causes(&e)
                 );
                 None
             }
         };
+        self.realize_with(derivs, opts, remote_keys)
+    }
+
+    /// Realizes every derivation against what the remote holds (`None`:
+    /// the remote is not used at all).
+    pub fn realize_with(
+        &self,
+        derivs: &[PluginDerivation],
+        opts: &Options,
+        remote_keys: Option<HashSet<Key>>,
+    ) -> Vec<Outcome> {
         let progress = Progress::new(opts.progress);
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Outcome>>> =
@@ -410,7 +467,7 @@ impl<'p> Realizer<'p> {
         let in_remote = remote_keys.is_some_and(|k| k.contains(&d.key));
         match self.local.status(&d.key, false)? {
             LocalStatus::Valid(meta) => {
-                if remote_keys.is_some() && !in_remote {
+                if opts.push && remote_keys.is_some() && !in_remote {
                     bar.set("uploading");
                     self.push(d, &meta)?;
                     *pushed = true;
@@ -470,7 +527,7 @@ impl<'p> Realizer<'p> {
         }
         bar.set("building");
         let meta = self.build(d)?;
-        if remote_keys.is_some() {
+        if opts.push && remote_keys.is_some() {
             bar.set("uploading");
             self.push(d, &meta)?;
             *pushed = true;
@@ -559,9 +616,19 @@ impl<'p> Realizer<'p> {
             .stdout(log)
             .stderr(log_err);
         let program = PathBuf::from(cmd.get_program());
-        let status = cmd
-            .status()
-            .map_err(|source| RealizeError::Spawn { program, source })?;
+        let status = crate::interrupt::Process::spawn(&mut cmd)
+            .and_then(|mut p| p.wait())
+            .map_err(|source| {
+                let _ = std::fs::remove_file(out);
+                RealizeError::Spawn { program, source }
+            })?;
+        if let Some(signal) = crate::interrupt::signal() {
+            let _ = std::fs::remove_file(out);
+            return Err(RealizeError::Interrupted {
+                what: format!("building {}", d.plugins.join(", ")),
+                signal,
+            });
+        }
         if !status.success() {
             let _ = std::fs::remove_file(out);
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();

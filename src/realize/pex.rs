@@ -107,25 +107,36 @@ pub fn ensure(tool: &PexTool, python: &Path, cache_dir: &Path) -> Result<(), Rea
         crate::store::local::unique()
     ));
     tracing::info!("provisioning pex {PEX_VERSION} (once per machine)");
-    let out = Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-            "--target",
-        ])
-        .arg(&tmp)
-        .arg(format!("pex=={PEX_VERSION}"))
-        .stdin(Stdio::null())
-        .env("PIP_ROOT_USER_ACTION", "ignore")
-        .output()
+    let out = Command::new(python);
+    let mut cmd = out;
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+        "--target",
+    ])
+    .arg(&tmp)
+    .arg(format!("pex=={PEX_VERSION}"))
+    .stdin(Stdio::null())
+    .env("PIP_ROOT_USER_ACTION", "ignore")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let out = crate::interrupt::Process::spawn(&mut cmd)
+        .and_then(|mut p| p.wait_with_output())
         .map_err(|e| RealizeError::PexProvision {
             message: format!("cannot run pip: {e}"),
             log: None,
         })?;
+    if let Some(signal) = crate::interrupt::signal() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(RealizeError::Interrupted {
+            what: "provisioning pex".into(),
+            signal,
+        });
+    }
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
         let text = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::ReservoirError;
 use super::index::{self, Index, Part, Partition};
 use super::partition::{self, Encoding, Line};
-use crate::pipeline::{PipelineLock, StateStore};
+use crate::run::{PipelineLock, StateStore};
 use crate::store::Remote;
 
 /// One schema group of a stream, as listed.

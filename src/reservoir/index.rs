@@ -160,7 +160,7 @@ impl Index {
                     tap,
                     &remote.describe_project_file(&legacy),
                 )?;
-                let (_, state) = crate::pipeline::StateStore::open(remote, e, tap, "reservoir")?;
+                let (_, state) = crate::run::StateStore::open(remote, e, tap, "reservoir")?;
                 index.state = state;
                 tracing::info!(
                     "reading the original alto's reservoir {} ({} partitions)",
@@ -176,7 +176,7 @@ impl Index {
             }
         }
         let mut index = Index::empty(env, tap);
-        let (_, state) = crate::pipeline::StateStore::open(remote, env, tap, "reservoir")?;
+        let (_, state) = crate::run::StateStore::open(remote, env, tap, "reservoir")?;
         index.state = state;
         Ok(Loaded {
             index,

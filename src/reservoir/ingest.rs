@@ -18,8 +18,10 @@ use serde_json::{Map, Value};
 use super::ReservoirError;
 use super::index::{self, Index, Part, Partition};
 use super::partition::{self, Encoding};
-use crate::pipeline::{self, PipelineError, PipelineLock, Redactor, RunDir, RunLog};
 use crate::realize::{Options, Realizer};
+use crate::run::{
+    self, Launched, Redactor, Role, RunError, RunLog, RunOptions, Session, StateStore,
+};
 use crate::singer::message::{Head, StreamHasher};
 use crate::singer::state;
 use crate::store::Remote;
@@ -470,7 +472,7 @@ impl Ingestor {
 }
 
 fn upload_error(remote: &Remote, e: &str) -> ReservoirError {
-    ReservoirError::Pipeline(PipelineError::Io {
+    ReservoirError::Run(RunError::Io {
         action: "cannot store a partition in",
         path: remote.describe.clone().into(),
         source: std::io::Error::other(e.to_string()),
@@ -595,7 +597,7 @@ pub fn limits(realizer: &Realizer, tap: &crate::config::Plugin) -> Result<Limits
         level: super::setting_u64(project, tap, "reservoir_compression_level", 1)?.min(19) as i32,
         ..Limits::default()
     };
-    l.commit_every = pipeline::commit_interval();
+    l.commit_every = run::commit_interval();
     Ok(l)
 }
 
@@ -603,18 +605,15 @@ pub fn limits(realizer: &Realizer, tap: &crate::config::Plugin) -> Result<Limits
 pub fn run(
     realizer: &Realizer,
     tap_name: &str,
-    opts: &pipeline::RunOptions,
+    opts: &RunOptions,
     build: &Options,
 ) -> Result<IngestSummary, ReservoirError> {
-    let start = Instant::now();
     let project = realizer.project;
     let tap = project.tap(tap_name)?;
-    let env = project.environment.clone();
-    let name = format!("{tap_name}-to-reservoir");
-    pipeline::check_stream_maps(tap, opts.strict)?;
-    let derivs = pipeline::realize_plugins(realizer, &[tap], build)?;
-    let remote = realizer.remote().map_err(PipelineError::from)?;
-    let _lock = PipelineLock::acquire(remote.clone(), &env, &name, opts.wait)?;
+    run::check_stream_maps(tap, opts.strict)?;
+    let session = Session::open(realizer, &format!("{tap_name}-to-reservoir"), opts)?;
+    let remote = session.remote.clone();
+    let env = session.env.clone();
     let limits = limits(realizer, tap)?;
     let mut ingestor = Ingestor::new(
         remote.clone(),
@@ -625,43 +624,33 @@ pub fn run(
         opts.full_refresh,
     )?;
     if opts.full_refresh {
-        tracing::info!("{name}: full refresh, ignoring the saved state");
+        tracing::info!("{}: full refresh, ignoring the saved state", session.name);
     }
-
-    let run_dir = RunDir::new(project)?;
-    let rendered = project.render_config(tap_name, None)?;
-    let mut secrets = project.secret_strings();
-    secrets.extend(rendered.secret_strings());
-    let redactor = Redactor::new(secrets);
-    let config_path = run_dir.write_json("config-0.json", &rendered.value)?;
-    let extra = pipeline::tap_args(
+    let prepared = session.prepare(
+        &[Role {
+            plugin: tap,
+            for_tap: None,
+        }],
+        build,
+    )?;
+    let extra = run::tap_args(
         realizer,
         tap,
-        &derivs[0],
-        &run_dir,
-        &config_path,
+        &prepared.derivs[0],
+        &prepared.dir,
+        &prepared.configs[0],
         ingestor.state(),
     )?;
-    let log = Arc::new(RunLog::create(project, &env, &name)?);
-    ingestor.with_log(log.clone(), redactor.clone());
+    ingestor.with_log(prepared.log.clone(), prepared.redactor.clone());
 
-    let pipeline::Launched {
-        mut child,
+    let Launched {
+        mut process,
         tail,
         pump,
-    } = pipeline::launch(
-        realizer,
-        tap,
-        &derivs[0],
-        &config_path,
-        &extra,
-        Stdio::null(),
-        &log,
-        &redactor,
-    )?;
+    } = session.launch(&prepared, 0, &extra, Stdio::null())?;
     let mut failure = None;
-    if let Some(out) = child.stdout.take() {
-        pipeline::widen_pipe(&out);
+    if let Some(out) = process.child().stdout.take() {
+        run::widen_pipe(&out);
         let mut reader = BufReader::with_capacity(1 << 20, out);
         let mut line = Vec::with_capacity(1 << 12);
         loop {
@@ -670,7 +659,7 @@ pub fn run(
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    failure = Some(ReservoirError::Pipeline(PipelineError::Io {
+                    failure = Some(ReservoirError::Run(RunError::Io {
                         action: "cannot read the output of",
                         path: tap_name.into(),
                         source: e,
@@ -685,9 +674,9 @@ pub fn run(
         }
     }
     if failure.is_some() {
-        let _ = child.kill();
+        process.kill();
     }
-    let status = child.wait().map_err(|source| PipelineError::Io {
+    let status = process.wait().map_err(|source| RunError::Io {
         action: "cannot wait for",
         path: tap_name.into(),
         source,
@@ -695,27 +684,34 @@ pub fn run(
     if let Some(p) = pump {
         let _ = p.join();
     }
-    let ok = failure.is_none() && status.success();
+    // A stopped run keeps what was committed at the tap's last STATE before
+    // the stop: its partitions and state are in the index together. What
+    // came after is not committed (the tap's state for it never arrived).
+    let stopped = session.stopped();
+    let ok = failure.is_none() && status.success() && stopped.is_none();
     let finished = ingestor.finish(ok);
-    log.upload(&remote, &env);
+    prepared.log.upload(&remote, &env);
+    if let Some(e) = stopped {
+        return Err(e.into());
+    }
     if let Some(e) = failure {
         return Err(e);
     }
     let (stats, state) = finished?;
     if !status.success() {
-        return Err(pipeline::plugin_failed(tap_name, &status, &log.path, &tail).into());
+        return Err(run::plugin_failed(tap_name, &status, &prepared.log.path, &tail).into());
     }
     // The index holds the tap's state; the original's state file mirrors it
     // so tools reading `state/` keep working.
     if stats.commits > 0 {
-        let (mut mirror, _) = pipeline::StateStore::open(&remote, &env, tap_name, "reservoir")?;
+        let (mut mirror, _) = StateStore::open(&remote, &env, tap_name, "reservoir")?;
         mirror.replace(&state)?;
         mirror.keep_history(&state)?;
     }
     Ok(IngestSummary {
         pipeline: format!("{tap_name}:reservoir"),
         stats,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: session.start.elapsed().as_secs_f64(),
         state: Value::Object(state),
     })
 }

@@ -14,7 +14,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::config::{ConfigError, Plugin, Project};
-use crate::pipeline::PipelineError;
+use crate::run::RunError;
 use crate::store::StoreError;
 
 pub use index::{Index, Partition, Position};
@@ -23,7 +23,7 @@ pub use index::{Index, Partition, Position};
 pub enum ReservoirError {
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Pipeline(#[from] PipelineError),
+    Run(#[from] RunError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -100,6 +100,17 @@ pub enum ReservoirError {
 }
 
 impl ReservoirError {
+    /// 2 when the input is at fault, 1 for a failure while working, 128 +
+    /// the signal when interrupted.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReservoirError::Run(e) => e.exit_code(),
+            ReservoirError::Store(e) => e.exit_code(),
+            e if e.is_bad_input() => 2,
+            _ => 1,
+        }
+    }
+
     /// Whether the input (config, index, position) is at fault rather than the run.
     pub fn is_bad_input(&self) -> bool {
         matches!(

@@ -6,15 +6,14 @@
 use std::io::{BufRead, BufWriter, Write};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::Value;
 
 use super::ReservoirError;
 use super::index::{Index, Position, Unit};
 use super::partition::{self, Encoding, Line};
-use crate::pipeline::{self, PipelineError, PipelineLock, Redactor, RunDir, RunLog, StateStore};
 use crate::realize::{Options, Realizer};
+use crate::run::{self, Launched, Role, RunError, RunOptions, Session, StateStore};
 use crate::store::Remote;
 
 /// What `alto reservoir:TAP-TARGET` reports.
@@ -272,19 +271,17 @@ pub fn run(
     realizer: &Realizer,
     tap_name: &str,
     target_name: &str,
-    opts: &pipeline::RunOptions,
+    opts: &RunOptions,
     build: &Options,
 ) -> Result<ReplaySummary, ReservoirError> {
-    let start = Instant::now();
     let project = realizer.project;
     project.tap(tap_name)?;
     let target = project.target(target_name)?;
-    let env = project.environment.clone();
     let owner = position_owner(tap_name);
-    let name = format!("{owner}-to-{target_name}");
     let pipeline_name = format!("reservoir:{tap_name}:{target_name}");
-    let remote = realizer.remote().map_err(PipelineError::from)?;
-    let _lock = PipelineLock::acquire(remote.clone(), &env, &name, opts.wait)?;
+    let session = Session::open(realizer, &format!("{owner}-to-{target_name}"), opts)?;
+    let remote = session.remote.clone();
+    let env = session.env.clone();
 
     let loaded = Index::load(&remote, &env, tap_name)?;
     let (mut store, _) = StateStore::open(&remote, &env, &owner, target_name)?;
@@ -302,36 +299,25 @@ pub fn run(
             partitions: 0,
             records: 0,
             commits: 0,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: session.start.elapsed().as_secs_f64(),
             position: Value::Object(confirmed.to_state(tap_name)),
             nothing_new: true,
         });
     }
 
-    let derivs = pipeline::realize_plugins(realizer, &[target], build)?;
-    let run_dir = RunDir::new(project)?;
-    let rendered = project.render_config(target_name, Some(tap_name))?;
-    let mut secrets = project.secret_strings();
-    secrets.extend(rendered.secret_strings());
-    let redactor = Redactor::new(secrets);
-    let config_path = run_dir.write_json("config-0.json", &rendered.value)?;
-    let log = RunLog::create(project, &env, &name)?;
-
-    let pipeline::Launched {
-        mut child,
+    let prepared = session.prepare(
+        &[Role {
+            plugin: target,
+            for_tap: Some(tap_name),
+        }],
+        build,
+    )?;
+    let Launched {
+        mut process,
         tail,
         pump,
-    } = pipeline::launch(
-        realizer,
-        target,
-        &derivs[0],
-        &config_path,
-        &[],
-        Stdio::piped(),
-        &log,
-        &redactor,
-    )?;
-    let stdin = child.stdin.take();
+    } = session.launch(&prepared, 0, &[], Stdio::piped())?;
+    let stdin = process.child().stdin.take();
     let mut sender = Sender {
         remote: remote.clone(),
         env: env.clone(),
@@ -343,7 +329,7 @@ pub fn run(
     let writer = std::thread::spawn(move || {
         let r = match stdin {
             Some(s) => {
-                pipeline::widen_pipe(&s);
+                run::widen_pipe(&s);
                 let mut out = BufWriter::with_capacity(1 << 16, s);
                 sender.run(units, &mut out)
             }
@@ -352,19 +338,25 @@ pub fn run(
         (sender, r)
     });
 
-    let mut read = pipeline::Confirmations::default();
-    if let Some(out) = child.stdout.take() {
-        read = pipeline::read_confirmations(
+    let mut read = run::Confirmations::default();
+    if let Some(out) = process.child().stdout.take() {
+        read = run::read_confirmations(
             out,
             target_name,
-            &redactor,
-            &log,
+            &prepared.redactor,
+            &prepared.log,
             &mut confirmed,
             |confirmed, m| Position::from_state(&m).is_some_and(|p| confirmed.advance(&p)),
-            |confirmed| store.commit(&confirmed.to_state(tap_name)),
+            |confirmed| {
+                if session.licensed() {
+                    store.commit(&confirmed.to_state(tap_name))
+                } else {
+                    Ok(())
+                }
+            },
         );
     }
-    let status = child.wait().map_err(|source| PipelineError::Io {
+    let status = process.wait().map_err(|source| RunError::Io {
         action: "cannot wait for",
         path: target_name.into(),
         source,
@@ -372,7 +364,7 @@ pub fn run(
     let (sender, sent) = match writer.join() {
         Ok(r) => r,
         Err(_) => {
-            return Err(PipelineError::Io {
+            return Err(RunError::Io {
                 action: "cannot replay into",
                 path: target_name.into(),
                 source: std::io::Error::other("the sending thread panicked"),
@@ -387,22 +379,25 @@ pub fn run(
         return Err(e.into());
     }
     let mut commits = read.commits;
-    if read.dirty {
+    if read.dirty && session.licensed() {
         store.commit(&confirmed.to_state(tap_name))?;
         commits += 1;
     }
-    if commits > 0 {
+    if commits > 0 && session.licensed() {
         store.keep_history(&confirmed.to_state(tap_name))?;
     }
-    log.upload(&remote, &env);
+    prepared.log.upload(&remote, &env);
+    if let Some(e) = session.stopped() {
+        return Err(e.into());
+    }
     if let Err(SendError::Reservoir(e)) = sent {
         return Err(e);
     }
     if !status.success() {
-        return Err(pipeline::plugin_failed(target_name, &status, &log.path, &tail).into());
+        return Err(run::plugin_failed(target_name, &status, &prepared.log.path, &tail).into());
     }
     if let Err(SendError::Closed) = sent {
-        return Err(PipelineError::Io {
+        return Err(RunError::Io {
             action: "cannot replay into",
             path: target_name.into(),
             source: std::io::Error::other("it stopped reading its input"),
@@ -419,7 +414,7 @@ pub fn run(
         partitions: sender.partitions,
         records: sender.records,
         commits,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: session.start.elapsed().as_secs_f64(),
         position: Value::Object(confirmed.to_state(tap_name)),
         nothing_new: false,
     })

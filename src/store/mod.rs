@@ -114,6 +114,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// 2 for a setting the user got wrong, 1 for a failure while working.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StoreError::Setting { .. } => 2,
+            _ => 1,
+        }
+    }
+
     pub fn io(
         action: &'static str,
         path: &Path,
@@ -125,6 +133,22 @@ impl StoreError {
             source,
         }
     }
+}
+
+/// An error and its causes, `: `-separated (the remote's own words are
+/// often three causes down).
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        next = c.source();
+    }
+    text
 }
 
 /// The user's cache directory for alto: `ALTO_CACHE_DIR`, else the OS cache

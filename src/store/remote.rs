@@ -117,6 +117,36 @@ fn settings_pairs(fs: &str, map: &serde_json::Map<String, Value>, out: &mut Vec<
     }
 }
 
+/// How long a remote may stay silent (`ALTO_REMOTE_TIMEOUT` seconds, default
+/// 30): the wait for a connection, for each read, and for retries together,
+/// so an unresponsive remote ends in an error, never a hang.
+pub fn remote_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(
+        std::env::var("ALTO_REMOTE_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(30),
+    )
+}
+
+fn client_options() -> object_store::ClientOptions {
+    let t = remote_timeout();
+    object_store::ClientOptions::new()
+        .with_connect_timeout(t.min(std::time::Duration::from_secs(10)))
+        .with_read_timeout(t)
+        // A whole request (a large upload included) may take longer than one read.
+        .with_timeout(t * 20)
+}
+
+fn retry_config() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: remote_timeout(),
+        ..Default::default()
+    }
+}
+
 fn home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -234,7 +264,10 @@ impl Remote {
             }
             Backend::S3 { bucket } => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
-                let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_client_options(client_options())
+                    .with_retry(retry_config());
                 for (k, v) in settings {
                     let key = AmazonS3ConfigKey::from_str(k).map_err(|e| setting_error(k, e))?;
                     b = b.with_config(key, v);
@@ -248,7 +281,10 @@ impl Remote {
             }
             Backend::Gcs { bucket } => {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-                let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+                let mut b = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_client_options(client_options())
+                    .with_retry(retry_config());
                 for (k, v) in settings {
                     let key = GoogleConfigKey::from_str(k).map_err(|e| setting_error(k, e))?;
                     b = b.with_config(key, v);
@@ -260,7 +296,10 @@ impl Remote {
             }
             Backend::Azure { container } => {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-                let mut b = MicrosoftAzureBuilder::from_env().with_container_name(container);
+                let mut b = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(container)
+                    .with_client_options(client_options())
+                    .with_retry(retry_config());
                 for (k, v) in settings {
                     let key = AzureConfigKey::from_str(k).map_err(|e| setting_error(k, e))?;
                     b = b.with_config(key, v);
@@ -582,6 +621,22 @@ impl Remote {
         self.delete(&path)
     }
 
+    /// Removes a file under the project's prefix only if it is still at
+    /// `expected`. Directory remotes delete it under the same lock as their
+    /// other conditional writes; object stores, which cannot delete
+    /// conditionally, replace it with `tombstone` by update-if-unchanged.
+    pub fn release_project_file(
+        &self,
+        rel: &str,
+        expected: UpdateVersion,
+        tombstone: Bytes,
+    ) -> Result<Written, StoreError> {
+        if let Some(path) = self.local_path(rel) {
+            return delete_local_if(&path, &expected);
+        }
+        self.write_project_file(rel, tombstone, Some(expected))
+    }
+
     /// Names of the files directly under a directory of the project's prefix.
     pub fn list_project_dir(&self, rel: &str) -> Result<Vec<String>, StoreError> {
         let prefix = self.path(&self.project_rel(rel));
@@ -692,6 +747,38 @@ fn cas_local(
     bytes: &[u8],
     expected: Option<&UpdateVersion>,
 ) -> Result<Written, StoreError> {
+    let lock = lock_beside(path)?;
+    if !unchanged(path, expected)? {
+        return Ok(Written::Conflict);
+    }
+    crate::store::local::write_atomic(path, bytes).map_err(StoreError::io("cannot write", path))?;
+    drop(lock);
+    Ok(Written::Done(content_version(bytes)))
+}
+
+/// Deletes a local file only if it is still at `expected`, under the same lock.
+fn delete_local_if(path: &Path, expected: &UpdateVersion) -> Result<Written, StoreError> {
+    let lock = lock_beside(path)?;
+    if !unchanged(path, Some(expected))? {
+        return Ok(Written::Conflict);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(StoreError::Io {
+                action: "cannot delete",
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
+    }
+    drop(lock);
+    Ok(Written::Done(expected.clone()))
+}
+
+/// An exclusive `flock` of a lock file beside `path`, held while alive.
+fn lock_beside(path: &Path) -> Result<std::fs::File, StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(StoreError::io("cannot create", dir))?;
     let lock_path = dir.join(format!(
@@ -718,6 +805,11 @@ fn cas_local(
             });
         }
     }
+    Ok(lock)
+}
+
+/// Whether a local file is at `expected` (`None`: absent).
+fn unchanged(path: &Path, expected: Option<&UpdateVersion>) -> Result<bool, StoreError> {
     let current = match std::fs::read(path) {
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -729,17 +821,11 @@ fn cas_local(
             });
         }
     };
-    let ok = match (expected, &current) {
+    Ok(match (expected, &current) {
         (None, None) => true,
         (Some(v), Some(cur)) => content_version(cur).e_tag == v.e_tag,
         _ => false,
-    };
-    if !ok {
-        return Ok(Written::Conflict);
-    }
-    crate::store::local::write_atomic(path, bytes).map_err(StoreError::io("cannot write", path))?;
-    drop(lock);
-    Ok(Written::Done(content_version(bytes)))
+    })
 }
 
 /// Copies a file while hashing it; (blake3, size).

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use object_store::UpdateVersion;
 use serde_json::{Map, Value};
 
-use super::PipelineError;
+use super::RunError;
 use crate::singer::state;
 use crate::store::remote::{Remote, Written};
 
@@ -30,7 +30,7 @@ impl<'r> StateStore<'r> {
         env: &str,
         tap: &str,
         target: &str,
-    ) -> Result<(StateStore<'r>, Map<String, Value>), PipelineError> {
+    ) -> Result<(StateStore<'r>, Map<String, Value>), RunError> {
         let mut store = StateStore {
             remote,
             dir: format!("state/{env}"),
@@ -45,7 +45,7 @@ impl<'r> StateStore<'r> {
         format!("{}/{}.json", self.dir, self.name)
     }
 
-    fn read(&mut self) -> Result<Map<String, Value>, PipelineError> {
+    fn read(&mut self) -> Result<Map<String, Value>, RunError> {
         let rel = self.active();
         match self.remote.read_project_file(&rel)? {
             None => {
@@ -54,7 +54,7 @@ impl<'r> StateStore<'r> {
             }
             Some(v) => {
                 self.version = Some(v.version);
-                state::parse_file(&v.bytes).map_err(|e| PipelineError::BadState {
+                state::parse_file(&v.bytes).map_err(|e| RunError::BadState {
                     path: self.remote.describe_project_file(&rel),
                     message: e.to_string(),
                 })
@@ -65,7 +65,7 @@ impl<'r> StateStore<'r> {
     /// The original alto wrote `state/DEVELOPMENT/` when ALTO_ENV was unset;
     /// alto's default is `dev`. Such a state is found and used, with a note;
     /// new state is written under `dev`.
-    fn read_original_default(&self) -> Result<Map<String, Value>, PipelineError> {
+    fn read_original_default(&self) -> Result<Map<String, Value>, RunError> {
         if self.dir != "state/dev" {
             return Ok(Map::new());
         }
@@ -73,7 +73,7 @@ impl<'r> StateStore<'r> {
         let Some(v) = self.remote.read_project_file(&old)? else {
             return Ok(Map::new());
         };
-        let state = state::parse_file(&v.bytes).map_err(|e| PipelineError::BadState {
+        let state = state::parse_file(&v.bytes).map_err(|e| RunError::BadState {
             path: self.remote.describe_project_file(&old),
             message: e.to_string(),
         })?;
@@ -87,7 +87,7 @@ impl<'r> StateStore<'r> {
     }
 
     /// Writes the active state, only over the version this run last read or wrote.
-    pub fn commit(&mut self, state: &Map<String, Value>) -> Result<(), PipelineError> {
+    pub fn commit(&mut self, state: &Map<String, Value>) -> Result<(), RunError> {
         let bytes = Bytes::from(serde_json::to_vec_pretty(state).unwrap_or_default());
         let rel = self.active();
         match self
@@ -98,7 +98,7 @@ impl<'r> StateStore<'r> {
                 self.version = Some(v);
                 Ok(())
             }
-            Written::Conflict => Err(PipelineError::StateConflict {
+            Written::Conflict => Err(RunError::StateConflict {
                 path: self.remote.describe_project_file(&rel),
             }),
         }
@@ -106,10 +106,7 @@ impl<'r> StateStore<'r> {
 
     /// Keeps a timestamped copy (`<tap>-to-<target>.<YYYYmmddHHMMSS>.json`),
     /// never overwriting one.
-    pub fn keep_history(
-        &self,
-        state: &Map<String, Value>,
-    ) -> Result<Option<String>, PipelineError> {
+    pub fn keep_history(&self, state: &Map<String, Value>) -> Result<Option<String>, RunError> {
         let bytes = Bytes::from(serde_json::to_vec_pretty(state).unwrap_or_default());
         // Names have second resolution; a second run within the same second
         // gets `-2`, `-3`, ... rather than overwrite the first one's copy.
@@ -133,14 +130,14 @@ impl<'r> StateStore<'r> {
     }
 
     /// Replaces the active state (`alto state set`), over whatever is there now.
-    pub fn replace(&mut self, state: &Map<String, Value>) -> Result<(), PipelineError> {
+    pub fn replace(&mut self, state: &Map<String, Value>) -> Result<(), RunError> {
         let rel = self.active();
         self.version = self.remote.read_project_file(&rel)?.map(|v| v.version);
         self.commit(state)
     }
 
     /// Drops the active state; history stays.
-    pub fn clear(&self) -> Result<(), PipelineError> {
+    pub fn clear(&self) -> Result<(), RunError> {
         Ok(self.remote.delete_project_file(&self.active())?)
     }
 }

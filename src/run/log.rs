@@ -1,0 +1,134 @@
+//! A run's log (`.alto/logs/<env>/<name>.<stamp>.log`, uploaded to
+//! `logs/<env>/`), the plugins' stderr streamed into it and to the console,
+//! and the redaction of secret values from every line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::{RunError, io_err};
+use crate::config::Project;
+
+/// Scrubs secret values from log lines.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Arc<Vec<String>>,
+}
+
+impl Redactor {
+    pub fn new(mut secrets: Vec<String>) -> Redactor {
+        // Longest first, so a secret containing another is scrubbed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Redactor {
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    pub fn redact(&self, line: &str) -> String {
+        let mut out = line.to_string();
+        for s in self.secrets.iter() {
+            if !s.is_empty() && out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), crate::config::REDACTED);
+            }
+        }
+        out
+    }
+}
+
+/// The last lines a plugin wrote on stderr, for error messages.
+pub type Tail = Arc<Mutex<Vec<String>>>;
+
+/// Streams a plugin's stderr to the console (prefixed) and to the run's log.
+pub fn pump_stderr(
+    name: String,
+    stream: impl Read + Send + 'static,
+    log: Arc<Mutex<std::fs::File>>,
+    redactor: Redactor,
+    echo: bool,
+    tail: Tail,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let line = redactor.redact(text.trim_end_matches(['\n', '\r']));
+            if echo {
+                eprintln!("{name} | {line}");
+            }
+            if let Ok(mut f) = log.lock() {
+                let _ = writeln!(f, "{name} | {line}");
+            }
+            if let Ok(mut t) = tail.lock() {
+                t.push(line);
+                if t.len() > 40 {
+                    t.remove(0);
+                }
+            }
+        }
+    })
+}
+
+/// A run's log under `.alto/logs/<env>/`, uploaded to `logs/<env>/` when the run ends.
+pub struct RunLog {
+    pub path: PathBuf,
+    name: String,
+    pub file: Arc<Mutex<std::fs::File>>,
+}
+
+impl RunLog {
+    pub fn create(project: &Project, env: &str, pipeline: &str) -> Result<RunLog, RunError> {
+        let dir = project.root.join(".alto/logs").join(env);
+        std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        // Runs within one second get distinct logs: never overwrite one.
+        let stamp = crate::store::now_compact();
+        let mut n = 1;
+        loop {
+            let name = if n == 1 {
+                format!("{pipeline}.{stamp}.log")
+            } else {
+                format!("{pipeline}.{stamp}-{n}.log")
+            };
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(&name))
+            {
+                Ok(f) => {
+                    return Ok(RunLog {
+                        path: dir.join(&name),
+                        name,
+                        file: Arc::new(Mutex::new(f)),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(io_err("cannot create", &dir.join(&name))(e)),
+            }
+        }
+    }
+
+    /// Appends a line.
+    pub fn line(&self, text: &str) {
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "{text}");
+        }
+    }
+
+    /// Copies the log to the remote; a failure is only a warning.
+    pub fn upload(&self, remote: &crate::store::Remote, env: &str) {
+        if let Ok(bytes) = std::fs::read(&self.path)
+            && let Err(e) = remote
+                .overwrite_project_file(&format!("logs/{env}/{}", self.name), Bytes::from(bytes))
+        {
+            tracing::warn!("could not upload the log: {e}");
+        }
+    }
+}
