@@ -552,7 +552,8 @@ mod tests {
     /// and means what it means after `alto run`.
     #[test]
     fn task_names_take_every_flag_of_their_command() {
-        let cases: &[(&str, fn(&Cli) -> bool)] = &[
+        type Check = fn(&Cli) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("tap:target --env prod", |c| {
                 c.global.env.as_deref() == Some("prod")
             }),
