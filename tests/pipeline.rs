@@ -569,3 +569,111 @@ fn fs_commands_on_the_remote_root() {
     );
     assert!(!state_file(&p).exists());
 }
+
+/// A run that would do nothing, or did nothing it can vouch for, says so;
+/// flags after a task name are honoured (`--env prod` runs prod).
+#[test]
+fn runs_that_do_nothing_say_so_and_flags_after_task_names_count() {
+    let p = plugin_project(&format!(
+        "{}prod:\n  targets:\n    target-fixture:\n      config:\n        destination: out/prod\n",
+        config("", "")
+    ));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture", "--env", "prod"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ids(&p.path().join("out/prod/users.jsonl")).len(), 5);
+    assert!(!p.path().join("out/raw/users.jsonl").exists());
+    // A misspelled flag after the task name is refused, not ignored.
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture", "--ful-refresh"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--full-refresh"), "{err}");
+
+    // Select rules that match no stream: exit 2, naming rules and streams.
+    std::fs::write(
+        p.path().join("alto.local.yaml"),
+        "default:\n  taps:\n    tap-fixture:\n      select: ['invoices.*']\n",
+    )
+    .unwrap();
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("select no stream"), "{err}");
+    assert!(err.contains("invoices.*"), "{err}");
+    assert!(err.contains("users, orders"), "{err}");
+    assert!(!err.contains("done in"), "{err}");
+
+    // Records delivered, no state confirmed: a warning naming the target.
+    std::fs::write(
+        p.path().join("alto.local.yaml"),
+        "default:\n  targets:\n    target-fixture:\n      config:\n        confirm: false\n",
+    )
+    .unwrap();
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("target-fixture confirmed no state"), "{err}");
+}
+
+/// One error, one exit code, whichever command meets it.
+#[test]
+fn a_missing_local_plugin_source_is_exit_2_everywhere() {
+    let p = plugin_project(
+        "default:\n  taps:\n    tap-x:\n      pip_url: ./plugins/nope\n  targets:\n    target-fixture:\n      pip_url: ./plugins/target-fixture\n",
+    );
+    let m = Machine::new(false);
+    for args in [
+        &["build"][..],
+        &["build", "tap-x"],
+        &["tap-x:target-fixture"],
+        &["run", "tap-x:target-fixture"],
+        &["tap-x:reservoir"],
+        &["show", "tap-x"],
+    ] {
+        let (code, _, err) = p.run_on(&m, args);
+        assert_eq!(code, 2, "alto {args:?}: {err}");
+        assert!(err.contains("does not exist"), "alto {args:?}: {err}");
+    }
+}
+
+/// `alto build` seeds the shared store: a remote it cannot reach fails it
+/// (exit 1, the cause, where credentials were looked for), unless a
+/// local-only build was asked for.
+#[test]
+fn a_build_whose_remote_cannot_be_reached_fails_unless_local_only() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = plugin_project(&format!(
+        "default:\n  filesystem: s3\n  bucket: seeds\n  s3_settings:\n    endpoint: http://127.0.0.1:{port}\n    allow_http: true\n    region: us-east-1\n    access_key_id: test\n    secret_access_key: test\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n"
+    ));
+    let m = Machine::new(true);
+    let out = p
+        .on(&m)
+        .env("ALTO_REMOTE_TIMEOUT", "2")
+        .args(["build"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3://seeds"), "{err}");
+    assert!(err.contains("cannot be listed"), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert!(err.contains("--no-push"), "{err}");
+    assert!(!m.objects().exists() || std::fs::read_dir(m.objects()).unwrap().count() == 0);
+
+    let out = p
+        .on(&m)
+        .env("ALTO_REMOTE_TIMEOUT", "2")
+        .args(["build", "--no-push"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("remote store is unavailable"), "{err}");
+    assert!(err.contains("1 built"), "{err}");
+    let (code, _, err) = p.run_on(&m, &["build", "--offline"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 present"), "{err}");
+}
