@@ -1,15 +1,12 @@
-//! `alto build`, `alto show`, `alto invoke` and `alto store verify`.
+//! `alto build`: realize plugins (and, with `--catalogs`, base catalogs) from the
+//! local store, the remote or a pex build; `--dry-run`, `--check`, `--repair`.
 
-use std::io::IsTerminal;
-
-use serde_json::{Value, json};
-
-use super::output::{out, print_json};
+use super::printer::{out, print_json};
 use super::{Error, Global};
 use crate::config::{LoadOptions, Project};
 use crate::eval::PluginDerivation;
-use crate::realize::{self, Availability, Options, Realizer, Status};
-use crate::store::{self, LocalStatus, LocalStore};
+use crate::realize::{Availability, Options, Realizer, Status};
+use serde_json::{Value, json};
 
 #[derive(Debug, Default, Clone)]
 pub struct BuildArgs {
@@ -60,7 +57,7 @@ fn remote_unreachable(project: &Project, e: &dyn std::error::Error, action: &str
     }
 }
 
-fn availability_word(a: Availability) -> &'static str {
+pub(super) fn availability_word(a: Availability) -> &'static str {
     match a {
         Availability::Local => "in the local store",
         Availability::Remote => "in the remote store (will be substituted)",
@@ -69,7 +66,7 @@ fn availability_word(a: Availability) -> &'static str {
     }
 }
 
-fn describe_derivation(d: &PluginDerivation, a: Availability) -> String {
+pub(super) fn describe_derivation(d: &PluginDerivation, a: Availability) -> String {
     let mut s = format!("{}  {}\n", d.plugins.join(", "), d.key);
     s.push_str(&format!("  status    {}\n", availability_word(a)));
     s.push_str(&format!("  pip_url   {}\n", d.pip_url));
@@ -92,7 +89,7 @@ fn describe_derivation(d: &PluginDerivation, a: Availability) -> String {
     s
 }
 
-fn derivation_json(d: &PluginDerivation, a: Availability) -> Value {
+pub(super) fn derivation_json(d: &PluginDerivation, a: Availability) -> Value {
     json!({"key": d.key, "plugins": d.plugins, "inputs": d.inputs(), "status": a})
 }
 
@@ -132,7 +129,7 @@ fn build_one(
     let opts = Options {
         jobs: args.jobs,
         repair: args.repair,
-        progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
+        progress: g.printer().progress(),
         push: !args.no_push,
     };
     let _aware = crate::interrupt::Aware::new();
@@ -187,7 +184,7 @@ fn build_one(
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    if g.json {
+    if g.printer().json() {
         let mut summary = json!({
             "environment": project.environment,
             "derivations": outcomes,
@@ -201,7 +198,7 @@ fn build_one(
             summary["check"] = Value::Array(checks);
         }
         print_json(&summary);
-    } else if g.quiet == 0 {
+    } else if g.printer().verbose() {
         eprintln!(
             "{} plugins: {} present, {} substituted, {} built, {} failed ({seconds:.2}s)",
             outcomes.len(),
@@ -299,7 +296,7 @@ fn dry_run(
     }
     derivs.retain(|d| seen.insert(d.key.clone()));
     let avail = realizer.availability(&derivs, args.offline)?;
-    if g.json {
+    if g.printer().json() {
         let mut rows: Vec<Value> = derivs
             .iter()
             .zip(&avail)
@@ -315,286 +312,6 @@ fn dry_run(
         }
         for (n, m) in &missing {
             out(&format!("{n}\n  status    cannot be keyed: {m}\n"));
-        }
-    }
-    Ok(())
-}
-
-pub fn show(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
-    let plugin = project.plugin(name)?;
-    let realizer = Realizer::new(project)?;
-    let derivs = realizer.derivations(&[name.to_string()])?;
-    let entry = crate::eval::entry(project, plugin)?;
-    let Some(d) = derivs.first() else {
-        if g.json {
-            print_json(&json!({"plugin": name, "derivation": null}));
-        } else {
-            out(&format!("{name} has no pip_url: nothing to build\n"));
-        }
-        return Ok(());
-    };
-    let avail = realizer.availability(&derivs, false)?[0];
-    if g.json {
-        let mut v = derivation_json(d, avail);
-        v["entry"] = json!(entry);
-        v["path"] = json!(realizer.local.data_path(&d.key));
-        print_json(&v);
-    } else {
-        out(&describe_derivation(d, avail));
-        out(&match entry {
-            crate::eval::Entry::Script(s) => format!("  entry     script {s} (PEX_SCRIPT)\n"),
-            crate::eval::Entry::Module(m) => format!("  entry     module {m} (PEX_MODULE)\n"),
-        });
-        out(&format!(
-            "  path      {}\n",
-            realizer.local.data_path(&d.key).display()
-        ));
-    }
-    Ok(())
-}
-
-/// `alto invoke [python] PLUGIN [ARGS...]`; the plugin's exit code is alto's.
-pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<u8, Error> {
-    let (interpreter, name, rest) = match args {
-        [first, second, rest @ ..] if first == "python" && project.plugin(second).is_ok() => {
-            (true, second, rest)
-        }
-        [first, rest @ ..] => (false, first, rest),
-        [] => {
-            return Err(Error::UnknownCommand {
-                name: String::new(),
-            });
-        }
-    };
-    let plugin = project.plugin(name)?;
-    let realizer = Realizer::new(project)?;
-    let derivs = realizer.derivations(std::slice::from_ref(name))?;
-    let Some(d) = derivs.first() else {
-        return Err(Error::NothingToRun {
-            plugin: name.clone(),
-        });
-    };
-    let opts = Options {
-        jobs: 1,
-        repair: false,
-        progress: std::io::stderr().is_terminal() && g.quiet == 0,
-        ..Default::default()
-    };
-    if let Some(e) = realizer
-        .realize(&derivs, &opts)
-        .into_iter()
-        .next()
-        .and_then(|o| o.error)
-    {
-        return Err(e.into());
-    }
-    let mut cmd = realizer.command(plugin, d, interpreter)?;
-    cmd.args(rest);
-    let program = std::path::PathBuf::from(cmd.get_program());
-    let status = cmd
-        .status()
-        .map_err(|source| realize::RealizeError::Spawn { program, source })?;
-    Ok(exit_code(status))
-}
-
-fn exit_code(status: std::process::ExitStatus) -> u8 {
-    if let Some(c) = status.code() {
-        return c.clamp(0, 255) as u8;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(sig) = status.signal() {
-            return (128 + sig).clamp(0, 255) as u8;
-        }
-    }
-    1
-}
-
-pub fn verify(g: &Global, repair: bool) -> Result<(), Error> {
-    let local = LocalStore::open(&store::cache_dir())?;
-    let mut damaged = 0;
-    let mut report = Vec::new();
-    let keys = local.keys()?;
-    for key in &keys {
-        let reason = match local.status(key, true)? {
-            LocalStatus::Valid(_) => None,
-            LocalStatus::Damaged { reason, .. } => Some(reason),
-            LocalStatus::Missing => continue,
-        };
-        if let Some(r) = &reason {
-            damaged += 1;
-            tracing::error!("{key}: {r}");
-            if repair {
-                // Gone from the store, it is substituted or rebuilt by the next build.
-                local.remove(key)?;
-                tracing::info!("{key}: removed; `alto build` fetches or rebuilds it");
-            }
-        }
-        report.push(json!({"key": key, "ok": reason.is_none(), "reason": reason, "removed": repair && reason.is_some()}));
-    }
-    if g.json {
-        print_json(&Value::Array(report));
-    } else if g.quiet == 0 {
-        eprintln!("{} objects verified, {damaged} damaged", keys.len());
-    }
-    if damaged > 0 && !repair {
-        return Err(Error::VerifyFailed { count: damaged });
-    }
-    Ok(())
-}
-
-/// `alto store verify --remote`: downloads and re-hashes every remote object.
-/// `--repair` replaces a damaged one from an intact local copy of the same content.
-pub fn verify_remote(g: &Global, project: &Project, repair: bool) -> Result<(), Error> {
-    let realizer = Realizer::new(project)?;
-    let remote = realizer.remote()?;
-    let mut keys: Vec<crate::eval::Key> = remote.meta_keys()?.into_iter().collect();
-    keys.sort();
-    let start = std::time::Instant::now();
-    let (mut damaged, mut repaired, mut bytes) = (0, 0, 0u64);
-    let mut report = Vec::new();
-    for key in &keys {
-        let Some(meta) = remote.meta(key)? else {
-            continue;
-        };
-        let tmp = realizer.local.temp_path(&format!("{key}.verify"));
-        let result = remote.download(key, &tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let problem = match result {
-            Ok((blake3, size)) => {
-                bytes += size;
-                (blake3 != meta.blake3 || size != meta.size)
-                    .then(|| format!("blake3 {blake3} differs from the recorded {}", meta.blake3))
-            }
-            Err(e) => Some(e.to_string()),
-        };
-        let mut fixed = false;
-        if let Some(p) = &problem {
-            damaged += 1;
-            tracing::error!("{key} in {}: {p}", remote.describe);
-            if repair {
-                if let LocalStatus::Valid(local_meta) = realizer.local.status(key, true)?
-                    && local_meta.blake3 == meta.blake3
-                {
-                    remote.upload(key, &realizer.local.data_path(key), &local_meta, true)?;
-                    fixed = true;
-                    repaired += 1;
-                }
-                if !fixed {
-                    tracing::error!(
-                        "{key}: no intact local copy here; `alto build --repair` on a machine that builds it replaces it"
-                    );
-                }
-            }
-        }
-        report.push(
-            json!({"key": key, "ok": problem.is_none(), "reason": problem, "repaired": fixed}),
-        );
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    if g.json {
-        print_json(
-            &json!({"remote": remote.describe, "objects": report, "bytes": bytes, "seconds": seconds}),
-        );
-    } else if g.quiet == 0 {
-        eprintln!(
-            "{} remote objects verified ({:.1} MB in {seconds:.2}s), {damaged} damaged, {repaired} repaired",
-            keys.len(),
-            bytes as f64 / 1e6
-        );
-    }
-    if damaged > repaired {
-        return Err(Error::VerifyFailed {
-            count: damaged - repaired,
-        });
-    }
-    Ok(())
-}
-
-/// `alto store export`: realizes the plugins, then writes them to one file.
-pub fn export(
-    g: &Global,
-    project: &Project,
-    plugins: &[String],
-    output: &std::path::Path,
-) -> Result<(), Error> {
-    let realizer = Realizer::new(project)?;
-    let derivs = realizer.derivations(plugins)?;
-    let opts = Options {
-        jobs: 2,
-        repair: false,
-        progress: !g.json && std::io::stderr().is_terminal() && g.quiet == 0,
-        ..Default::default()
-    };
-    for o in realizer.realize(&derivs, &opts) {
-        if let Some(e) = o.error {
-            return Err(e.into());
-        }
-    }
-    let keys: Vec<crate::eval::Key> = derivs.iter().map(|d| d.key.clone()).collect();
-    let bytes = crate::store::archive::export(&realizer.local, &keys, output)?;
-    if g.json {
-        print_json(&json!({"file": output, "objects": keys, "bytes": bytes}));
-    } else if g.quiet == 0 {
-        eprintln!(
-            "{} plugins ({:.1} MB) written to {}",
-            keys.len(),
-            bytes as f64 / 1e6,
-            output.display()
-        );
-    }
-    Ok(())
-}
-
-/// `alto store import`: needs no project, only the file.
-pub fn import(g: &Global, file: &std::path::Path) -> Result<(), Error> {
-    let local = LocalStore::open(&store::cache_dir())?;
-    let keys = crate::store::archive::import(&local, file)?;
-    if g.json {
-        print_json(&json!({"imported": keys}));
-    } else if g.quiet == 0 {
-        eprintln!(
-            "{} objects imported and verified into {}",
-            keys.len(),
-            store::cache_dir().display()
-        );
-    }
-    Ok(())
-}
-
-/// `alto store keygen`: the secret key goes to a new private file; the public
-/// key is printed.
-pub fn keygen(g: &Global, name: &str, output: &std::path::Path) -> Result<(), Error> {
-    let key = store::signing::SecretKey::generate(name).map_err(|source| Error::Write {
-        path: "/dev/urandom".into(),
-        source,
-    })?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(output).map_err(|source| Error::Write {
-        path: output.to_path_buf(),
-        source,
-    })?;
-    std::io::Write::write_all(&mut f, format!("{}\n", key.to_text()).as_bytes()).map_err(
-        |source| Error::Write {
-            path: output.to_path_buf(),
-            source,
-        },
-    )?;
-    let public = key.public().to_text();
-    if g.json {
-        print_json(&json!({"secret_key_file": output, "public_key": public}));
-    } else {
-        out(&format!("{public}\n"));
-        if g.quiet == 0 {
-            eprintln!(
-                "secret key written to {} (keep it out of version control); set `signing_key: {}` where the cache is built and add the line above to `trusted_public_keys` everywhere",
-                output.display(),
-                output.display()
-            );
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::path::Path;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::output::{out, print_json};
+use super::printer::{out, print_json};
 use super::{Error, Global};
 use crate::config::Project;
 use crate::realize::Realizer;
@@ -49,7 +49,7 @@ pub fn ls(g: &Global, project: &Project, path: Option<&str>) -> Result<(), Error
     let remote = realizer.remote()?;
     let rel = clean(path.unwrap_or(""))?;
     let (dirs, files) = remote.list_project(&rel)?;
-    if g.json {
+    if g.printer().json() {
         print_json(&json!({
             "path": remote.describe_project_file(&rel),
             "directories": dirs,

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::output::print_json;
+use super::printer::print_json;
 use super::{Error, Global};
 use crate::config::{LoadOptions, Project};
 use crate::eval::Key;
@@ -12,7 +12,7 @@ use crate::realize::Realizer;
 use crate::store::{self, LocalStatus, roots};
 
 /// Keys of every plugin and base catalog of every environment of the project.
-fn project_roots(project: &Project) -> Result<BTreeSet<Key>, Error> {
+pub(super) fn project_roots(project: &Project) -> Result<BTreeSet<Key>, Error> {
     let mut envs = vec![project.environment.clone()];
     for e in &project.environments {
         if !envs.iter().any(|x| x.eq_ignore_ascii_case(e)) {
@@ -103,11 +103,11 @@ pub fn gc(
             );
         }
     }
-    if g.json {
+    if g.printer().json() {
         print_json(
             &json!({"dry_run": dry_run, "removed": removed, "freed_bytes": freed, "roots": roots.len()}),
         );
-    } else if g.quiet == 0 {
+    } else if g.printer().verbose() {
         eprintln!(
             "{} {} objects ({:.1} MB); {} roots kept",
             if dry_run { "would remove" } else { "removed" },
@@ -115,27 +115,6 @@ pub fn gc(
             freed as f64 / 1e6,
             roots.len()
         );
-    }
-    Ok(())
-}
-
-pub fn pin(g: &Global, project: &Project, plugins: &[String], unpin: bool) -> Result<(), Error> {
-    let realizer = Realizer::new(project)?;
-    let derivs = realizer.derivations(plugins)?;
-    let cache = store::cache_dir();
-    let mut pins = roots::pins(&cache);
-    for d in &derivs {
-        if unpin {
-            pins.remove(&d.key);
-        } else {
-            pins.insert(d.key.clone());
-        }
-    }
-    roots::set_pins(&cache, &pins)?;
-    if g.json {
-        print_json(&json!({"pins": pins}));
-    } else if g.quiet == 0 {
-        eprintln!("{} pinned objects", pins.len());
     }
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::commands::write_new;
-use super::output::print_json;
+use super::init::write_new;
+use super::printer::print_json;
 use super::{Error, Global};
 use crate::config::meltano;
 
@@ -84,7 +84,7 @@ pub fn meltano(g: &Global, path: Option<&Path>) -> Result<(), Error> {
             eprintln!("note: {n}");
         }
     }
-    if g.json {
+    if g.printer().json() {
         print_json(&json!({
             "written": written.to_string_lossy(),
             "untranslated": translation.untranslated,

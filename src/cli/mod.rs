@@ -2,15 +2,26 @@
 //! output modes (human or `--json`) and exit codes. How things are done lives
 //! in the other modules.
 
+mod about;
 mod build;
-mod commands;
+mod catalog;
+mod clean;
+mod config;
 mod error;
 mod fs;
 mod gc;
 mod import;
-mod output;
-mod pipeline;
+mod init;
+mod invoke;
+mod list;
+mod printer;
+mod reservoir;
+mod run;
+mod show;
+mod state;
+mod store;
 pub mod task;
+mod test;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -19,7 +30,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use error::Error;
 
-use crate::config::{self, LoadOptions, Project};
+use crate::config::{LoadOptions, Project};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -373,12 +384,17 @@ pub fn expand_task_name(mut args: Vec<OsString>) -> Vec<OsString> {
 }
 
 impl Global {
+    /// How this command's output is shown.
+    pub fn printer(&self) -> printer::Printer {
+        printer::Printer::new(self)
+    }
+
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions::from_process(self.root.clone(), self.env.clone())
     }
 
     pub fn load(&self) -> Result<Project, Error> {
-        Ok(config::load(&self.load_options())?)
+        Ok(crate::config::load(&self.load_options())?)
     }
 }
 
@@ -411,15 +427,15 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             format,
             name,
             no_prompt,
-        } => commands::init(g, *format, name.clone(), *no_prompt).map(|_| 0),
+        } => init::init(g, *format, name.clone(), *no_prompt).map(|_| 0),
         Command::Import {
             source: ImportSource::Meltano { path },
         } => import::meltano(g, path.as_deref()).map(|_| 0),
         Command::Config { plugin, tap } => {
-            commands::config(g, &g.load()?, plugin, tap.as_deref()).map(|_| 0)
+            config::config(g, &g.load()?, plugin, tap.as_deref()).map(|_| 0)
         }
-        Command::Dump { keys } => commands::dump(g, &g.load()?, keys).map(|_| 0),
-        Command::List => commands::list(g, &g.load()?).map(|_| 0),
+        Command::Dump { keys } => config::dump(g, &g.load()?, keys).map(|_| 0),
+        Command::List => list::list(g, &g.load()?).map(|_| 0),
         Command::Build {
             plugins,
             jobs,
@@ -444,31 +460,31 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             };
             build::build(g, &g.load()?, &opts).map(|_| 0)
         }
-        Command::Show { plugin } => build::show(g, &g.load()?, plugin).map(|_| 0),
-        Command::Invoke { args } => build::invoke(g, &g.load()?, args),
+        Command::Show { plugin } => show::show(g, &g.load()?, plugin).map(|_| 0),
+        Command::Invoke { args } => invoke::invoke(g, &g.load()?, args),
         Command::Store {
             command:
                 StoreCommand::Verify {
                     remote: false,
                     repair,
                 },
-        } => build::verify(g, *repair).map(|_| 0),
+        } => store::verify(g, *repair).map(|_| 0),
         Command::Store {
             command:
                 StoreCommand::Verify {
                     remote: true,
                     repair,
                 },
-        } => build::verify_remote(g, &g.load()?, *repair).map(|_| 0),
+        } => store::verify_remote(g, &g.load()?, *repair).map(|_| 0),
         Command::Store {
             command: StoreCommand::Export { plugins, output },
-        } => build::export(g, &g.load()?, plugins, output).map(|_| 0),
+        } => store::export(g, &g.load()?, plugins, output).map(|_| 0),
         Command::Store {
             command: StoreCommand::Import { file },
-        } => build::import(g, file).map(|_| 0),
+        } => store::import(g, file).map(|_| 0),
         Command::Store {
             command: StoreCommand::Keygen { name, output },
-        } => build::keygen(g, name, output).map(|_| 0),
+        } => store::keygen(g, name, output).map(|_| 0),
         Command::Fs { command, yes } => {
             let project = g.load()?;
             match command {
@@ -481,16 +497,16 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Reservoir {
             command: ReservoirCommand::Ls { tap },
-        } => pipeline::reservoir_ls(g, &g.load()?, tap).map(|_| 0),
+        } => reservoir::reservoir_ls(g, &g.load()?, tap).map(|_| 0),
         Command::Reservoir {
             command: ReservoirCommand::Compact { tap, wait },
-        } => pipeline::reservoir_compact(g, &g.load()?, tap, *wait).map(|_| 0),
+        } => reservoir::reservoir_compact(g, &g.load()?, tap, *wait).map(|_| 0),
         Command::Store {
             command: StoreCommand::Pin { plugins },
-        } => gc::pin(g, &g.load()?, plugins, false).map(|_| 0),
+        } => store::pin(g, &g.load()?, plugins, false).map(|_| 0),
         Command::Store {
             command: StoreCommand::Unpin { plugins },
-        } => gc::pin(g, &g.load()?, plugins, true).map(|_| 0),
+        } => store::pin(g, &g.load()?, plugins, true).map(|_| 0),
         Command::Gc {
             dry_run,
             remote,
@@ -507,15 +523,15 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 wait: *wait,
                 strict: g.strict,
             };
-            pipeline::run(g, &g.load()?, pipelines, &opts, *jobs)
+            run::run(g, &g.load()?, pipelines, &opts, *jobs)
         }
         Command::State {
             command: StateCommand::Show { pipeline: p },
-        } => pipeline::state_show(&g.load()?, p).map(|_| 0),
+        } => state::state_show(&g.load()?, p).map(|_| 0),
         Command::State {
             command: StateCommand::Set { pipeline: p, file },
-        } => pipeline::state_set(&g.load()?, p, file).map(|_| 0),
-        Command::Clean { name } => pipeline::clean(g, &g.load()?, name).map(|_| 0),
+        } => state::state_set(&g.load()?, p, file).map(|_| 0),
+        Command::Clean { name } => clean::clean(g, &g.load()?, name).map(|_| 0),
         Command::Catalog {
             command:
                 Some(CatalogCommand::Apply {
@@ -523,18 +539,18 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     rules,
                 }),
             ..
-        } => pipeline::catalog_apply(base_catalog, rules).map(|_| 0),
+        } => catalog::catalog_apply(base_catalog, rules).map(|_| 0),
         Command::Catalog { command: None, tap } => match tap {
-            Some(t) => pipeline::catalog_show(g, &g.load()?, t).map(|_| 0),
+            Some(t) => catalog::catalog_show(g, &g.load()?, t).map(|_| 0),
             None => Err(Error::UnknownCommand {
                 name: "catalog".into(),
             }),
         },
-        Command::Select { tap, .. } => pipeline::select_list(g, &g.load()?, tap).map(|_| 0),
+        Command::Select { tap, .. } => catalog::select_list(g, &g.load()?, tap).map(|_| 0),
         Command::Test { tap, timeout } => {
-            pipeline::test(g, &g.load()?, tap, std::time::Duration::from_secs(*timeout))
+            test::test(g, &g.load()?, tap, std::time::Duration::from_secs(*timeout))
         }
-        Command::About { plugin } => pipeline::about(g, &g.load()?, plugin),
+        Command::About { plugin } => about::about(g, &g.load()?, plugin),
     }
 }
 

@@ -1,0 +1,218 @@
+//! `alto store verify|export|import|keygen`: maintaining the local store.
+
+use super::printer::{out, print_json};
+use super::{Error, Global};
+use crate::config::Project;
+use crate::realize::{Options, Realizer};
+use crate::store::{self, LocalStatus, LocalStore, roots};
+use serde_json::{Value, json};
+
+pub fn verify(g: &Global, repair: bool) -> Result<(), Error> {
+    let local = LocalStore::open(&store::cache_dir())?;
+    let mut damaged = 0;
+    let mut report = Vec::new();
+    let keys = local.keys()?;
+    for key in &keys {
+        let reason = match local.status(key, true)? {
+            LocalStatus::Valid(_) => None,
+            LocalStatus::Damaged { reason, .. } => Some(reason),
+            LocalStatus::Missing => continue,
+        };
+        if let Some(r) = &reason {
+            damaged += 1;
+            tracing::error!("{key}: {r}");
+            if repair {
+                // Gone from the store, it is substituted or rebuilt by the next build.
+                local.remove(key)?;
+                tracing::info!("{key}: removed; `alto build` fetches or rebuilds it");
+            }
+        }
+        report.push(json!({"key": key, "ok": reason.is_none(), "reason": reason, "removed": repair && reason.is_some()}));
+    }
+    if g.printer().json() {
+        print_json(&Value::Array(report));
+    } else if g.printer().verbose() {
+        eprintln!("{} objects verified, {damaged} damaged", keys.len());
+    }
+    if damaged > 0 && !repair {
+        return Err(Error::VerifyFailed { count: damaged });
+    }
+    Ok(())
+}
+
+/// `alto store verify --remote`: downloads and re-hashes every remote object.
+/// `--repair` replaces a damaged one from an intact local copy of the same content.
+pub fn verify_remote(g: &Global, project: &Project, repair: bool) -> Result<(), Error> {
+    let realizer = Realizer::new(project)?;
+    let remote = realizer.remote()?;
+    let mut keys: Vec<crate::eval::Key> = remote.meta_keys()?.into_iter().collect();
+    keys.sort();
+    let start = std::time::Instant::now();
+    let (mut damaged, mut repaired, mut bytes) = (0, 0, 0u64);
+    let mut report = Vec::new();
+    for key in &keys {
+        let Some(meta) = remote.meta(key)? else {
+            continue;
+        };
+        let tmp = realizer.local.temp_path(&format!("{key}.verify"));
+        let result = remote.download(key, &tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let problem = match result {
+            Ok((blake3, size)) => {
+                bytes += size;
+                (blake3 != meta.blake3 || size != meta.size)
+                    .then(|| format!("blake3 {blake3} differs from the recorded {}", meta.blake3))
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        let mut fixed = false;
+        if let Some(p) = &problem {
+            damaged += 1;
+            tracing::error!("{key} in {}: {p}", remote.describe);
+            if repair {
+                if let LocalStatus::Valid(local_meta) = realizer.local.status(key, true)?
+                    && local_meta.blake3 == meta.blake3
+                {
+                    remote.upload(key, &realizer.local.data_path(key), &local_meta, true)?;
+                    fixed = true;
+                    repaired += 1;
+                }
+                if !fixed {
+                    tracing::error!(
+                        "{key}: no intact local copy here; `alto build --repair` on a machine that builds it replaces it"
+                    );
+                }
+            }
+        }
+        report.push(
+            json!({"key": key, "ok": problem.is_none(), "reason": problem, "repaired": fixed}),
+        );
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if g.printer().json() {
+        print_json(
+            &json!({"remote": remote.describe, "objects": report, "bytes": bytes, "seconds": seconds}),
+        );
+    } else if g.printer().verbose() {
+        eprintln!(
+            "{} remote objects verified ({:.1} MB in {seconds:.2}s), {damaged} damaged, {repaired} repaired",
+            keys.len(),
+            bytes as f64 / 1e6
+        );
+    }
+    if damaged > repaired {
+        return Err(Error::VerifyFailed {
+            count: damaged - repaired,
+        });
+    }
+    Ok(())
+}
+
+/// `alto store export`: realizes the plugins, then writes them to one file.
+pub fn export(
+    g: &Global,
+    project: &Project,
+    plugins: &[String],
+    output: &std::path::Path,
+) -> Result<(), Error> {
+    let realizer = Realizer::new(project)?;
+    let derivs = realizer.derivations(plugins)?;
+    let opts = Options {
+        jobs: 2,
+        repair: false,
+        progress: g.printer().progress(),
+        ..Default::default()
+    };
+    for o in realizer.realize(&derivs, &opts) {
+        if let Some(e) = o.error {
+            return Err(e.into());
+        }
+    }
+    let keys: Vec<crate::eval::Key> = derivs.iter().map(|d| d.key.clone()).collect();
+    let bytes = crate::store::archive::export(&realizer.local, &keys, output)?;
+    if g.printer().json() {
+        print_json(&json!({"file": output, "objects": keys, "bytes": bytes}));
+    } else if g.printer().verbose() {
+        eprintln!(
+            "{} plugins ({:.1} MB) written to {}",
+            keys.len(),
+            bytes as f64 / 1e6,
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+/// `alto store import`: needs no project, only the file.
+pub fn import(g: &Global, file: &std::path::Path) -> Result<(), Error> {
+    let local = LocalStore::open(&store::cache_dir())?;
+    let keys = crate::store::archive::import(&local, file)?;
+    if g.printer().json() {
+        print_json(&json!({"imported": keys}));
+    } else if g.printer().verbose() {
+        eprintln!(
+            "{} objects imported and verified into {}",
+            keys.len(),
+            store::cache_dir().display()
+        );
+    }
+    Ok(())
+}
+
+/// `alto store keygen`: the secret key goes to a new private file; the public
+/// key is printed.
+pub fn keygen(g: &Global, name: &str, output: &std::path::Path) -> Result<(), Error> {
+    let key = store::signing::SecretKey::generate(name).map_err(|source| Error::Write {
+        path: "/dev/urandom".into(),
+        source,
+    })?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(output).map_err(|source| Error::Write {
+        path: output.to_path_buf(),
+        source,
+    })?;
+    std::io::Write::write_all(&mut f, format!("{}\n", key.to_text()).as_bytes()).map_err(
+        |source| Error::Write {
+            path: output.to_path_buf(),
+            source,
+        },
+    )?;
+    let public = key.public().to_text();
+    if g.printer().json() {
+        print_json(&json!({"secret_key_file": output, "public_key": public}));
+    } else {
+        out(&format!("{public}\n"));
+        if g.printer().verbose() {
+            eprintln!(
+                "secret key written to {} (keep it out of version control); set `signing_key: {}` where the cache is built and add the line above to `trusted_public_keys` everywhere",
+                output.display(),
+                output.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn pin(g: &Global, project: &Project, plugins: &[String], unpin: bool) -> Result<(), Error> {
+    let realizer = Realizer::new(project)?;
+    let derivs = realizer.derivations(plugins)?;
+    let cache = store::cache_dir();
+    let mut pins = roots::pins(&cache);
+    for d in &derivs {
+        if unpin {
+            pins.remove(&d.key);
+        } else {
+            pins.insert(d.key.clone());
+        }
+    }
+    roots::set_pins(&cache, &pins)?;
+    if g.printer().json() {
+        print_json(&json!({"pins": pins}));
+    } else if g.printer().verbose() {
+        eprintln!("{} pinned objects", pins.len());
+    }
+    Ok(())
+}
