@@ -21,9 +21,12 @@ const CONTROL_VARS: [&str; 5] = [
     "ALTO_BENCH",
 ];
 
-/// Top-level keys that belong inside a section; seeing one at the top level
-/// means the user forgot `default:`.
-pub(crate) const SETTING_KEYS: [&str; 11] = [
+/// The keys of a section's top level: every project setting alto reads. One
+/// at the top of a file means the user forgot `default:`; the Meltano importer
+/// never names an environment after one; any other key of a section is named
+/// in a warning (an error with `--strict`, see `config::keys`).
+pub(crate) const SETTING_KEYS: [&str; 31] = [
+    // config: the project, its plugins and what they get.
     "mappers",
     "project_name",
     "load_path",
@@ -31,10 +34,35 @@ pub(crate) const SETTING_KEYS: [&str; 11] = [
     "targets",
     "utilities",
     "environment",
+    // config::project: the original's Python extensions (warned about, not run).
+    "extensions",
+    // store::remote: where the remote store is, and its options
+    // (`<filesystem>_settings` for every filesystem name it accepts).
     "filesystem",
     "bucket",
     "bucket_path",
-    "extensions",
+    "filesystem_kwargs",
+    "storage_options",
+    "file_settings",
+    "local_settings",
+    "s3_settings",
+    "s3a_settings",
+    "gcs_settings",
+    "gs_settings",
+    "azure_settings",
+    "az_settings",
+    "adls_settings",
+    "abfs_settings",
+    // realize: the interpreter and pex plugins are built with, signed caches.
+    "python",
+    "pex",
+    "signing_key",
+    "trusted_public_keys",
+    "untrusted_substitutes",
+    // reservoir: the ingest tuning a tap without its own falls back on.
+    "reservoir_buffer_size",
+    "reservoir_buffer_bytes",
+    "reservoir_compression_level",
 ];
 
 /// What a load needs from the outside world; tests pass their own.
