@@ -474,3 +474,88 @@ fn diagnostics_read_well() {
     insta::assert_snapshot!("unset_variable", p.run(&["config", "tap-x"]).2);
     insta::assert_snapshot!("list", p.run(&["list"]).1);
 }
+
+const TYPOS: &str = "default:
+  project_name: typos
+  buket: b
+  _defaults: &defaults
+    capabilities: [catalog]
+  taps:
+    tap-x:
+      pip_ulr: tap-x==1.0
+      target-y: {batch: 2}
+      target-prod: {batch: 3}
+    tap-x-eu:
+      inherit_from: tap-x
+  targets:
+    target-y:
+      pip_url: target-y==1.0
+      schema: s
+      config:
+        schema: \"@format {this.targets.target-y.schema}\"
+prod:
+  targets:
+    target-prod: {pip_url: target-prod==1.0}
+";
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn unknown_keys_are_named_once_with_the_closest_key() {
+    let p = Project::new(&[
+        ("alto.yaml", TYPOS),
+        // The same unknown key in a second file is still one warning.
+        ("alto.local.yaml", "default:\n  buket: local\n"),
+    ]);
+    let (code, _, err) = p.run(&["dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        count(&err, "default: unknown key `buket`; did you mean `bucket`?"),
+        1,
+        "{err}"
+    );
+    assert_eq!(
+        count(
+            &err,
+            "taps.tap-x: unknown key `pip_ulr`; did you mean `pip_url`?"
+        ),
+        1,
+        "{err}"
+    );
+    // Not unknown: per-target blocks (of a target of any environment), `_`
+    // keys, keys read by `{this...}`, and what tap-x-eu inherits.
+    assert_eq!(count(&err, "unknown key"), 2, "{err}");
+    assert!(!err.contains("tap-x-eu"), "{err}");
+}
+
+#[test]
+fn strict_makes_an_unknown_key_an_error_at_the_key() {
+    let p = Project::new(&[("alto.yaml", TYPOS)]);
+    let (code, out, err) = p.run(&["--strict", "dump"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("default: unknown key `buket`; did you mean `bucket`?"),
+        "{err}"
+    );
+    assert!(err.contains("alto.yaml:3:3"), "{err}");
+    assert!(err.contains("alto does not read this key"), "{err}");
+    let p = Project::new(&[(
+        "alto.yaml",
+        "default:\n  taps:\n    tap-x:\n      pip_ulr: tap-x==1.0\n",
+    )]);
+    let (code, _, err) = p.run(&["--strict", "config", "tap-x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("taps.tap-x: unknown key `pip_ulr`; did you mean `pip_url`?"),
+        "{err}"
+    );
+    assert!(err.contains("alto.yaml:4:7"), "{err}");
+    // A clean config is clean under --strict too.
+    let p = Project::new(&[("alto.yaml", BASIC)]);
+    let (code, _, err) = p.run(&["--strict", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("WARN"), "{err}");
+}

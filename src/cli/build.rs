@@ -69,7 +69,8 @@ pub fn build(g: &Global, project: &Project, args: &BuildArgs) -> Result<(), Erro
         }
         let mut seen = std::collections::HashSet::new();
         for env in envs {
-            let opts = LoadOptions::from_process(Some(project.root.clone()), Some(env.clone()));
+            let opts = LoadOptions::from_process(Some(project.root.clone()), Some(env.clone()))
+                .strict(g.strict);
             let p = crate::config::load(&opts)?;
             tracing::info!("environment {env}");
             build_one(g, &p, args, &mut seen)?;

@@ -87,6 +87,18 @@ pub enum ConfigError {
     },
 
     #[error("{message}")]
+    #[diagnostic(code(alto::config::unknown_key))]
+    UnknownKey {
+        message: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("alto does not read this key")]
+        span: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{message}")]
     #[diagnostic(code(alto::config::unknown_name))]
     Unknown {
         message: String,

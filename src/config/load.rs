@@ -76,6 +76,8 @@ pub struct LoadOptions {
     pub env: Option<String>,
     /// The process environment.
     pub vars: Vec<(String, String)>,
+    /// `--strict`: a key alto does not read is an error, not a warning.
+    pub strict: bool,
 }
 
 impl LoadOptions {
@@ -87,7 +89,13 @@ impl LoadOptions {
             vars: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
+            strict: false,
         }
+    }
+
+    /// The same options with `--strict` on or off.
+    pub fn strict(self, strict: bool) -> Self {
+        LoadOptions { strict, ..self }
     }
 }
 
@@ -104,6 +112,22 @@ pub struct Loaded {
     pub vars: BTreeMap<String, String>,
     /// Names of the variables that came from `.env` (and not the process).
     pub dotenv_names: Vec<String>,
+    /// `--strict`: keys alto does not read are errors.
+    pub strict: bool,
+    /// The keys at the top of the `default` and active sections of each file,
+    /// with the section's name as written and where the key is.
+    pub section_keys: Vec<SectionKey>,
+    /// Every target named in any section of any file: a tap's block keyed by
+    /// one is an override for it, even in an environment without that target.
+    pub all_targets: Vec<String>,
+}
+
+/// A key at the top of a section, as written in one file.
+#[derive(Debug, Clone)]
+pub struct SectionKey {
+    pub section: String,
+    pub key: String,
+    pub origin: Origin,
 }
 
 /// Finds the project root: `--root`, else the nearest directory, from the
@@ -294,6 +318,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut sources = Sources::default();
     let mut tree = Tree::new();
     let mut environments: Vec<String> = Vec::new();
+    let mut section_keys: Vec<SectionKey> = Vec::new();
+    let mut all_targets: Vec<String> = Vec::new();
 
     let files = [
         (Some((main_file.clone(), format)), Layer::Main),
@@ -349,6 +375,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
                 offset,
                 len,
             };
+            if let Some(Value::Object(targets)) = section.get("targets") {
+                for t in targets.keys() {
+                    if !all_targets.contains(t) {
+                        all_targets.push(t.clone());
+                    }
+                }
+            }
             if SETTING_KEYS.contains(&key.as_str()) || !section.is_object() {
                 if section.is_null() && key != "default" {
                     // An empty environment section.
@@ -380,6 +413,26 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             spans: &parsed.spans,
             fallback: (0, 0),
         };
+        let sections = [
+            default.as_ref().map(|d| ("default".to_string(), d)),
+            active.as_ref().map(|(k, s)| (k.clone(), s)),
+        ];
+        for (section, value) in sections.into_iter().flatten() {
+            let Value::Object(m) = value else { continue };
+            for key in m.keys() {
+                let at: KeyPath = vec![section.clone(), key.clone()];
+                let (offset, len) = parsed.spans.get(&at).copied().unwrap_or((0, 0));
+                section_keys.push(SectionKey {
+                    section: section.clone(),
+                    key: key.clone(),
+                    origin: Origin {
+                        source: id,
+                        offset,
+                        len,
+                    },
+                });
+            }
+        }
         if let Some(d) = default {
             tree.merge(d, &vec!["default".to_string()], &vec![], &layer_src);
         }
@@ -400,6 +453,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         tree,
         vars,
         dotenv_names,
+        strict: opts.strict,
+        section_keys,
+        all_targets,
     })
 }
 
@@ -508,5 +564,49 @@ mod tests {
             json!({"z": 26})
         );
         assert!(parse_override("@json {").is_err());
+    }
+
+    fn load_in(files: &[(&str, &str)], env: Option<&str>, vars: &[(&str, &str)]) -> Loaded {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let opts = LoadOptions {
+            root: Some(dir.path().to_path_buf()),
+            cwd: dir.path().to_path_buf(),
+            env: env.map(str::to_string),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            strict: false,
+        };
+        load(&opts).unwrap()
+    }
+
+    #[test]
+    fn section_keys_and_every_target_are_recorded() {
+        let files = [(
+            "alto.yaml",
+            "default:\n  bukcet: b\n  targets: {t-a: {}}\nprod:\n  targets: {t-b: {}}\n  pex: x\nci:\n  targets: {t-c: {}}\n",
+        )];
+        let l = load_in(&files, Some("prod"), &[]);
+        let keys: Vec<(&str, &str)> = l
+            .section_keys
+            .iter()
+            .map(|k| (k.section.as_str(), k.key.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("default", "bukcet"),
+                ("default", "targets"),
+                ("prod", "targets"),
+                ("prod", "pex")
+            ]
+        );
+        let o = l.section_keys[0].origin;
+        assert_eq!(o.offset, "default:\n  bukcet: ".len(), "the value's place");
+        assert_eq!(l.all_targets, vec!["t-a", "t-b", "t-c"]);
     }
 }
