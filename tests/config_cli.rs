@@ -559,3 +559,42 @@ fn strict_makes_an_unknown_key_an_error_at_the_key() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("WARN"), "{err}");
 }
+
+#[test]
+fn an_environment_without_a_section_is_named() {
+    let p = Project::new(&[
+        (
+            "alto.yaml",
+            "default: {project_name: e}\ndev: {}\nStaging: {}\n",
+        ),
+        ("alto.local.yaml", "default: {}\n"),
+    ]);
+    let warning =
+        "environment `prod` has no section in alto.yaml, alto.local.yaml; known: dev, Staging";
+    let (code, _, err) = p.run(&["--env", "prod", "dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(warning), "{err}");
+    let out = p
+        .alto()
+        .env("ALTO_ENV", "prod")
+        .arg("dump")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains(warning));
+    for args in [&["--env", "STAGING", "dump"][..], &["--env", "dev", "dump"]] {
+        let (code, _, err) = p.run(args);
+        assert_eq!(code, 0, "{err}");
+        assert!(!err.contains("has no section"), "{args:?}: {err}");
+    }
+    // The default `dev` is warned about only when asked for.
+    let p = Project::new(&[("alto.yaml", "default: {project_name: e}\n")]);
+    let (_, _, err) = p.run(&["dump"]);
+    assert!(!err.contains("has no section"), "{err}");
+    let (_, _, err) = p.run(&["--env", "dev", "dump"]);
+    assert!(
+        err.contains(
+            "environment `dev` has no section in alto.yaml; known: none (only `default` applies)"
+        ),
+        "{err}"
+    );
+}

@@ -105,6 +105,8 @@ pub struct Loaded {
     pub main_file: PathBuf,
     pub format: Format,
     pub environment: String,
+    /// Whether some file has a section (even an empty one) for `environment`.
+    pub environment_found: bool,
     pub environments: Vec<String>,
     pub sources: Sources,
     pub tree: Tree,
@@ -308,18 +310,22 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         vars.insert(k.clone(), v.clone());
     }
 
-    let environment = opts
+    let chosen = opts
         .env
         .clone()
         .filter(|e| !e.is_empty())
-        .or_else(|| vars.get("ALTO_ENV").cloned().filter(|e| !e.is_empty()))
-        .unwrap_or_else(|| "dev".to_string());
+        .or_else(|| vars.get("ALTO_ENV").cloned().filter(|e| !e.is_empty()));
+    let explicit = chosen.is_some();
+    let environment = chosen.unwrap_or_else(|| "dev".to_string());
 
     let mut sources = Sources::default();
     let mut tree = Tree::new();
     let mut environments: Vec<String> = Vec::new();
     let mut section_keys: Vec<SectionKey> = Vec::new();
     let mut all_targets: Vec<String> = Vec::new();
+    let mut file_names: Vec<String> = Vec::new();
+    // Whether any file has a section (even an empty one) for the environment.
+    let mut env_found = false;
 
     let files = [
         (Some((main_file.clone(), format)), Layer::Main),
@@ -348,6 +354,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             text: Arc::from(text.as_str()),
             layer,
         });
+        file_names.push(name.clone());
         let sections = match parsed.value {
             Value::Object(m) => m,
             Value::Null => Map::new(),
@@ -375,6 +382,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
                 offset,
                 len,
             };
+            if key != "default" && key.eq_ignore_ascii_case(&environment) {
+                env_found = true;
+            }
             if let Some(Value::Object(targets)) = section.get("targets") {
                 for t in targets.keys() {
                     if !all_targets.contains(t) {
@@ -442,12 +452,20 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
 
     apply_overrides(&mut tree, &mut sources, &vars)?;
+    warn_missing_environment(
+        &environment,
+        explicit,
+        env_found,
+        &file_names,
+        &environments,
+    );
 
     Ok(Loaded {
         root,
         main_file,
         format,
         environment,
+        environment_found: env_found,
         environments,
         sources,
         tree,
@@ -457,6 +475,62 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         section_keys,
         all_targets,
     })
+}
+
+/// The warning for an environment no file has a section for: a typo in
+/// `--env` or `ALTO_ENV` would otherwise run with `default` alone. The
+/// default `dev` is not warned about unless it was asked for.
+fn warn_missing_environment(
+    environment: &str,
+    explicit: bool,
+    found: bool,
+    files: &[String],
+    environments: &[String],
+) {
+    let id = format!("environment:{}", environment.to_ascii_lowercase());
+    match missing_environment(environment, explicit, found, files, environments) {
+        Some(message) => super::keys::warn_once(&id, &message),
+        None if !found => {
+            // The implicit `dev`: a later load of this process naming it
+            // (`build --all-envs` and `gc` reload the active environment by
+            // name) must not warn either.
+            super::keys::first_time(&id);
+        }
+        None => {}
+    }
+}
+
+/// The warning text, when one is due.
+pub(crate) fn missing_environment(
+    environment: &str,
+    explicit: bool,
+    found: bool,
+    files: &[String],
+    environments: &[String],
+) -> Option<String> {
+    (explicit && !found).then(|| missing_environment_message(environment, files, environments))
+}
+
+/// "environment `prod` has no section in alto.yaml, alto.local.yaml; known: dev, staging"
+fn missing_environment_message(
+    environment: &str,
+    files: &[String],
+    environments: &[String],
+) -> String {
+    let known: Vec<&str> = environments
+        .iter()
+        .map(String::as_str)
+        .filter(|e| !e.starts_with('_'))
+        .collect();
+    let known = if known.is_empty() {
+        "none (only `default` applies)".to_string()
+    } else {
+        known.join(", ")
+    };
+    format!(
+        "environment `{environment}` has no section in {}; known: {known}",
+        files.join(", ")
+    )
 }
 
 /// Applies `ALTO_A__B__C=value` variables: each segment picks an existing key
@@ -582,6 +656,43 @@ mod tests {
             strict: false,
         };
         load(&opts).unwrap()
+    }
+
+    #[test]
+    fn environments_without_a_section_are_found_out() {
+        let files = [
+            (
+                "alto.yaml",
+                "default: {}\ndev: {}\nStaging: {load_path: s}\n",
+            ),
+            ("alto.local.yaml", "prod:\n"),
+        ];
+        // Case-insensitive, and an empty section counts.
+        assert!(load_in(&files, Some("staging"), &[]).environment_found);
+        assert!(load_in(&files, Some("PROD"), &[]).environment_found);
+        let l = load_in(&files, Some("prd"), &[]);
+        assert!(!l.environment_found);
+        let names: Vec<String> = l.sources.iter().map(|f| f.name.clone()).collect();
+        assert_eq!(
+            missing_environment("prd", true, false, &names, &l.environments).as_deref(),
+            Some(
+                "environment `prd` has no section in alto.yaml, alto.local.yaml; known: dev, Staging"
+            )
+        );
+        let l = load_in(&files, None, &[("ALTO_ENV", "qa")]);
+        assert_eq!(l.environment, "qa");
+        assert!(!l.environment_found);
+        // The implicit default is not warned about; an explicit one is.
+        let bare = [("alto.yaml", "default: {}\n")];
+        let l = load_in(&bare, None, &[]);
+        assert!(!l.environment_found);
+        assert_eq!(missing_environment("dev", false, false, &[], &[]), None);
+        assert_eq!(
+            missing_environment("dev", true, false, &["alto.yaml".into()], &[]).as_deref(),
+            Some(
+                "environment `dev` has no section in alto.yaml; known: none (only `default` applies)"
+            )
+        );
     }
 
     #[test]

@@ -204,6 +204,7 @@ impl Project {
             main_file,
             format,
             environment,
+            environment_found: _,
             environments,
             sources,
             tree,
