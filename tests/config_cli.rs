@@ -598,3 +598,45 @@ fn an_environment_without_a_section_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plugin_without_pip_url_is_a_user_error_where_it_must_be_built() {
+    let p = Project::new(&[("alto.yaml", TYPOS)]);
+    for args in [
+        &["show", "tap-x"][..],
+        &["build", "tap-x", "--dry-run", "--offline"],
+        &["build", "tap-x-eu", "--dry-run", "--offline"],
+        &["tap-x:target-y"],
+    ] {
+        let (code, _, err) = p.run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        let name = if args.contains(&"tap-x-eu") {
+            "tap-x-eu"
+        } else {
+            "tap-x"
+        };
+        assert!(
+            err.contains(&format!(
+                "tap `{name}` has no `pip_url`, so alto cannot build it"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("this tap has no pip_url"), "{args:?}: {err}");
+        assert!(err.contains("did you mean `pip_url`?"), "{args:?}: {err}");
+        assert!(!err.contains("damaged"), "{args:?}: {err}");
+    }
+    let (_, _, err) = p.run(&["show", "tap-x-eu"]);
+    assert!(
+        err.contains("`pip_ulr` (in taps.tap-x) is not a key"),
+        "{err}"
+    );
+    // Everything: skipped with a warning, the rest is listed.
+    let (code, out, err) = p.run(&["build", "--dry-run", "--offline"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("target-y"), "{out}");
+    assert!(
+        err.contains("tap `tap-x` has no `pip_url`, so alto cannot build it; skipping it"),
+        "{err}"
+    );
+    assert_eq!(count(&err, "skipping it"), 2, "{err}");
+}

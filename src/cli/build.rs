@@ -215,7 +215,10 @@ fn dry_run(
     seen: &mut std::collections::HashSet<crate::eval::Key>,
 ) -> Result<(), Error> {
     let names: Vec<String> = if args.plugins.is_empty() {
-        project.plugins().map(|p| p.name.clone()).collect()
+        crate::eval::buildable_plugins(project)
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
     } else {
         args.plugins.clone()
     };

@@ -162,7 +162,8 @@ impl Error {
             Error::Reservoir(ReservoirError::Pipeline(
                 PipelineError::Config(_)
                 | PipelineError::BadState { .. }
-                | PipelineError::StreamMaps { .. },
+                | PipelineError::StreamMaps { .. }
+                | PipelineError::Realize(RealizeError::Eval(EvalError::Config(_))),
             )) => 2,
             Error::Reservoir(r) if r.is_bad_input() => 2,
             Error::Reservoir(_) => 1,
@@ -188,7 +189,9 @@ impl Error {
             | Error::BadJson { .. }
             | Error::Catalog { .. } => 2,
             Error::Pipeline(PipelineError::Realize(r)) => match r {
-                RealizeError::Config(_) | RealizeError::PythonNotFound { .. } => 2,
+                RealizeError::Config(_)
+                | RealizeError::Eval(EvalError::Config(_))
+                | RealizeError::PythonNotFound { .. } => 2,
                 _ => 1,
             },
             Error::NotImplemented { .. }

@@ -98,6 +98,19 @@ pub enum ConfigError {
         help: Option<String>,
     },
 
+    #[error("{noun} `{name}` has no `pip_url`, so alto cannot build it")]
+    #[diagnostic(code(alto::config::no_pip_url))]
+    NoPipUrl {
+        noun: &'static str,
+        name: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("this {noun} has no pip_url")]
+        span: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("{message}")]
     #[diagnostic(code(alto::config::unknown_name))]
     Unknown {

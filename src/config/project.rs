@@ -73,6 +73,15 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// Whether the spec names something to build: a non-blank `pip_url`.
+    pub fn has_pip_url(&self) -> bool {
+        match self.spec.get("pip_url") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(_) => true,
+        }
+    }
+
     /// A string setting, unrendered.
     pub fn raw_str(&self, key: &str) -> Option<&str> {
         self.spec.get(key).and_then(Value::as_str)
@@ -376,6 +385,50 @@ impl Project {
                 keys::key_origin(&f.text, key, value)
             }
             _ => value,
+        }
+    }
+
+    /// The error for a plugin a command must build or run that has no
+    /// `pip_url`, pointing at its spec.
+    pub fn no_pip_url(&self, plugin: &Plugin) -> ConfigError {
+        let path = plugin.lineage.first().cloned().unwrap_or_default();
+        let origin = self.tree.origin(&path).unwrap_or(Origin {
+            source: 0,
+            offset: 0,
+            len: 0,
+        });
+        let origin = self.key_origin(&plugin.name, origin);
+        let noun = plugin.kind.noun();
+        let mut help = format!(
+            "add `pip_url: ...` (what pip installs: a requirement, a VCS URL or a local path), \
+             or `inherit_from` a {noun} that has one"
+        );
+        // A near miss of `pip_url` in the plugin's spec or an ancestor's.
+        let typo = plugin.lineage.iter().find_map(|path| {
+            let Some(Value::Object(spec)) = self.tree.get(path) else {
+                return None;
+            };
+            let key = spec
+                .keys()
+                .find(|k| k.as_str() != "pip_url" && keys::closest(k, &["pip_url"]).is_some())?;
+            Some((key.clone(), path.join(".")))
+        });
+        if let Some((key, at)) = typo {
+            let place = if at == path.join(".") {
+                String::new()
+            } else {
+                format!(" (in {at})")
+            };
+            help = format!(
+                "`{key}`{place} is not a key alto reads: did you mean `pip_url`? Else {help}"
+            );
+        }
+        ConfigError::NoPipUrl {
+            noun,
+            name: plugin.name.clone(),
+            src: self.sources.named(origin),
+            span: origin.span(),
+            help: Some(help),
         }
     }
 
@@ -1326,5 +1379,20 @@ prod:
         assert_eq!(span.offset(), plugin_only.find("pip_ulr").unwrap());
         assert_eq!(span.len(), "pip_ulr".len());
         assert!(help.as_deref().unwrap().contains("without --strict"));
+    }
+
+    #[test]
+    fn the_no_pip_url_error_points_at_the_spec() {
+        let text = "default:\n  taps:\n    tap-x:\n      pip_ulr: tap-x==1\n";
+        let p = load(&[("alto.yaml", text)], None, false).unwrap();
+        let err = p.no_pip_url(p.tap("tap-x").unwrap());
+        assert_eq!(
+            err.to_string(),
+            "tap `tap-x` has no `pip_url`, so alto cannot build it"
+        );
+        let ConfigError::NoPipUrl { span, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(span.offset(), text.find("tap-x:").unwrap());
     }
 }
