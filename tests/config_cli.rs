@@ -640,3 +640,27 @@ fn a_plugin_without_pip_url_is_a_user_error_where_it_must_be_built() {
     );
     assert_eq!(count(&err, "skipping it"), 2, "{err}");
 }
+
+#[test]
+fn inheriting_plugins_run_the_parents_console_script() {
+    let p = Project::new(&[(
+        "alto.yaml",
+        "default:
+  taps:
+    tap-x: {pip_url: tap-x==1.0}
+    tap-x-eu: {inherit_from: tap-x, config: {region: eu}}
+    tap-m: {pip_url: tap-m==1.0, entrypoint: tap_m.main}
+    tap-m-eu: {inherit_from: tap-m}
+    tap-own: {inherit_from: tap-x, executable: tap-own}
+",
+    )]);
+    let entry = |name: &str| p.json(&["show", name, "--json"])["entry"].clone();
+    assert_eq!(entry("tap-x-eu"), json!({"Script": "tap-x"}));
+    assert_eq!(entry("tap-m-eu"), json!({"Module": "tap_m.main"}));
+    assert_eq!(entry("tap-own"), json!({"Script": "tap-own"}));
+    // One artifact for parent and child: the entry is not a key input.
+    assert_eq!(
+        p.json(&["show", "tap-x", "--json"])["key"],
+        p.json(&["show", "tap-x-eu", "--json"])["key"]
+    );
+}

@@ -73,6 +73,16 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// The name of the plugin at the root of its `inherit_from` chain (its own
+    /// name when it inherits from nothing).
+    pub fn root_ancestor(&self) -> &str {
+        self.lineage
+            .last()
+            .and_then(|path| path.get(1))
+            .map(String::as_str)
+            .unwrap_or(&self.name)
+    }
+
     /// Whether the spec names something to build: a non-blank `pip_url`.
     pub fn has_pip_url(&self) -> bool {
         match self.spec.get("pip_url") {
@@ -1394,5 +1404,14 @@ prod:
             panic!("{err:?}")
         };
         assert_eq!(span.offset(), text.find("tap-x:").unwrap());
+    }
+
+    #[test]
+    fn root_ancestors() {
+        let text = "default:\n  taps:\n    a: {pip_url: a}\n    b: {inherit_from: a}\n    c: {inherit_from: b}\n";
+        let p = load(&[("alto.yaml", text)], None, false).unwrap();
+        assert_eq!(p.tap("a").unwrap().root_ancestor(), "a");
+        assert_eq!(p.tap("c").unwrap().root_ancestor(), "a");
+        assert!(p.tap("c").unwrap().has_pip_url());
     }
 }

@@ -159,17 +159,35 @@ pub fn normalize_pip_url(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// How the plugin's PEX is entered: `entrypoint` (a module) wins over
-/// `executable` (a script), which defaults to the plugin's name.
+/// How the plugin's PEX is entered. The nearest spec of its `inherit_from`
+/// chain (itself first) that sets `entrypoint` (a module) or `executable` (a
+/// script) decides, `entrypoint` winning within one spec; when none does, the
+/// console script named after the root of the chain, as in Meltano: an
+/// inheriting plugin runs its parent's package. Not a key input: the PEX is
+/// the same whatever runs it.
 pub fn entry(project: &Project, plugin: &Plugin) -> Result<Entry, ConfigError> {
-    if let Some(m) = project.setting_str(Some(plugin), "entrypoint")? {
-        return Ok(Entry::Module(m));
-    }
-    Ok(Entry::Script(
+    let sets = |path: &Vec<String>, key: &str| {
         project
-            .setting_str(Some(plugin), "executable")?
-            .unwrap_or_else(|| plugin.name.clone()),
-    ))
+            .tree
+            .get(path)
+            .and_then(|spec| spec.get(key))
+            .is_some_and(|v| !v.is_null())
+    };
+    let deciding = plugin
+        .lineage
+        .iter()
+        .find(|path| sets(path, "entrypoint") || sets(path, "executable"));
+    if let Some(path) = deciding {
+        if sets(path, "entrypoint")
+            && let Some(m) = project.setting_str(Some(plugin), "entrypoint")?
+        {
+            return Ok(Entry::Module(m));
+        }
+        if let Some(s) = project.setting_str(Some(plugin), "executable")? {
+            return Ok(Entry::Script(s));
+        }
+    }
+    Ok(Entry::Script(plugin.root_ancestor().to_string()))
 }
 
 /// The local paths a pip_url names: `./x`, `../x`, `/x`, `file://x`, or an
@@ -411,6 +429,23 @@ mod tests {
   utilities:
     notes: {config: {a: 1}}
 ";
+
+    #[test]
+    fn inheriting_plugins_run_their_ancestors_entry() {
+        let p = project(PLUGINS);
+        let e = |n: &str| entry(&p, p.plugin(n).unwrap()).unwrap();
+        assert_eq!(e("tap-x"), Entry::Script("tap-x".into()));
+        assert_eq!(e("tap-x-eu"), Entry::Script("tap-x".into()));
+        assert_eq!(e("tap-x-eu2"), Entry::Script("tap-x".into()));
+        assert_eq!(e("tap-m"), Entry::Module("tap_m.cli".into()));
+        // The child's own executable wins over an inherited entrypoint.
+        assert_eq!(e("tap-m-own"), Entry::Script("tap-m-own".into()));
+        assert_eq!(e("tap-s-child"), Entry::Script("tap-s-main".into()));
+        // The entry is not a key input: parent and child share one artifact.
+        let ds = derivations(&p, &["tap-x", "tap-x-eu"]).unwrap();
+        assert_eq!(ds.len(), 1);
+        assert_eq!(ds[0].plugins, vec!["tap-x", "tap-x-eu"]);
+    }
 
     #[test]
     fn named_plugins_without_pip_url_are_errors() {
