@@ -474,3 +474,193 @@ fn diagnostics_read_well() {
     insta::assert_snapshot!("unset_variable", p.run(&["config", "tap-x"]).2);
     insta::assert_snapshot!("list", p.run(&["list"]).1);
 }
+
+const TYPOS: &str = "default:
+  project_name: typos
+  buket: b
+  _defaults: &defaults
+    capabilities: [catalog]
+  taps:
+    tap-x:
+      pip_ulr: tap-x==1.0
+      target-y: {batch: 2}
+      target-prod: {batch: 3}
+    tap-x-eu:
+      inherit_from: tap-x
+  targets:
+    target-y:
+      pip_url: target-y==1.0
+      schema: s
+      config:
+        schema: \"@format {this.targets.target-y.schema}\"
+prod:
+  targets:
+    target-prod: {pip_url: target-prod==1.0}
+";
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn unknown_keys_are_named_once_with_the_closest_key() {
+    let p = Project::new(&[
+        ("alto.yaml", TYPOS),
+        // The same unknown key in a second file is still one warning.
+        ("alto.local.yaml", "default:\n  buket: local\n"),
+    ]);
+    let (code, _, err) = p.run(&["dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        count(&err, "default: unknown key `buket`; did you mean `bucket`?"),
+        1,
+        "{err}"
+    );
+    assert_eq!(
+        count(
+            &err,
+            "taps.tap-x: unknown key `pip_ulr`; did you mean `pip_url`?"
+        ),
+        1,
+        "{err}"
+    );
+    // Not unknown: per-target blocks (of a target of any environment), `_`
+    // keys, keys read by `{this...}`, and what tap-x-eu inherits.
+    assert_eq!(count(&err, "unknown key"), 2, "{err}");
+    assert!(!err.contains("tap-x-eu"), "{err}");
+}
+
+#[test]
+fn strict_makes_an_unknown_key_an_error_at_the_key() {
+    let p = Project::new(&[("alto.yaml", TYPOS)]);
+    let (code, out, err) = p.run(&["--strict", "dump"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("default: unknown key `buket`; did you mean `bucket`?"),
+        "{err}"
+    );
+    assert!(err.contains("alto.yaml:3:3"), "{err}");
+    assert!(err.contains("alto does not read this key"), "{err}");
+    let p = Project::new(&[(
+        "alto.yaml",
+        "default:\n  taps:\n    tap-x:\n      pip_ulr: tap-x==1.0\n",
+    )]);
+    let (code, _, err) = p.run(&["--strict", "config", "tap-x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("taps.tap-x: unknown key `pip_ulr`; did you mean `pip_url`?"),
+        "{err}"
+    );
+    assert!(err.contains("alto.yaml:4:7"), "{err}");
+    // A clean config is clean under --strict too.
+    let p = Project::new(&[("alto.yaml", BASIC)]);
+    let (code, _, err) = p.run(&["--strict", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("WARN"), "{err}");
+}
+
+#[test]
+fn an_environment_without_a_section_is_named() {
+    let p = Project::new(&[
+        (
+            "alto.yaml",
+            "default: {project_name: e}\ndev: {}\nStaging: {}\n",
+        ),
+        ("alto.local.yaml", "default: {}\n"),
+    ]);
+    let warning =
+        "environment `prod` has no section in alto.yaml, alto.local.yaml; known: dev, Staging";
+    let (code, _, err) = p.run(&["--env", "prod", "dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(warning), "{err}");
+    let out = p
+        .alto()
+        .env("ALTO_ENV", "prod")
+        .arg("dump")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains(warning));
+    for args in [&["--env", "STAGING", "dump"][..], &["--env", "dev", "dump"]] {
+        let (code, _, err) = p.run(args);
+        assert_eq!(code, 0, "{err}");
+        assert!(!err.contains("has no section"), "{args:?}: {err}");
+    }
+    // The default `dev` is warned about only when asked for.
+    let p = Project::new(&[("alto.yaml", "default: {project_name: e}\n")]);
+    let (_, _, err) = p.run(&["dump"]);
+    assert!(!err.contains("has no section"), "{err}");
+    let (_, _, err) = p.run(&["--env", "dev", "dump"]);
+    assert!(
+        err.contains(
+            "environment `dev` has no section in alto.yaml; known: none (only `default` applies)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_plugin_without_pip_url_is_a_user_error_where_it_must_be_built() {
+    let p = Project::new(&[("alto.yaml", TYPOS)]);
+    for args in [
+        &["show", "tap-x"][..],
+        &["build", "tap-x", "--dry-run", "--offline"],
+        &["build", "tap-x-eu", "--dry-run", "--offline"],
+        &["tap-x:target-y"],
+    ] {
+        let (code, _, err) = p.run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        let name = if args.contains(&"tap-x-eu") {
+            "tap-x-eu"
+        } else {
+            "tap-x"
+        };
+        assert!(
+            err.contains(&format!(
+                "tap `{name}` has no `pip_url`, so alto cannot build it"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("this tap has no pip_url"), "{args:?}: {err}");
+        assert!(err.contains("did you mean `pip_url`?"), "{args:?}: {err}");
+        assert!(!err.contains("damaged"), "{args:?}: {err}");
+    }
+    let (_, _, err) = p.run(&["show", "tap-x-eu"]);
+    assert!(
+        err.contains("`pip_ulr` (in taps.tap-x) is not a key"),
+        "{err}"
+    );
+    // Everything: skipped with a warning, the rest is listed.
+    let (code, out, err) = p.run(&["build", "--dry-run", "--offline"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("target-y"), "{out}");
+    assert!(
+        err.contains("tap `tap-x` has no `pip_url`, so alto cannot build it; skipping it"),
+        "{err}"
+    );
+    assert_eq!(count(&err, "skipping it"), 2, "{err}");
+}
+
+#[test]
+fn inheriting_plugins_run_the_parents_console_script() {
+    let p = Project::new(&[(
+        "alto.yaml",
+        "default:
+  taps:
+    tap-x: {pip_url: tap-x==1.0}
+    tap-x-eu: {inherit_from: tap-x, config: {region: eu}}
+    tap-m: {pip_url: tap-m==1.0, entrypoint: tap_m.main}
+    tap-m-eu: {inherit_from: tap-m}
+    tap-own: {inherit_from: tap-x, executable: tap-own}
+",
+    )]);
+    let entry = |name: &str| p.json(&["show", name, "--json"])["entry"].clone();
+    assert_eq!(entry("tap-x-eu"), json!({"Script": "tap-x"}));
+    assert_eq!(entry("tap-m-eu"), json!({"Module": "tap_m.main"}));
+    assert_eq!(entry("tap-own"), json!({"Script": "tap-own"}));
+    // One artifact for parent and child: the entry is not a key input.
+    assert_eq!(
+        p.json(&["show", "tap-x", "--json"])["key"],
+        p.json(&["show", "tap-x-eu", "--json"])["key"]
+    );
+}

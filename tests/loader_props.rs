@@ -38,6 +38,7 @@ fn exercise(dir: &Path, ext: &str, text: &str, vars: Vec<(String, String)>) {
         cwd: dir.to_path_buf(),
         env: None,
         vars,
+        strict: false,
     };
     match config::load(&opts) {
         Ok(project) => {

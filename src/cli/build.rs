@@ -103,7 +103,8 @@ pub fn build(g: &Global, project: &Project, args: &BuildArgs) -> Result<(), Erro
         }
         let mut seen = std::collections::HashSet::new();
         for env in envs {
-            let opts = LoadOptions::from_process(Some(project.root.clone()), Some(env.clone()));
+            let opts = LoadOptions::from_process(Some(project.root.clone()), Some(env.clone()))
+                .strict(g.strict);
             let p = crate::config::load(&opts)?;
             tracing::info!("environment {env}");
             build_one(g, &p, args, &mut seen)?;
@@ -270,7 +271,10 @@ fn dry_run(
     seen: &mut std::collections::HashSet<crate::eval::Key>,
 ) -> Result<(), Error> {
     let names: Vec<String> = if args.plugins.is_empty() {
-        project.plugins().map(|p| p.name.clone()).collect()
+        crate::eval::buildable_plugins(project)
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
     } else {
         args.plugins.clone()
     };

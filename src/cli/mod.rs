@@ -60,7 +60,7 @@ pub struct Global {
     /// Show values from secrets files and {env[...]} instead of redacting them.
     #[arg(long, global = true)]
     pub show_secrets: bool,
-    /// Refuse what alto cannot honour instead of warning (the original's Python stream maps).
+    /// Refuse what alto cannot honour instead of warning (config keys alto does not read, the original's Python stream maps).
     #[arg(long, global = true)]
     pub strict: bool,
     /// Less output (repeat for less).
@@ -390,7 +390,7 @@ impl Global {
     }
 
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions::from_process(self.root.clone(), self.env.clone())
+        LoadOptions::from_process(self.root.clone(), self.env.clone()).strict(self.strict)
     }
 
     pub fn load(&self) -> Result<Project, Error> {

@@ -153,6 +153,7 @@ mod tests {
             cwd: dir.path().to_path_buf(),
             env: None,
             vars: vec![],
+            strict: false,
         };
         crate::config::load(&opts).unwrap()
     }

@@ -87,6 +87,31 @@ pub enum ConfigError {
     },
 
     #[error("{message}")]
+    #[diagnostic(code(alto::config::unknown_key))]
+    UnknownKey {
+        message: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("alto does not read this key")]
+        span: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{noun} `{name}` has no `pip_url`, so alto cannot build it")]
+    #[diagnostic(code(alto::config::no_pip_url))]
+    NoPipUrl {
+        noun: &'static str,
+        name: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("this {noun} has no pip_url")]
+        span: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{message}")]
     #[diagnostic(code(alto::config::unknown_name))]
     Unknown {
         message: String,

@@ -21,9 +21,12 @@ const CONTROL_VARS: [&str; 5] = [
     "ALTO_BENCH",
 ];
 
-/// Top-level keys that belong inside a section; seeing one at the top level
-/// means the user forgot `default:`.
-pub(crate) const SETTING_KEYS: [&str; 11] = [
+/// The keys of a section's top level: every project setting alto reads. One
+/// at the top of a file means the user forgot `default:`; the Meltano importer
+/// never names an environment after one; any other key of a section is named
+/// in a warning (an error with `--strict`, see `config::keys`).
+pub(crate) const SETTING_KEYS: [&str; 31] = [
+    // config: the project, its plugins and what they get.
     "mappers",
     "project_name",
     "load_path",
@@ -31,10 +34,35 @@ pub(crate) const SETTING_KEYS: [&str; 11] = [
     "targets",
     "utilities",
     "environment",
+    // config::project: the original's Python extensions (warned about, not run).
+    "extensions",
+    // store::remote: where the remote store is, and its options
+    // (`<filesystem>_settings` for every filesystem name it accepts).
     "filesystem",
     "bucket",
     "bucket_path",
-    "extensions",
+    "filesystem_kwargs",
+    "storage_options",
+    "file_settings",
+    "local_settings",
+    "s3_settings",
+    "s3a_settings",
+    "gcs_settings",
+    "gs_settings",
+    "azure_settings",
+    "az_settings",
+    "adls_settings",
+    "abfs_settings",
+    // realize: the interpreter and pex plugins are built with, signed caches.
+    "python",
+    "pex",
+    "signing_key",
+    "trusted_public_keys",
+    "untrusted_substitutes",
+    // reservoir: the ingest tuning a tap without its own falls back on.
+    "reservoir_buffer_size",
+    "reservoir_buffer_bytes",
+    "reservoir_compression_level",
 ];
 
 /// What a load needs from the outside world; tests pass their own.
@@ -48,6 +76,8 @@ pub struct LoadOptions {
     pub env: Option<String>,
     /// The process environment.
     pub vars: Vec<(String, String)>,
+    /// `--strict`: a key alto does not read is an error, not a warning.
+    pub strict: bool,
 }
 
 impl LoadOptions {
@@ -59,7 +89,13 @@ impl LoadOptions {
             vars: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
+            strict: false,
         }
+    }
+
+    /// The same options with `--strict` on or off.
+    pub fn strict(self, strict: bool) -> Self {
+        LoadOptions { strict, ..self }
     }
 }
 
@@ -69,6 +105,8 @@ pub struct Loaded {
     pub main_file: PathBuf,
     pub format: Format,
     pub environment: String,
+    /// Whether some file has a section (even an empty one) for `environment`.
+    pub environment_found: bool,
     pub environments: Vec<String>,
     pub sources: Sources,
     pub tree: Tree,
@@ -76,6 +114,22 @@ pub struct Loaded {
     pub vars: BTreeMap<String, String>,
     /// Names of the variables that came from `.env` (and not the process).
     pub dotenv_names: Vec<String>,
+    /// `--strict`: keys alto does not read are errors.
+    pub strict: bool,
+    /// The keys at the top of the `default` and active sections of each file,
+    /// with the section's name as written and where the key is.
+    pub section_keys: Vec<SectionKey>,
+    /// Every target named in any section of any file: a tap's block keyed by
+    /// one is an override for it, even in an environment without that target.
+    pub all_targets: Vec<String>,
+}
+
+/// A key at the top of a section, as written in one file.
+#[derive(Debug, Clone)]
+pub struct SectionKey {
+    pub section: String,
+    pub key: String,
+    pub origin: Origin,
 }
 
 /// Finds the project root: `--root`, else the nearest directory, from the
@@ -256,16 +310,22 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         vars.insert(k.clone(), v.clone());
     }
 
-    let environment = opts
+    let chosen = opts
         .env
         .clone()
         .filter(|e| !e.is_empty())
-        .or_else(|| vars.get("ALTO_ENV").cloned().filter(|e| !e.is_empty()))
-        .unwrap_or_else(|| "dev".to_string());
+        .or_else(|| vars.get("ALTO_ENV").cloned().filter(|e| !e.is_empty()));
+    let explicit = chosen.is_some();
+    let environment = chosen.unwrap_or_else(|| "dev".to_string());
 
     let mut sources = Sources::default();
     let mut tree = Tree::new();
     let mut environments: Vec<String> = Vec::new();
+    let mut section_keys: Vec<SectionKey> = Vec::new();
+    let mut all_targets: Vec<String> = Vec::new();
+    let mut file_names: Vec<String> = Vec::new();
+    // Whether any file has a section (even an empty one) for the environment.
+    let mut env_found = false;
 
     let files = [
         (Some((main_file.clone(), format)), Layer::Main),
@@ -294,6 +354,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             text: Arc::from(text.as_str()),
             layer,
         });
+        file_names.push(name.clone());
         let sections = match parsed.value {
             Value::Object(m) => m,
             Value::Null => Map::new(),
@@ -321,6 +382,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
                 offset,
                 len,
             };
+            if key != "default" && key.eq_ignore_ascii_case(&environment) {
+                env_found = true;
+            }
+            if let Some(Value::Object(targets)) = section.get("targets") {
+                for t in targets.keys() {
+                    if !all_targets.contains(t) {
+                        all_targets.push(t.clone());
+                    }
+                }
+            }
             if SETTING_KEYS.contains(&key.as_str()) || !section.is_object() {
                 if section.is_null() && key != "default" {
                     // An empty environment section.
@@ -352,6 +423,26 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             spans: &parsed.spans,
             fallback: (0, 0),
         };
+        let sections = [
+            default.as_ref().map(|d| ("default".to_string(), d)),
+            active.as_ref().map(|(k, s)| (k.clone(), s)),
+        ];
+        for (section, value) in sections.into_iter().flatten() {
+            let Value::Object(m) = value else { continue };
+            for key in m.keys() {
+                let at: KeyPath = vec![section.clone(), key.clone()];
+                let (offset, len) = parsed.spans.get(&at).copied().unwrap_or((0, 0));
+                section_keys.push(SectionKey {
+                    section: section.clone(),
+                    key: key.clone(),
+                    origin: Origin {
+                        source: id,
+                        offset,
+                        len,
+                    },
+                });
+            }
+        }
         if let Some(d) = default {
             tree.merge(d, &vec!["default".to_string()], &vec![], &layer_src);
         }
@@ -361,18 +452,85 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
 
     apply_overrides(&mut tree, &mut sources, &vars)?;
+    warn_missing_environment(
+        &environment,
+        explicit,
+        env_found,
+        &file_names,
+        &environments,
+    );
 
     Ok(Loaded {
         root,
         main_file,
         format,
         environment,
+        environment_found: env_found,
         environments,
         sources,
         tree,
         vars,
         dotenv_names,
+        strict: opts.strict,
+        section_keys,
+        all_targets,
     })
+}
+
+/// The warning for an environment no file has a section for: a typo in
+/// `--env` or `ALTO_ENV` would otherwise run with `default` alone. The
+/// default `dev` is not warned about unless it was asked for.
+fn warn_missing_environment(
+    environment: &str,
+    explicit: bool,
+    found: bool,
+    files: &[String],
+    environments: &[String],
+) {
+    let id = format!("environment:{}", environment.to_ascii_lowercase());
+    match missing_environment(environment, explicit, found, files, environments) {
+        Some(message) => super::keys::warn_once(&id, &message),
+        None if !found => {
+            // The implicit `dev`: a later load of this process naming it
+            // (`build --all-envs` and `gc` reload the active environment by
+            // name) must not warn either.
+            super::keys::first_time(&id);
+        }
+        None => {}
+    }
+}
+
+/// The warning text, when one is due.
+pub(crate) fn missing_environment(
+    environment: &str,
+    explicit: bool,
+    found: bool,
+    files: &[String],
+    environments: &[String],
+) -> Option<String> {
+    (explicit && !found).then(|| missing_environment_message(environment, files, environments))
+}
+
+/// "environment `prod` has no section in alto.yaml, alto.local.yaml; known: dev, staging"
+fn missing_environment_message(
+    environment: &str,
+    files: &[String],
+    environments: &[String],
+) -> String {
+    let known: Vec<&str> = environments
+        .iter()
+        .map(String::as_str)
+        .filter(|e| !e.starts_with('_'))
+        .collect();
+    let known = if known.is_empty() {
+        "none (only `default` applies)".to_string()
+    } else {
+        known.join(", ")
+    };
+    format!(
+        "environment `{environment}` has no section in {}; known: {known}",
+        files.join(", ")
+    )
 }
 
 /// Applies `ALTO_A__B__C=value` variables: each segment picks an existing key
@@ -480,5 +638,86 @@ mod tests {
             json!({"z": 26})
         );
         assert!(parse_override("@json {").is_err());
+    }
+
+    fn load_in(files: &[(&str, &str)], env: Option<&str>, vars: &[(&str, &str)]) -> Loaded {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let opts = LoadOptions {
+            root: Some(dir.path().to_path_buf()),
+            cwd: dir.path().to_path_buf(),
+            env: env.map(str::to_string),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            strict: false,
+        };
+        load(&opts).unwrap()
+    }
+
+    #[test]
+    fn environments_without_a_section_are_found_out() {
+        let files = [
+            (
+                "alto.yaml",
+                "default: {}\ndev: {}\nStaging: {load_path: s}\n",
+            ),
+            ("alto.local.yaml", "prod:\n"),
+        ];
+        // Case-insensitive, and an empty section counts.
+        assert!(load_in(&files, Some("staging"), &[]).environment_found);
+        assert!(load_in(&files, Some("PROD"), &[]).environment_found);
+        let l = load_in(&files, Some("prd"), &[]);
+        assert!(!l.environment_found);
+        let names: Vec<String> = l.sources.iter().map(|f| f.name.clone()).collect();
+        assert_eq!(
+            missing_environment("prd", true, false, &names, &l.environments).as_deref(),
+            Some(
+                "environment `prd` has no section in alto.yaml, alto.local.yaml; known: dev, Staging"
+            )
+        );
+        let l = load_in(&files, None, &[("ALTO_ENV", "qa")]);
+        assert_eq!(l.environment, "qa");
+        assert!(!l.environment_found);
+        // The implicit default is not warned about; an explicit one is.
+        let bare = [("alto.yaml", "default: {}\n")];
+        let l = load_in(&bare, None, &[]);
+        assert!(!l.environment_found);
+        assert_eq!(missing_environment("dev", false, false, &[], &[]), None);
+        assert_eq!(
+            missing_environment("dev", true, false, &["alto.yaml".into()], &[]).as_deref(),
+            Some(
+                "environment `dev` has no section in alto.yaml; known: none (only `default` applies)"
+            )
+        );
+    }
+
+    #[test]
+    fn section_keys_and_every_target_are_recorded() {
+        let files = [(
+            "alto.yaml",
+            "default:\n  bukcet: b\n  targets: {t-a: {}}\nprod:\n  targets: {t-b: {}}\n  pex: x\nci:\n  targets: {t-c: {}}\n",
+        )];
+        let l = load_in(&files, Some("prod"), &[]);
+        let keys: Vec<(&str, &str)> = l
+            .section_keys
+            .iter()
+            .map(|k| (k.section.as_str(), k.key.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("default", "bukcet"),
+                ("default", "targets"),
+                ("prod", "targets"),
+                ("prod", "pex")
+            ]
+        );
+        let o = l.section_keys[0].origin;
+        assert_eq!(o.offset, "default:\n  bukcet: ".len(), "the value's place");
+        assert_eq!(l.all_targets, vec!["t-a", "t-b", "t-c"]);
     }
 }

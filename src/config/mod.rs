@@ -6,6 +6,7 @@
 pub mod error;
 pub mod format;
 pub mod interpolate;
+pub(crate) mod keys;
 pub mod load;
 pub mod meltano;
 pub mod project;

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 use super::error::ConfigError;
 use super::format::{Format, KeyPath, child};
 use super::interpolate::{self, Piece};
-use super::load::Loaded;
+use super::keys::{self, UnknownKey};
+use super::load::{Loaded, SectionKey};
 use super::source::{Origin, Sources};
 use super::tree::{Tree, find_key, overlay};
 
@@ -72,6 +73,25 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// The name of the plugin at the root of its `inherit_from` chain (its own
+    /// name when it inherits from nothing).
+    pub fn root_ancestor(&self) -> &str {
+        self.lineage
+            .last()
+            .and_then(|path| path.get(1))
+            .map(String::as_str)
+            .unwrap_or(&self.name)
+    }
+
+    /// Whether the spec names something to build: a non-blank `pip_url`.
+    pub fn has_pip_url(&self) -> bool {
+        match self.spec.get("pip_url") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(_) => true,
+        }
+    }
+
     /// A string setting, unrendered.
     pub fn raw_str(&self, key: &str) -> Option<&str> {
         self.spec.get(key).and_then(Value::as_str)
@@ -203,11 +223,15 @@ impl Project {
             main_file,
             format,
             environment,
+            environment_found: _,
             environments,
             sources,
             tree,
             vars,
             dotenv_names,
+            strict,
+            section_keys,
+            all_targets,
         } = loaded;
         let mut project = Project {
             name: String::new(),
@@ -290,7 +314,132 @@ impl Project {
                 PluginKind::Mapper => project.mappers = resolved,
             }
         }
+        for unknown in project.unknown_keys(&section_keys, &all_targets) {
+            if strict {
+                return Err(project.unknown_key_error(&unknown));
+            }
+            let message = unknown.message();
+            keys::warn_once(&format!("key:{message}"), &message);
+        }
         Ok(project)
+    }
+
+    /// The keys of the active environment alto does not read: at the top of
+    /// the `default` and active sections, and in plugin specs (each where it
+    /// is written, not where it is inherited).
+    fn unknown_keys(&self, section_keys: &[SectionKey], all_targets: &[String]) -> Vec<UnknownKey> {
+        let references = keys::references(&self.tree.value);
+        let mut found: Vec<UnknownKey> = section_keys
+            .iter()
+            .filter_map(|k| keys::check_section_key(&k.section, &k.key, k.origin, &references))
+            .collect();
+        let mut targets: Vec<String> = self.targets.keys().cloned().collect();
+        for t in all_targets {
+            if !targets.contains(t) {
+                targets.push(t.clone());
+            }
+        }
+        for kind in PluginKind::ALL {
+            let Some(Value::Object(section)) = self.tree.value.get(kind.section()) else {
+                continue;
+            };
+            for (name, spec) in section {
+                let Value::Object(spec) = spec else { continue };
+                for mut u in keys::check_plugin(kind, name, spec, &targets, &references) {
+                    u.origin = self.tree.origin(&u.path);
+                    found.push(u);
+                }
+            }
+        }
+        found
+    }
+
+    /// `--strict`: an unknown key is an error pointing at it.
+    fn unknown_key_error(&self, u: &UnknownKey) -> ConfigError {
+        let origin = self.key_origin(
+            &u.key,
+            u.origin.unwrap_or(Origin {
+                source: 0,
+                offset: 0,
+                len: 0,
+            }),
+        );
+        let free = "keys starting with `_` are yours (comments, anchors)";
+        let help = match (&u.other_kind, &u.suggestion) {
+            (Some(kinds), _) => format!("move it to one of the {kinds}, or remove it"),
+            (None, Some(_)) => format!("without --strict alto warns and ignores it; {free}"),
+            (None, None) => {
+                let known: Vec<&str> = match u.path.as_slice() {
+                    [section, _, _] => PluginKind::ALL
+                        .into_iter()
+                        .find(|k| k.section() == section)
+                        .map(keys::plugin_keys)
+                        .unwrap_or_default(),
+                    _ => super::load::SETTING_KEYS.to_vec(),
+                };
+                format!("alto reads {} here; {free}", known.join(", "))
+            }
+        };
+        ConfigError::UnknownKey {
+            message: u.message(),
+            src: self.sources.named(origin),
+            span: origin.span(),
+            help: Some(help),
+        }
+    }
+
+    /// Where a key is written, from where its value is.
+    fn key_origin(&self, key: &str, value: Origin) -> Origin {
+        match self.sources.get(value.source) {
+            Some(f) if f.layer != super::source::Layer::Environment => {
+                keys::key_origin(&f.text, key, value)
+            }
+            _ => value,
+        }
+    }
+
+    /// The error for a plugin a command must build or run that has no
+    /// `pip_url`, pointing at its spec.
+    pub fn no_pip_url(&self, plugin: &Plugin) -> ConfigError {
+        let path = plugin.lineage.first().cloned().unwrap_or_default();
+        let origin = self.tree.origin(&path).unwrap_or(Origin {
+            source: 0,
+            offset: 0,
+            len: 0,
+        });
+        let origin = self.key_origin(&plugin.name, origin);
+        let noun = plugin.kind.noun();
+        let mut help = format!(
+            "add `pip_url: ...` (what pip installs: a requirement, a VCS URL or a local path), \
+             or `inherit_from` a {noun} that has one"
+        );
+        // A near miss of `pip_url` in the plugin's spec or an ancestor's.
+        let typo = plugin.lineage.iter().find_map(|path| {
+            let Some(Value::Object(spec)) = self.tree.get(path) else {
+                return None;
+            };
+            let key = spec
+                .keys()
+                .find(|k| k.as_str() != "pip_url" && keys::closest(k, &["pip_url"]).is_some())?;
+            Some((key.clone(), path.join(".")))
+        });
+        if let Some((key, at)) = typo {
+            let place = if at == path.join(".") {
+                String::new()
+            } else {
+                format!(" (in {at})")
+            };
+            help = format!(
+                "`{key}`{place} is not a key alto reads: did you mean `pip_url`? Else {help}"
+            );
+        }
+        ConfigError::NoPipUrl {
+            noun,
+            name: plugin.name.clone(),
+            src: self.sources.named(origin),
+            span: origin.span(),
+            help: Some(help),
+        }
     }
 
     /// The original's `extensions` (built-in `evidence`, `rill`, or Python
@@ -1128,4 +1277,141 @@ fn python_float(f: f64) -> String {
     }
     let s = format!("{f}");
     if s.contains('.') { s } else { format!("{s}.0") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LoadOptions;
+
+    fn load(
+        files: &[(&str, &str)],
+        env: Option<&str>,
+        strict: bool,
+    ) -> Result<Project, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let opts = LoadOptions {
+            root: Some(dir.path().to_path_buf()),
+            cwd: dir.path().to_path_buf(),
+            env: env.map(str::to_string),
+            vars: vec![],
+            strict,
+        };
+        crate::config::load(&opts)
+    }
+
+    fn unknown(files: &[(&str, &str)], env: Option<&str>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let opts = LoadOptions {
+            root: Some(dir.path().to_path_buf()),
+            cwd: dir.path().to_path_buf(),
+            env: env.map(str::to_string),
+            vars: vec![],
+            strict: false,
+        };
+        let loaded = super::super::load::load(&opts).unwrap();
+        let section_keys = loaded.section_keys.clone();
+        let all_targets = loaded.all_targets.clone();
+        let p = Project::from_loaded(loaded).unwrap();
+        p.unknown_keys(&section_keys, &all_targets)
+            .iter()
+            .map(UnknownKey::message)
+            .collect()
+    }
+
+    const CONFIG: &str = "default:
+  project_name: p
+  buket: b
+  _anchors: {x: 1}
+  taps:
+    tap-x:
+      pip_ulr: tap-x==1
+      target-y: {batch: 1}
+      target-prod: {batch: 2}
+      _note: hi
+    tap-x-eu:
+      inherit_from: tap-x
+      confg: {}
+  targets:
+    target-y: {pip_url: target-y==1, select: ['a.*']}
+prod:
+  targets:
+    target-prod: {pip_url: target-prod==1}
+  taps:
+    tap-x:
+      capabilites: [catalog]
+";
+
+    #[test]
+    fn unknown_keys_of_the_active_environment_are_found() {
+        assert_eq!(
+            unknown(&[("alto.yaml", CONFIG)], None),
+            vec![
+                "default: unknown key `buket`; did you mean `bucket`?",
+                "taps.tap-x: unknown key `pip_ulr`; did you mean `pip_url`?",
+                "taps.tap-x-eu: unknown key `confg`; did you mean `config`?",
+                "targets.target-y: `select` applies to taps only; alto ignores it here",
+            ]
+        );
+        // prod's section is checked only when prod is active.
+        assert!(unknown(&[("alto.yaml", CONFIG)], Some("prod")).contains(
+            &"taps.tap-x: unknown key `capabilites`; did you mean `capabilities`?".to_string()
+        ));
+    }
+
+    #[test]
+    fn strict_makes_the_first_unknown_key_an_error_at_the_key() {
+        assert!(load(&[("alto.yaml", CONFIG)], None, false).is_ok());
+        let err = load(&[("alto.yaml", CONFIG)], None, true).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "default: unknown key `buket`; did you mean `bucket`?"
+        );
+        let ConfigError::UnknownKey { src, span, .. } = &err else {
+            panic!("{err:?}")
+        };
+        let text = miette::SourceCode::read_span(src, span, 0, 0).unwrap();
+        assert_eq!(std::str::from_utf8(text.data()).unwrap(), "buket");
+        assert_eq!(text.line(), 2);
+        let plugin_only = "default:\n  taps:\n    tap-x:\n      pip_ulr: tap-x==1\n";
+        let err = load(&[("alto.yaml", plugin_only)], None, true)
+            .err()
+            .unwrap();
+        let ConfigError::UnknownKey { span, help, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(span.offset(), plugin_only.find("pip_ulr").unwrap());
+        assert_eq!(span.len(), "pip_ulr".len());
+        assert!(help.as_deref().unwrap().contains("without --strict"));
+    }
+
+    #[test]
+    fn the_no_pip_url_error_points_at_the_spec() {
+        let text = "default:\n  taps:\n    tap-x:\n      pip_ulr: tap-x==1\n";
+        let p = load(&[("alto.yaml", text)], None, false).unwrap();
+        let err = p.no_pip_url(p.tap("tap-x").unwrap());
+        assert_eq!(
+            err.to_string(),
+            "tap `tap-x` has no `pip_url`, so alto cannot build it"
+        );
+        let ConfigError::NoPipUrl { span, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(span.offset(), text.find("tap-x:").unwrap());
+    }
+
+    #[test]
+    fn root_ancestors() {
+        let text = "default:\n  taps:\n    a: {pip_url: a}\n    b: {inherit_from: a}\n    c: {inherit_from: b}\n";
+        let p = load(&[("alto.yaml", text)], None, false).unwrap();
+        assert_eq!(p.tap("a").unwrap().root_ancestor(), "a");
+        assert_eq!(p.tap("c").unwrap().root_ancestor(), "a");
+        assert!(p.tap("c").unwrap().has_pip_url());
+    }
 }

@@ -169,17 +169,35 @@ pub fn normalize_pip_url(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// How the plugin's PEX is entered: `entrypoint` (a module) wins over
-/// `executable` (a script), which defaults to the plugin's name.
+/// How the plugin's PEX is entered. The nearest spec of its `inherit_from`
+/// chain (itself first) that sets `entrypoint` (a module) or `executable` (a
+/// script) decides, `entrypoint` winning within one spec; when none does, the
+/// console script named after the root of the chain, as in Meltano: an
+/// inheriting plugin runs its parent's package. Not a key input: the PEX is
+/// the same whatever runs it.
 pub fn entry(project: &Project, plugin: &Plugin) -> Result<Entry, ConfigError> {
-    if let Some(m) = project.setting_str(Some(plugin), "entrypoint")? {
-        return Ok(Entry::Module(m));
-    }
-    Ok(Entry::Script(
+    let sets = |path: &Vec<String>, key: &str| {
         project
-            .setting_str(Some(plugin), "executable")?
-            .unwrap_or_else(|| plugin.name.clone()),
-    ))
+            .tree
+            .get(path)
+            .and_then(|spec| spec.get(key))
+            .is_some_and(|v| !v.is_null())
+    };
+    let deciding = plugin
+        .lineage
+        .iter()
+        .find(|path| sets(path, "entrypoint") || sets(path, "executable"));
+    if let Some(path) = deciding {
+        if sets(path, "entrypoint")
+            && let Some(m) = project.setting_str(Some(plugin), "entrypoint")?
+        {
+            return Ok(Entry::Module(m));
+        }
+        if let Some(s) = project.setting_str(Some(plugin), "executable")? {
+            return Ok(Entry::Script(s));
+        }
+    }
+    Ok(Entry::Script(plugin.root_ancestor().to_string()))
 }
 
 /// The local paths a pip_url names: `./x`, `../x`, `/x`, `file://x`, or an
@@ -268,36 +286,77 @@ pub fn plugin_derivation(
 /// A plugin's platform and the interpreter that builds for it.
 pub type PlatformOf = (Platform, PathBuf);
 
-/// Derivations for the named plugins (all when `names` is empty), one per key:
-/// plugins with the same inputs share one artifact.
+/// The plugins `alto build` with no names realizes: every plugin with a
+/// `pip_url`. Utilities may have none (they are then only config); a tap,
+/// target or mapper without one is skipped with a warning, once.
+pub fn buildable_plugins(project: &Project) -> Vec<&Plugin> {
+    project
+        .plugins()
+        .filter(|p| {
+            if p.has_pip_url() {
+                return true;
+            }
+            warn_no_pip_url(p);
+            false
+        })
+        .collect()
+}
+
+fn warn_no_pip_url(p: &Plugin) {
+    if p.kind != PluginKind::Utility {
+        let noun = p.kind.noun();
+        crate::config::keys::warn_once(
+            &format!("no-pip-url:{noun}:{}", p.name),
+            &format!(
+                "{noun} `{}` has no `pip_url`, so alto cannot build it; skipping it \
+                 (add `pip_url: ...`, or `inherit_from` a {noun} that has one)",
+                p.name
+            ),
+        );
+    }
+}
+
+/// Derivations for the named plugins (all buildable ones when `names` is
+/// empty), one per key: plugins with the same inputs share one artifact. A
+/// named tap, target or mapper without a `pip_url` is an error (a named
+/// utility without one has no derivation).
 pub fn plugin_derivations<E: From<EvalError>>(
     project: &Project,
     names: &[String],
     platform_of: &mut dyn FnMut(&Plugin) -> Result<PlatformOf, E>,
     builder: &Builder,
 ) -> Result<Vec<PluginDerivation>, E> {
-    let plugins: Vec<&Plugin> = if names.is_empty() {
-        project.plugins().collect()
-    } else {
+    let named = !names.is_empty();
+    let plugins: Vec<&Plugin> = if named {
         names
             .iter()
             .map(|n| project.plugin(n))
             .collect::<Result<_, _>>()
             .map_err(|e| E::from(EvalError::Config(e)))?
+    } else {
+        buildable_plugins(project)
+    };
+    let missing = |p: &Plugin| -> Result<(), E> {
+        if named && p.kind != PluginKind::Utility {
+            return Err(E::from(EvalError::Config(project.no_pip_url(p))));
+        }
+        warn_no_pip_url(p);
+        Ok(())
     };
     let mut out: Vec<PluginDerivation> = Vec::new();
     for p in plugins {
-        if p.kind == PluginKind::Utility && p.spec.get("pip_url").is_none_or(Value::is_null) {
+        if !p.has_pip_url() {
+            missing(p)?;
             continue;
         }
         let (platform, python) = platform_of(p)?;
-        if let Some(d) =
-            plugin_derivation(project, p, &platform, &python, builder).map_err(E::from)?
-        {
-            match out.iter_mut().find(|e| e.key == d.key) {
+        match plugin_derivation(project, p, &platform, &python, builder).map_err(E::from)? {
+            Some(d) => match out.iter_mut().find(|e| e.key == d.key) {
                 Some(existing) => existing.plugins.push(p.name.clone()),
                 None => out.push(d),
-            }
+            },
+            // A pip_url that renders blank.
+            None => missing(p)?,
         }
     }
     Ok(out)
@@ -328,6 +387,125 @@ mod tests {
         assert_eq!(a.0.len(), 32);
         assert!(Key::parse(&a.0).is_some());
         assert!(Key::parse("../etc/passwd").is_none());
+    }
+
+    fn project(yaml: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alto.yaml"), yaml).unwrap();
+        let opts = crate::config::LoadOptions {
+            root: Some(dir.path().to_path_buf()),
+            cwd: dir.path().to_path_buf(),
+            env: None,
+            vars: vec![],
+            strict: false,
+        };
+        crate::config::load(&opts).unwrap()
+    }
+
+    fn derivations(p: &Project, names: &[&str]) -> Result<Vec<PluginDerivation>, EvalError> {
+        let platform = Platform {
+            implementation: "cpython".into(),
+            python_version: "3.11".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+        };
+        let builder = Builder {
+            tool: "pex".into(),
+            version: "2".into(),
+            flags: vec![],
+        };
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        plugin_derivations(
+            p,
+            &names,
+            &mut |_: &Plugin| Ok::<_, EvalError>((platform.clone(), PathBuf::from("python3"))),
+            &builder,
+        )
+    }
+
+    const PLUGINS: &str = "default:
+  taps:
+    tap-x: {pip_url: tap-x==1, capabilities: [catalog]}
+    tap-x-eu: {inherit_from: tap-x, config: {region: eu}}
+    tap-x-eu2: {inherit_from: tap-x-eu}
+    tap-m: {pip_url: tap-m==1, entrypoint: tap_m.cli}
+    tap-m-own: {inherit_from: tap-m, executable: tap-m-own}
+    tap-s: {pip_url: tap-s==1, executable: tap-s-main}
+    tap-s-child: {inherit_from: tap-s}
+    tap-typo: {pip_ulr: tap-typo==1}
+  targets:
+    target-y: {pip_url: target-y==1}
+    target-blank: {pip_url: '  '}
+  utilities:
+    notes: {config: {a: 1}}
+";
+
+    #[test]
+    fn inheriting_plugins_run_their_ancestors_entry() {
+        let p = project(PLUGINS);
+        let e = |n: &str| entry(&p, p.plugin(n).unwrap()).unwrap();
+        assert_eq!(e("tap-x"), Entry::Script("tap-x".into()));
+        assert_eq!(e("tap-x-eu"), Entry::Script("tap-x".into()));
+        assert_eq!(e("tap-x-eu2"), Entry::Script("tap-x".into()));
+        assert_eq!(e("tap-m"), Entry::Module("tap_m.cli".into()));
+        // The child's own executable wins over an inherited entrypoint.
+        assert_eq!(e("tap-m-own"), Entry::Script("tap-m-own".into()));
+        assert_eq!(e("tap-s-child"), Entry::Script("tap-s-main".into()));
+        // The entry is not a key input: parent and child share one artifact.
+        let ds = derivations(&p, &["tap-x", "tap-x-eu"]).unwrap();
+        assert_eq!(ds.len(), 1);
+        assert_eq!(ds[0].plugins, vec!["tap-x", "tap-x-eu"]);
+    }
+
+    #[test]
+    fn named_plugins_without_pip_url_are_errors() {
+        let p = project(PLUGINS);
+        for (name, noun) in [("tap-typo", "tap"), ("target-blank", "target")] {
+            let err = derivations(&p, &[name]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("{noun} `{name}` has no `pip_url`, so alto cannot build it")
+            );
+            assert!(matches!(
+                err,
+                EvalError::Config(ConfigError::NoPipUrl { .. })
+            ));
+        }
+        let EvalError::Config(ConfigError::NoPipUrl { help, .. }) =
+            derivations(&p, &["tap-typo"]).unwrap_err()
+        else {
+            unreachable!()
+        };
+        assert!(
+            help.unwrap()
+                .starts_with("`pip_ulr` is not a key alto reads: did you mean `pip_url`?")
+        );
+        // A utility without one has no derivation, as before.
+        assert!(derivations(&p, &["notes"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn building_everything_skips_plugins_without_pip_url() {
+        let p = project(PLUGINS);
+        let names: Vec<&str> = buildable_plugins(&p)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "tap-x",
+                "tap-x-eu",
+                "tap-x-eu2",
+                "tap-m",
+                "tap-m-own",
+                "tap-s",
+                "tap-s-child",
+                "target-y"
+            ]
+        );
+        let ds = derivations(&p, &[]).unwrap();
+        assert_eq!(ds.len(), 4);
     }
 
     #[test]

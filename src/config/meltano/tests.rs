@@ -16,6 +16,8 @@ fn load(t: &Translation, env: &str, vars: &[(&str, &str)]) -> Result<Project, St
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        // Every key the importer writes is one alto reads.
+        strict: true,
     };
     crate::config::load(&opts).map_err(|e| format!("{e:?}\n{}", t.alto_yaml))
 }
