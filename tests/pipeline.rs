@@ -317,6 +317,17 @@ fn state_files_in_and_out() {
         std::fs::read_to_string(state_file(&p)).unwrap(),
         "{not json"
     );
+    // An empty file or a wrapper around something else would read as "no
+    // state" and load everything again: refused the same way.
+    for bad in ["", "{\"singer_state\": \"not an object\"}"] {
+        std::fs::write(state_file(&p), bad).unwrap();
+        let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains("alto::state::invalid"), "{err}");
+        assert!(err.contains("clean TAP:TARGET"), "{err}");
+        assert_eq!(std::fs::read_to_string(state_file(&p)).unwrap(), bad);
+    }
+    assert_eq!(ids(&p.path().join("out/raw/users.jsonl")).len(), 5);
 }
 
 #[test]
@@ -336,6 +347,69 @@ fn secrets_never_reach_the_logs() {
         assert!(!text.contains("sup3r-s3cret-value"));
         assert!(text.contains("********"));
     }
+
+    // Secrets with quotes, backslashes, non-ASCII and newlines, which the
+    // tap prints JSON-escaped (Python's json.dumps: `\"`, `\\`, `\u00e4`,
+    // `\n`), are redacted in those forms too.
+    std::fs::write(
+        p.path().join("alto.secrets.yaml"),
+        "default:\n  taps:\n    tap-fixture:\n      config:\n        password: 'pä\"ss\\wörd'\n        pem: \"-----BEGIN KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n-----END KEY-----\\n\"\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(p.path().join(".alto/logs/dev")).unwrap();
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("tap-fixture: config"), "{err}");
+    let mut texts = vec![err];
+    for entry in std::fs::read_dir(p.path().join(".alto/logs/dev")).unwrap() {
+        texts.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    for text in texts {
+        for leak in [
+            "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+            "p\\u00e4",
+            "ss\\\\w",
+            "pä",
+        ] {
+            assert!(!text.contains(leak), "{leak} leaked:\n{text}");
+        }
+    }
+}
+
+/// A plugin line longer than ALTO_MAX_LINE_BYTES fails a run that reads it
+/// (an ingest, or a pipeline with alto in the pipe) clearly; the direct
+/// pipe does not read lines at all.
+#[test]
+fn a_line_too_long_fails_the_run_clearly() {
+    let p = plugin_project(&config("        big: 5000\n", ""));
+    let m = Machine::new(true);
+    let run = |args: &[&str]| {
+        let out = p
+            .on(&m)
+            .env("ALTO_MAX_LINE_BYTES", "1000")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["tap-fixture:reservoir"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("longer than 1000 bytes"), "{err}");
+    assert!(err.contains("ALTO_MAX_LINE_BYTES"), "{err}");
+    let (code, err) = run(&["tap-fixture:target-fixture"]);
+    assert_eq!(code, Some(0), "the direct pipe reads no line: {err}");
+    std::fs::write(
+        p.path().join("alto.local.yaml"),
+        "default:\n  taps:\n    tap-fixture:\n      select: ['*.*', '~users.email']\n",
+    )
+    .unwrap();
+    let (code, err) = run(&["tap-fixture:target-fixture", "--full-refresh"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("longer than 1000 bytes"), "{err}");
+    assert!(!err.contains("done in"), "{err}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! STATE lines merged into the state and committed as they arrive. The run's
 //! lifecycle (lock, configs, logs, signals, teardown) is `run`'s.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::process::Stdio;
 
 use serde_json::{Map, Value};
@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::config::Plugin;
 use crate::realize::{Options, Realizer};
 use crate::run::{self, Launched, Role, RunError, RunOptions, Session, StateStore, Tail};
+use crate::singer::line;
 use crate::singer::message::StreamHasher;
 use crate::singer::state;
 
@@ -99,15 +100,26 @@ pub fn run(
                 (hasher.take(), upstream.take(), child.stdin.take())
         {
             // alto in the pipe: only the affected streams' messages are parsed.
-            middle = Some(std::thread::spawn(move || {
+            let tap_name = tap_name.to_string();
+            middle = Some(std::thread::spawn(move || -> Result<(), RunError> {
                 let mut reader = BufReader::with_capacity(1 << 16, from);
                 let mut writer = BufWriter::with_capacity(1 << 16, to);
                 let mut line = Vec::new();
+                let max = line::max_line_bytes();
                 loop {
                     line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
+                    line::shrink(&mut line);
+                    match line::read_line(&mut reader, &mut line, max) {
+                        Ok(line::Read::Line(_)) => {}
+                        Ok(line::Read::End) | Err(_) => break,
+                        // Both pipes close with this thread: the tap stops
+                        // on a broken pipe, the target at the end of input.
+                        Ok(line::Read::TooLong) => {
+                            return Err(RunError::LineTooLong {
+                                plugin: tap_name,
+                                limit: max,
+                            });
+                        }
                     }
                     let body = line.strip_suffix(b"\n").unwrap_or(&line);
                     let written = match h.transform(body) {
@@ -119,6 +131,7 @@ pub fn run(
                     }
                 }
                 let _ = writer.flush();
+                Ok(())
             }));
         }
         if i + 1 == roles.len() {
@@ -164,9 +177,9 @@ pub fn run(
         statuses.push((name, status, l.tail.clone()));
     }
     statuses.reverse();
-    if let Some(m) = middle {
-        let _ = m.join();
-    }
+    // A line too long between tap and target fails the run, after what the
+    // target confirmed is committed below.
+    let middle_error = middle.and_then(|m| m.join().ok()).and_then(Result::err);
     if let Some(e) = read.error {
         return Err(e);
     }
@@ -181,6 +194,9 @@ pub fn run(
         store.keep_history(&state)?;
     }
     prepared.log.upload(&session.remote, &session.env);
+    if let Some(e) = session.stopped().or(middle_error) {
+        return Err(e);
+    }
     if let Some(e) = session.failure(&statuses, &prepared.log.path) {
         return Err(e);
     }

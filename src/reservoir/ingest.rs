@@ -6,7 +6,7 @@
 //! committed with the new partitions and that state together.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::Stdio;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
@@ -212,6 +212,7 @@ impl Ingestor {
             .redactor
             .redact(String::from_utf8_lossy(line).trim_end());
         let short: String = text.chars().take(200).collect();
+        let short = run::printable(&short);
         tracing::warn!(
             "{} line {} ({why}), skipped: {short}",
             self.tap,
@@ -260,9 +261,17 @@ impl Ingestor {
                 Ok(())
             }
             ("SCHEMA", Some(stream)) => self.schema(stream, line),
-            (_, Some(stream)) => self.record(&stream, line, &kind, true),
-            (_, None) => {
+            ("RECORD" | "ACTIVATE_VERSION" | "BATCH", Some(stream)) => {
+                self.record(&stream, line, &kind, true)
+            }
+            ("RECORD" | "ACTIVATE_VERSION" | "BATCH" | "SCHEMA", None) => {
                 self.skip(line, "a message without a stream");
+                Ok(())
+            }
+            // Not a Singer message type: never stored, never counted.
+            (other, _) => {
+                let why = format!("an unknown message type `{}`", run::printable(other));
+                self.skip(line, &why);
                 Ok(())
             }
         }
@@ -653,11 +662,20 @@ pub fn run(
         run::widen_pipe(&out);
         let mut reader = BufReader::with_capacity(1 << 20, out);
         let mut line = Vec::with_capacity(1 << 12);
+        let max = crate::singer::line::max_line_bytes();
         loop {
             line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {}
+            crate::singer::line::shrink(&mut line);
+            match crate::singer::line::read_line(&mut reader, &mut line, max) {
+                Ok(crate::singer::line::Read::End) => break,
+                Ok(crate::singer::line::Read::Line(_)) => {}
+                Ok(crate::singer::line::Read::TooLong) => {
+                    failure = Some(ReservoirError::Run(RunError::LineTooLong {
+                        plugin: tap_name.to_string(),
+                        limit: max,
+                    }));
+                    break;
+                }
                 Err(e) => {
                     failure = Some(ReservoirError::Run(RunError::Io {
                         action: "cannot read the output of",
@@ -930,5 +948,102 @@ mod tests {
                 assert_eq!(index.partitions.len(), 2);
             }
         }
+    }
+
+    fn ingest_lines(dir: &Path, lines: &[String]) -> (Arc<Remote>, IngestStats) {
+        let remote = remote(dir);
+        let limits = Limits {
+            commit_every: Duration::from_secs(3600),
+            ..Limits::default()
+        };
+        let select = vec!["*.*".to_string()];
+        let mut ing =
+            Ingestor::new(remote.clone(), "dev", "tap-x", &select, limits, false).unwrap();
+        for l in lines {
+            ing.line(format!("{l}\n").as_bytes()).unwrap();
+        }
+        let (stats, _) = ing.finish(true).unwrap();
+        (remote, stats)
+    }
+
+    fn schema(stream: &str) -> String {
+        serde_json::json!({"type": "SCHEMA", "stream": stream, "schema": {"properties": {"id": {"type": "integer"}}}, "key_properties": ["id"]}).to_string()
+    }
+
+    fn record(stream: &str, id: u64) -> String {
+        serde_json::json!({"type": "RECORD", "stream": stream, "record": {"id": id}}).to_string()
+    }
+
+    /// A message of a type Singer does not have is neither stored nor
+    /// counted as a record.
+    #[test]
+    fn unknown_message_types_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = vec![
+            schema("users"),
+            record("users", 1),
+            r#"{"type": "BOGUS", "stream": "users", "record": {"id": 99}}"#.to_string(),
+            r#"{"type": "RECORD\u001b[2J", "stream": "users", "record": {"id": 98}}"#.to_string(),
+            record("users", 2),
+            r#"{"type": "STATE", "value": {"bookmarks": {"users": 2}}}"#.to_string(),
+        ];
+        let (remote, stats) = ingest_lines(dir.path(), &lines);
+        assert_eq!(stats.records, 2);
+        assert_eq!(stats.skipped_lines, 2);
+        let (_, stored) = stored(&remote);
+        let ids: Vec<u64> = stored["users"]
+            .iter()
+            .map(|m| m["record"]["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, vec![1, 2]);
+    }
+
+    /// Stream names of any kind are stored once-encoded, within file-name
+    /// limits, apart from the index, and read back.
+    #[test]
+    fn any_stream_name_can_be_ingested_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "é".repeat(150),
+            "_index.json".to_string(),
+            "a/b".to_string(),
+            "x".repeat(400),
+            "..".to_string(),
+        ];
+        let mut lines = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            lines.push(schema(n));
+            lines.push(record(n, i as u64));
+        }
+        lines.push(r#"{"type": "STATE", "value": {"done": true}}"#.to_string());
+        let (remote, stats) = ingest_lines(dir.path(), &lines);
+        assert_eq!(stats.records, names.len() as u64);
+        let (index, stored) = stored(&remote);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(stored[n].len(), 1, "{n}");
+            assert_eq!(stored[n][0]["record"]["id"], i as u64);
+        }
+        assert_eq!(index.state["done"], true);
+        // Every file and directory name is short, encoded once, and the
+        // index is the index.
+        for e in walk(dir.path()) {
+            let name = e.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.len() <= 200, "{name}");
+            assert!(!name.contains("%25"), "encoded twice: {name}");
+        }
+        let again = Index::load(&remote, "dev", "tap-x").unwrap();
+        assert_eq!(again.index.partitions.len(), index.partitions.len());
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+        out
     }
 }

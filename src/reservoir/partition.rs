@@ -26,18 +26,40 @@ impl Encoding {
     }
 }
 
-/// A stream or tap name as one path segment: bytes outside `[A-Za-z0-9._-]`
-/// are percent-encoded, so no name can climb out of its directory.
+/// The longest path segment [`segment`] makes, in bytes: far below file
+/// systems' 255, with room for what object stores add.
+pub const MAX_SEGMENT: usize = 120;
+
+/// A stream or tap name as one path segment, encoded once: bytes outside
+/// `[A-Za-z0-9_.-]` (and a leading `_` or `.`) become `=XX`, which no object
+/// store encodes again, so no name can climb out of its directory or be
+/// taken for the index (`_index.json`) or a temporary file. A name longer
+/// than [`MAX_SEGMENT`] keeps a readable prefix and ends in `==` and 16 hex
+/// digits of its blake3.
 pub fn segment(name: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (b == b'.' && !out.is_empty()) {
+    for (i, b) in name.bytes().enumerate() {
+        let plain = b.is_ascii_alphanumeric() || b == b'-' || (i > 0 && matches!(b, b'_' | b'.'));
+        if plain {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "={b:02X}");
         }
     }
-    if out.is_empty() { "%".into() } else { out }
+    if out.is_empty() {
+        return "=".into();
+    }
+    if out.len() <= MAX_SEGMENT {
+        return out;
+    }
+    let hash = blake3::hash(name.as_bytes()).to_hex();
+    let mut cut = MAX_SEGMENT - 18;
+    // Never cut an `=XX` escape in two.
+    if let Some(eq) = out[cut.saturating_sub(2)..cut].rfind('=') {
+        cut = cut - 2 + eq;
+    }
+    format!("{}=={}", &out[..cut], &hash[..16])
 }
 
 /// The schema group of a SCHEMA message: 16 hex digits of the blake3 of its
@@ -158,9 +180,38 @@ mod tests {
     fn segments_stay_in_their_directory() {
         assert_eq!(segment("users"), "users");
         assert_eq!(segment("public-users.v2"), "public-users.v2");
-        assert_eq!(segment("a/b"), "a%2Fb");
-        assert_eq!(segment(".."), "%2E.");
-        assert_eq!(segment(""), "%");
+        assert_eq!(segment("public_users"), "public_users");
+        assert_eq!(segment("a/b"), "a=2Fb");
+        assert_eq!(segment(".."), "=2E.");
+        assert_eq!(segment(""), "=");
+        assert_eq!(segment("a%b"), "a=25b");
+        // Never the index's name, nor a hidden or temporary file's.
+        assert_eq!(segment("_index.json"), "=5Findex.json");
+        assert_eq!(segment(".tmp"), "=2Etmp");
+        // Non-ASCII: encoded once, by alto, in characters object stores keep.
+        assert_eq!(segment("é"), "=C3=A9");
+    }
+
+    #[test]
+    fn long_names_keep_a_readable_prefix_and_stay_distinct() {
+        let a = "é".repeat(200);
+        let b = format!("{}x", "é".repeat(199));
+        let (sa, sb) = (segment(&a), segment(&b));
+        assert!(sa.len() <= MAX_SEGMENT, "{}", sa.len());
+        assert!(sa.starts_with("=C3=A9=C3=A9"));
+        assert_ne!(sa, sb);
+        let long = "s".repeat(1000);
+        assert!(segment(&long).len() <= MAX_SEGMENT);
+        assert!(segment(&long).starts_with("sss"));
+        // The prefix never ends in a cut escape.
+        for n in 30..80 {
+            let s = segment(&format!("{}{}", "a".repeat(n), "é".repeat(100)));
+            let (prefix, _) = s.split_once("==").unwrap();
+            assert!(
+                !prefix.ends_with('=') && !prefix[prefix.len() - 2..].starts_with('='),
+                "{s}"
+            );
+        }
     }
 
     #[test]

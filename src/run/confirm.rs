@@ -3,13 +3,14 @@
 //! `ALTO_STATE_COMMIT_MS`) while the run goes on. Anything else is logged,
 //! redacted, and skipped.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufReader;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
 use super::RunError;
 use super::log::{Redactor, RunLog};
+use crate::singer::line::Read;
 use crate::singer::state;
 
 /// How often state may be committed while a run goes on (`ALTO_STATE_COMMIT_MS`,
@@ -42,7 +43,7 @@ pub struct Confirmations {
 /// [`commit_interval`]; the caller commits what is left once the target ended.
 #[allow(clippy::too_many_arguments)]
 pub fn read_confirmations<S>(
-    out: impl Read,
+    out: impl std::io::Read,
     target: &str,
     redactor: &Redactor,
     log: &RunLog,
@@ -55,11 +56,24 @@ pub fn read_confirmations<S>(
     let mut last_commit = Instant::now();
     let mut reader = BufReader::new(out);
     let mut line = Vec::new();
+    let max = crate::singer::line::max_line_bytes();
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        crate::singer::line::shrink(&mut line);
+        match crate::singer::line::read_line(&mut reader, &mut line, max) {
+            Ok(Read::Line(_)) => {}
+            Ok(Read::End) | Err(_) => break,
+            Ok(Read::TooLong) => {
+                // The reader goes with this function: the target's stdout
+                // closes and it stops.
+                if read.error.is_none() {
+                    read.error = Some(RunError::LineTooLong {
+                        plugin: target.to_string(),
+                        limit: max,
+                    });
+                }
+                break;
+            }
         }
         let body = line.strip_suffix(b"\n").unwrap_or(&line);
         match state::parse_line(body) {
@@ -73,7 +87,10 @@ pub fn read_confirmations<S>(
             state::Line::Skipped(why) => {
                 read.skipped += 1;
                 let text = redactor.redact(String::from_utf8_lossy(body).trim_end());
-                tracing::warn!("{target} stdout ({why}), skipped: {text}");
+                tracing::warn!(
+                    "{target} stdout ({why}), skipped: {}",
+                    super::log::printable(&text)
+                );
                 log.line(&format!("{target} (stdout) | {text}"));
             }
         }

@@ -30,7 +30,7 @@ use crate::store::{Remote, StoreError};
 pub use confirm::{Confirmations, commit_interval, read_confirmations};
 pub use dir::RunDir;
 pub use lock::PipelineLock;
-pub use log::{Redactor, RunLog, Tail, pump_stderr};
+pub use log::{Redactor, RunLog, Tail, printable, pump_stderr};
 pub use state_store::StateStore;
 
 #[derive(Debug, Error, Diagnostic)]
@@ -123,6 +123,15 @@ pub enum RunError {
         )
     )]
     LockLost { what: String, path: String },
+
+    #[error("{plugin} sent a line longer than {limit} bytes; the run is stopped")]
+    #[diagnostic(
+        code(alto::pipeline::line_too_long),
+        help(
+            "state confirmed before it is kept. If the plugin really sends such records, raise ALTO_MAX_LINE_BYTES"
+        )
+    )]
+    LineTooLong { plugin: String, limit: usize },
 
     #[error("cannot {action} {}", path.display())]
     #[diagnostic(code(alto::pipeline::io))]

@@ -1,5 +1,6 @@
 //! Singer: message scanning, the catalog model, select/metadata rules, state merging.
 
 pub mod catalog;
+pub mod line;
 pub mod message;
 pub mod state;

@@ -12,6 +12,10 @@ pub enum StateError {
     Json(String),
     #[error("the state must be a JSON object, not {0}")]
     NotObject(&'static str),
+    #[error("the state file is empty (a half-written file?)")]
+    Empty,
+    #[error("its `singer_state` must be a JSON object, not {0}")]
+    NotObjectInside(&'static str),
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -26,18 +30,17 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// A state file's content: an object, unwrapped if Meltano wrapped it.
+/// Anything else is refused, never read as "no state": that would restart the
+/// sync from scratch and load everything again.
 pub fn parse_file(bytes: &[u8]) -> Result<Map<String, Value>, StateError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
+        return Err(StateError::Empty);
     }
     let v: Value = serde_json::from_slice(bytes).map_err(|e| StateError::Json(e.to_string()))?;
     match v {
         Value::Object(mut m) => match m.remove("singer_state") {
             Some(Value::Object(inner)) => Ok(inner),
-            Some(other) => {
-                m.insert("singer_state".into(), other);
-                Ok(m)
-            }
+            Some(other) => Err(StateError::NotObjectInside(kind(&other))),
             None => Ok(m),
         },
         other => Err(StateError::NotObject(kind(&other))),
@@ -138,8 +141,29 @@ mod tests {
             parse_file(b"{\"singer_state\": {\"a\": 1}, \"x\": 2}").unwrap(),
             obj(json!({"a": 1}))
         );
-        assert_eq!(parse_file(b"").unwrap(), Map::new());
+        assert_eq!(parse_file(b"{}").unwrap(), Map::new());
         assert!(parse_file(b"[1]").is_err());
         assert!(parse_file(b"{").is_err());
+        assert!(
+            parse_file(b"{\"bookmarks\": {\"a\"").is_err(),
+            "half-written"
+        );
+    }
+
+    /// An empty file, or a Meltano wrapper around something else, would read
+    /// as "no state" and restart the sync: refused.
+    #[test]
+    fn what_is_not_a_state_object_is_refused() {
+        assert_eq!(parse_file(b""), Err(StateError::Empty));
+        assert_eq!(parse_file(b" \n"), Err(StateError::Empty));
+        assert_eq!(
+            parse_file(b"{\"singer_state\": \"not an object\"}"),
+            Err(StateError::NotObjectInside("a string"))
+        );
+        assert_eq!(
+            parse_file(b"{\"singer_state\": null}"),
+            Err(StateError::NotObjectInside("null"))
+        );
+        assert_eq!(parse_file(b"null"), Err(StateError::NotObject("null")));
     }
 }
