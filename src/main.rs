@@ -4,7 +4,7 @@ fn main() -> ExitCode {
     let cli = alto::cli::Cli::parse_args();
     alto::cli::init_logging(&cli.global);
     match alto::cli::run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(status) => ExitCode::from(u8::from(status)),
         Err(e) => {
             let color = std::env::var_os("NO_COLOR").is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -1,12 +1,12 @@
 //! `alto about PLUGIN`: the plugin's `--about`.
 
 use super::run::build_options;
-use super::{Error, Global};
+use super::{Error, ExitStatus, Global};
 use crate::config::Project;
 use crate::realize::Realizer;
 use crate::run::{self, RunDir};
 
-pub fn about(g: &Global, project: &Project, tap_name: &str) -> Result<u8, Error> {
+pub fn about(g: &Global, project: &Project, tap_name: &str) -> Result<ExitStatus, Error> {
     let tap = project.plugin(tap_name)?;
     let realizer = Realizer::new(project)?;
     let derivs = run::realize_plugins(&realizer, &[tap], &build_options(g))?;
@@ -26,5 +26,7 @@ pub fn about(g: &Global, project: &Project, tap_name: &str) -> Result<u8, Error>
     if let Some(signal) = crate::interrupt::signal() {
         return Err(Error::Interrupted { signal });
     }
-    Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
+    Ok(ExitStatus::External(
+        status.code().unwrap_or(1).clamp(0, 255) as u8,
+    ))
 }

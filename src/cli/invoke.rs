@@ -1,11 +1,11 @@
 //! `alto invoke [python] PLUGIN [ARGS]`: a plugin (or its Python) run with its environment.
 
-use super::{Error, Global};
+use super::{Error, ExitStatus, Global};
 use crate::config::Project;
 use crate::realize::{self, Options, Realizer};
 
 /// `alto invoke [python] PLUGIN [ARGS...]`; the plugin's exit code is alto's.
-pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<u8, Error> {
+pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<ExitStatus, Error> {
     let (interpreter, name, rest) = match args {
         [first, second, rest @ ..] if first == "python" && project.plugin(second).is_ok() => {
             (true, second, rest)
@@ -45,7 +45,7 @@ pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<u8, Erro
     let status = cmd
         .status()
         .map_err(|source| realize::RealizeError::Spawn { program, source })?;
-    Ok(exit_code(status))
+    Ok(ExitStatus::External(exit_code(status)))
 }
 
 fn exit_code(status: std::process::ExitStatus) -> u8 {

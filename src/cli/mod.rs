@@ -398,6 +398,28 @@ impl Global {
     }
 }
 
+/// How a command that did not fail ended; errors carry their own code
+/// ([`Error::exit_code`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It did what was asked.
+    Success,
+    /// It ran and found the answer is no (`alto test`: no record came).
+    Failure,
+    /// A plugin's own exit code, passed on (`alto invoke`, `alto about`).
+    External(u8),
+}
+
+impl From<ExitStatus> for u8 {
+    fn from(s: ExitStatus) -> u8 {
+        match s {
+            ExitStatus::Success => 0,
+            ExitStatus::Failure => 1,
+            ExitStatus::External(c) => c,
+        }
+    }
+}
+
 /// Sets up logging for the verbosity asked for.
 pub fn init_logging(global: &Global) {
     use tracing::Level;
@@ -420,22 +442,22 @@ pub fn init_logging(global: &Global) {
 }
 
 /// Runs a parsed command line; the exit code on success.
-pub fn run(cli: Cli) -> Result<u8, Error> {
+pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
     let g = &cli.global;
     match &cli.command {
         Command::Init {
             format,
             name,
             no_prompt,
-        } => init::init(g, *format, name.clone(), *no_prompt).map(|_| 0),
+        } => init::init(g, *format, name.clone(), *no_prompt).map(|_| ExitStatus::Success),
         Command::Import {
             source: ImportSource::Meltano { path },
-        } => import::meltano(g, path.as_deref()).map(|_| 0),
+        } => import::meltano(g, path.as_deref()).map(|_| ExitStatus::Success),
         Command::Config { plugin, tap } => {
-            config::config(g, &g.load()?, plugin, tap.as_deref()).map(|_| 0)
+            config::config(g, &g.load()?, plugin, tap.as_deref()).map(|_| ExitStatus::Success)
         }
-        Command::Dump { keys } => config::dump(g, &g.load()?, keys).map(|_| 0),
-        Command::List => list::list(g, &g.load()?).map(|_| 0),
+        Command::Dump { keys } => config::dump(g, &g.load()?, keys).map(|_| ExitStatus::Success),
+        Command::List => list::list(g, &g.load()?).map(|_| ExitStatus::Success),
         Command::Build {
             plugins,
             jobs,
@@ -458,9 +480,9 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 catalogs: *catalogs,
                 offline: *offline,
             };
-            build::build(g, &g.load()?, &opts).map(|_| 0)
+            build::build(g, &g.load()?, &opts).map(|_| ExitStatus::Success)
         }
-        Command::Show { plugin } => show::show(g, &g.load()?, plugin).map(|_| 0),
+        Command::Show { plugin } => show::show(g, &g.load()?, plugin).map(|_| ExitStatus::Success),
         Command::Invoke { args } => invoke::invoke(g, &g.load()?, args),
         Command::Store {
             command:
@@ -468,23 +490,23 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     remote: false,
                     repair,
                 },
-        } => store::verify(g, *repair).map(|_| 0),
+        } => store::verify(g, *repair).map(|_| ExitStatus::Success),
         Command::Store {
             command:
                 StoreCommand::Verify {
                     remote: true,
                     repair,
                 },
-        } => store::verify_remote(g, &g.load()?, *repair).map(|_| 0),
+        } => store::verify_remote(g, &g.load()?, *repair).map(|_| ExitStatus::Success),
         Command::Store {
             command: StoreCommand::Export { plugins, output },
-        } => store::export(g, &g.load()?, plugins, output).map(|_| 0),
+        } => store::export(g, &g.load()?, plugins, output).map(|_| ExitStatus::Success),
         Command::Store {
             command: StoreCommand::Import { file },
-        } => store::import(g, file).map(|_| 0),
+        } => store::import(g, file).map(|_| ExitStatus::Success),
         Command::Store {
             command: StoreCommand::Keygen { name, output },
-        } => store::keygen(g, name, output).map(|_| 0),
+        } => store::keygen(g, name, output).map(|_| ExitStatus::Success),
         Command::Fs { command, yes } => {
             let project = g.load()?;
             match command {
@@ -493,25 +515,25 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 FsCommand::Pull { remote, local } => fs::pull(&project, remote, local, *yes),
                 FsCommand::Rm { remote } => fs::rm(&project, remote, *yes),
             }
-            .map(|_| 0)
+            .map(|_| ExitStatus::Success)
         }
         Command::Reservoir {
             command: ReservoirCommand::Ls { tap },
-        } => reservoir::reservoir_ls(g, &g.load()?, tap).map(|_| 0),
+        } => reservoir::reservoir_ls(g, &g.load()?, tap).map(|_| ExitStatus::Success),
         Command::Reservoir {
             command: ReservoirCommand::Compact { tap, wait },
-        } => reservoir::reservoir_compact(g, &g.load()?, tap, *wait).map(|_| 0),
+        } => reservoir::reservoir_compact(g, &g.load()?, tap, *wait).map(|_| ExitStatus::Success),
         Command::Store {
             command: StoreCommand::Pin { plugins },
-        } => store::pin(g, &g.load()?, plugins, false).map(|_| 0),
+        } => store::pin(g, &g.load()?, plugins, false).map(|_| ExitStatus::Success),
         Command::Store {
             command: StoreCommand::Unpin { plugins },
-        } => store::pin(g, &g.load()?, plugins, true).map(|_| 0),
+        } => store::pin(g, &g.load()?, plugins, true).map(|_| ExitStatus::Success),
         Command::Gc {
             dry_run,
             remote,
             older_than,
-        } => gc::gc(g, &g.load()?, *dry_run, *remote, older_than).map(|_| 0),
+        } => gc::gc(g, &g.load()?, *dry_run, *remote, older_than).map(|_| ExitStatus::Success),
         Command::Run {
             pipelines,
             full_refresh,
@@ -527,11 +549,11 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::State {
             command: StateCommand::Show { pipeline: p },
-        } => state::state_show(&g.load()?, p).map(|_| 0),
+        } => state::state_show(&g.load()?, p).map(|_| ExitStatus::Success),
         Command::State {
             command: StateCommand::Set { pipeline: p, file },
-        } => state::state_set(&g.load()?, p, file).map(|_| 0),
-        Command::Clean { name } => clean::clean(g, &g.load()?, name).map(|_| 0),
+        } => state::state_set(&g.load()?, p, file).map(|_| ExitStatus::Success),
+        Command::Clean { name } => clean::clean(g, &g.load()?, name).map(|_| ExitStatus::Success),
         Command::Catalog {
             command:
                 Some(CatalogCommand::Apply {
@@ -539,14 +561,16 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     rules,
                 }),
             ..
-        } => catalog::catalog_apply(base_catalog, rules).map(|_| 0),
+        } => catalog::catalog_apply(base_catalog, rules).map(|_| ExitStatus::Success),
         Command::Catalog { command: None, tap } => match tap {
-            Some(t) => catalog::catalog_show(g, &g.load()?, t).map(|_| 0),
+            Some(t) => catalog::catalog_show(g, &g.load()?, t).map(|_| ExitStatus::Success),
             None => Err(Error::UnknownCommand {
                 name: "catalog".into(),
             }),
         },
-        Command::Select { tap, .. } => catalog::select_list(g, &g.load()?, tap).map(|_| 0),
+        Command::Select { tap, .. } => {
+            catalog::select_list(g, &g.load()?, tap).map(|_| ExitStatus::Success)
+        }
         Command::Test { tap, timeout } => {
             test::test(g, &g.load()?, tap, std::time::Duration::from_secs(*timeout))
         }

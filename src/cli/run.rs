@@ -3,7 +3,7 @@
 
 use super::printer::{human_bytes, print_json};
 use super::task::{self, Task};
-use super::{Error, Global};
+use super::{Error, ExitStatus, Global};
 use crate::config::Project;
 use crate::pipeline;
 use crate::realize::{Options, Realizer};
@@ -28,7 +28,7 @@ pub fn run(
     names: &[String],
     opts: &RunOptions,
     jobs: usize,
-) -> Result<u8, Error> {
+) -> Result<ExitStatus, Error> {
     let mut tasks = Vec::new();
     for n in names {
         match task::parse(project, n) {
@@ -149,6 +149,6 @@ pub fn run(
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(0),
+        None => Ok(ExitStatus::Success),
     }
 }

@@ -1,7 +1,7 @@
 //! `alto test TAP`: the tap's `--test`, else a first record within a timeout.
 
 use super::run::build_options;
-use super::{Error, Global};
+use super::{Error, ExitStatus, Global};
 use crate::config::Project;
 use crate::realize::Realizer;
 use crate::run::{self, RunDir, RunError};
@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 
 /// `alto test TAP`: the tap's `--test` if it has the capability, else the
 /// first RECORD within a timeout.
-pub fn test(g: &Global, project: &Project, tap_name: &str, timeout: Duration) -> Result<u8, Error> {
+pub fn test(
+    g: &Global,
+    project: &Project,
+    tap_name: &str,
+    timeout: Duration,
+) -> Result<ExitStatus, Error> {
     let tap = project.tap(tap_name)?;
     let realizer = Realizer::new(project)?;
     let derivs = run::realize_plugins(&realizer, &[tap], &build_options(g))?;
@@ -31,7 +36,11 @@ pub fn test(g: &Global, project: &Project, tap_name: &str, timeout: Duration) ->
         if let Some(signal) = crate::interrupt::signal() {
             return Err(Error::Interrupted { signal });
         }
-        return Ok(if status.success() { 0 } else { 1 });
+        return Ok(if status.success() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        });
     }
     if tap.has_capability("catalog") || tap.has_capability("properties") {
         let catalog = run::runtime_catalog(&realizer, tap, &derivs[0], &config)?;
@@ -72,9 +81,9 @@ pub fn test(g: &Global, project: &Project, tap_name: &str, timeout: Duration) ->
             "{tap_name}: a record arrived after {:.1}s; the connection works",
             start.elapsed().as_secs_f64()
         );
-        Ok(0)
+        Ok(ExitStatus::Success)
     } else {
         eprintln!("{tap_name}: no record within {}s", timeout.as_secs());
-        Ok(1)
+        Ok(ExitStatus::Failure)
     }
 }
