@@ -479,7 +479,7 @@ fn a_remote_that_stops_answering_stops_the_run_before_the_lock_expires() {
     let moto = Moto::start();
     moto.create_bucket("stops");
     let s = Setup::new(&moto.config("stops"));
-    let ttl = 6;
+    let ttl = 9;
     let mut c = s.cmd(&["tap-fixture:target-fixture"]);
     c.env("ALTO_LOCK_TTL", ttl.to_string())
         .env("ALTO_REMOTE_TIMEOUT", "2");

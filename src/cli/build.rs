@@ -25,11 +25,10 @@ pub struct BuildArgs {
 /// looked for credentials.
 fn remote_unreachable(project: &Project, e: &dyn std::error::Error, action: &str) -> Error {
     let filesystem = project
-        .setting_str(None, "filesystem")
+        .remote_settings()
         .ok()
-        .flatten()
-        .unwrap_or_else(|| "file".into())
-        .to_ascii_lowercase();
+        .and_then(|r| r.filesystem)
+        .unwrap_or_else(|| "file".into());
     let looked_at = match filesystem.as_str() {
         "s3" | "s3a" => {
             "`bucket`, `bucket_path` and `s3_settings` (endpoint, region, access_key_id, secret_access_key) in the config, then AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT and the instance's metadata service"

@@ -10,6 +10,7 @@ pub(crate) mod keys;
 pub mod load;
 pub mod meltano;
 pub mod project;
+pub mod settings;
 pub mod source;
 pub mod template;
 pub mod tree;
@@ -18,6 +19,7 @@ pub use error::ConfigError;
 pub use format::Format;
 pub use load::LoadOptions;
 pub use project::{Plugin, PluginKind, Project, REDACTED, Rendered};
+pub use settings::{BuildSettings, RemoteSettings, ReservoirSettings};
 
 /// Finds, reads and layers the project's config for the active environment.
 pub fn load(opts: &LoadOptions) -> Result<Project, ConfigError> {

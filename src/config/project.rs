@@ -610,6 +610,28 @@ impl Project {
         Ok(())
     }
 
+    /// An error pointing at a setting of `plugin` (in it or the ancestor
+    /// that set it), or of the project.
+    pub(super) fn invalid_setting(
+        &self,
+        plugin: Option<&Plugin>,
+        key: &str,
+        message: &str,
+        label: &str,
+    ) -> ConfigError {
+        let path = match plugin {
+            Some(p) => self.owner_path(
+                &Owner {
+                    lineage: &p.lineage,
+                    prefix: Vec::new(),
+                },
+                &[key.to_string()],
+            ),
+            None => vec![key.to_string()],
+        };
+        self.invalid(&path, message, label, None)
+    }
+
     fn invalid(
         &self,
         path: &[String],

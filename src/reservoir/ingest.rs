@@ -597,17 +597,14 @@ pub struct IngestSummary {
 
 /// The tuning of a tap's ingest from its settings (else the project's).
 pub fn limits(realizer: &Realizer, tap: &crate::config::Plugin) -> Result<Limits, ReservoirError> {
-    let project = realizer.project;
-    let mut l = Limits {
-        records: super::setting_u64(project, tap, "reservoir_buffer_size", 10_000)?,
-        // Line offsets within a buffer are u32.
-        bytes: super::setting_u64(project, tap, "reservoir_buffer_bytes", 16 << 20)?.min(1 << 30)
-            as usize,
-        level: super::setting_u64(project, tap, "reservoir_compression_level", 1)?.min(19) as i32,
+    let r = realizer.project.reservoir_settings(tap)?;
+    Ok(Limits {
+        records: r.records,
+        bytes: r.bytes as usize,
+        level: r.level,
+        commit_every: run::commit_interval(),
         ..Limits::default()
-    };
-    l.commit_every = run::commit_interval();
-    Ok(l)
+    })
 }
 
 /// Runs `TAP:reservoir` once.

@@ -13,7 +13,7 @@ pub mod replay;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::config::{ConfigError, Plugin, Project};
+use crate::config::ConfigError;
 use crate::run::RunError;
 use crate::store::StoreError;
 
@@ -87,10 +87,6 @@ pub enum ReservoirError {
     )]
     Damaged { path: String, reason: String },
 
-    #[error("`{key}` must be a positive whole number, not `{value}`")]
-    #[diagnostic(code(alto::reservoir::setting))]
-    Setting { key: String, value: String },
-
     #[error("the replay position {path} is not valid: {message}")]
     #[diagnostic(
         code(alto::reservoir::bad_position),
@@ -116,34 +112,10 @@ impl ReservoirError {
         matches!(
             self,
             ReservoirError::Config(_)
-                | ReservoirError::Setting { .. }
                 | ReservoirError::BadIndex { .. }
                 | ReservoirError::NewerIndex { .. }
                 | ReservoirError::BadPosition { .. }
         )
-    }
-}
-
-/// A whole-number setting of the tap, else of the project, else `default`.
-pub fn setting_u64(
-    project: &Project,
-    tap: &Plugin,
-    key: &str,
-    default: u64,
-) -> Result<u64, ReservoirError> {
-    let v = match project.setting_str(Some(tap), key)? {
-        Some(v) => Some(v),
-        None => project.setting_str(None, key)?,
-    };
-    match v {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(ReservoirError::Setting {
-                key: key.to_string(),
-                value: v,
-            }),
-        },
     }
 }
 

@@ -1665,15 +1665,13 @@ mod tests {
             ],
             ..Rules::default()
         };
-        let start = std::time::Instant::now();
         let applied = apply(&base, &rules).unwrap();
-        let elapsed = start.elapsed();
+        // Its speed (about 10 ms in a release build) is the benchmarks' to
+        // measure; a timed assertion would fail on a loaded machine.
         assert_eq!(
             applied.catalog["streams"].as_array().unwrap().len(),
             300 - 111 + 1
         );
-        // About 10 ms in a release build; debug builds are many times slower.
-        assert!(elapsed.as_millis() < 1000, "took {elapsed:?}");
     }
 
     fn json_ish() -> impl proptest::strategy::Strategy<Value = Value> {

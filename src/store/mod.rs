@@ -111,13 +111,17 @@ pub enum StoreError {
     #[error("cannot start the I/O runtime")]
     #[diagnostic(code(alto::store::runtime))]
     Runtime(#[source] std::io::Error),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl StoreError {
     /// 2 for a setting the user got wrong, 1 for a failure while working.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StoreError::Setting { .. } => 2,
+            StoreError::Setting { .. } | StoreError::Config(_) => 2,
             _ => 1,
         }
     }

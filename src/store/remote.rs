@@ -19,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use serde_json::Value;
 
 use super::{ObjectMeta, StoreError};
-use crate::config::Project;
+use crate::config::{Project, RemoteSettings};
 use crate::eval::Key;
 
 /// Where the remote store is, as configured.
@@ -156,34 +156,27 @@ fn home() -> PathBuf {
 impl Remote {
     /// Opens the project's remote store. Nothing touches the network yet.
     pub fn open(project: &Project) -> Result<Remote, StoreError> {
-        let cfg = |k: &str| {
-            project
-                .setting_str(None, k)
-                .map_err(|e| StoreError::Setting {
-                    key: k.to_string(),
-                    message: e.to_string(),
-                    help: None,
-                })
-        };
-        let filesystem = cfg("filesystem")?.map(|f| f.to_ascii_lowercase());
-        let bucket = cfg("bucket")?
-            .map(|b| strip_scheme(&b).to_string())
+        Remote::from_settings(&project.remote_settings()?, &project.root, &project.name)
+    }
+
+    /// Opens the remote store `settings` describe, for the project `name`
+    /// rooted at `root` (a relative `bucket` directory is relative to it).
+    pub fn from_settings(
+        remote: &RemoteSettings,
+        root: &Path,
+        name: &str,
+    ) -> Result<Remote, StoreError> {
+        let filesystem = remote.filesystem.clone();
+        let bucket = remote
+            .bucket
+            .as_deref()
+            .map(|b| strip_scheme(b).to_string())
             .filter(|b| !b.is_empty());
-        let bucket_path = cfg("bucket_path")?;
+        let bucket_path = remote.bucket_path.clone();
         let mut settings = Vec::new();
         let fs_name = filesystem.clone().unwrap_or_else(|| "file".into());
-        for key in [
-            format!("{fs_name}_settings"),
-            "filesystem_kwargs".to_string(),
-            "storage_options".to_string(),
-        ] {
-            if let Some(m) = project.setting_map(&key).map_err(|e| StoreError::Setting {
-                key: key.clone(),
-                message: e.to_string(),
-                help: None,
-            })? {
-                settings_pairs(&fs_name, &m, &mut settings);
-            }
+        for (_, m) in &remote.options {
+            settings_pairs(&fs_name, m, &mut settings);
         }
         let need_bucket = |fs: &str| {
             bucket.clone().ok_or_else(|| StoreError::Setting {
@@ -192,14 +185,14 @@ impl Remote {
                 help: Some("set `bucket` next to `filesystem` in the config".into()),
             })
         };
-        let (backend, root) = match filesystem.as_deref() {
+        let (backend, prefix) = match filesystem.as_deref() {
             None | Some("file") | Some("local") => match &bucket {
                 // `filesystem: file` with a bucket: that directory is the remote.
                 Some(dir) if filesystem.is_some() => {
                     let dir = if let Some(rest) = dir.strip_prefix("~/") {
                         home().join(rest)
                     } else {
-                        project.root.join(dir)
+                        root.join(dir)
                     };
                     (
                         Backend::Directory(dir),
@@ -237,8 +230,8 @@ impl Remote {
         };
         Remote::new(
             backend,
-            root.trim_matches('/').to_string(),
-            project.name.clone(),
+            prefix.trim_matches('/').to_string(),
+            name.to_string(),
             &settings,
         )
     }
