@@ -653,6 +653,12 @@ fn meltano_doc() -> impl Strategy<Value = Value> {
 /// Meltano's resolution, written from its documented rules: per-leaf layering
 /// (maps merge, anything else replaces), an inheriting plugin's own values
 /// (environment first) over its parent's, `$VAR` expansion.
+///
+/// A plugin's own layers (base, then its environment override) are merged
+/// first and the result laid over its parent's: Meltano looks each dotted
+/// setting up on the plugin before its parent, so a parent's `a.b` survives
+/// a child whose base sets `a` to a scalar and whose environment sets `a.a`
+/// (Meltano 4.4 gives `a: {b: ..., a: ...}`, as alto does).
 struct Model<'d> {
     doc: &'d Value,
     env: Option<&'d Value>,
@@ -704,14 +710,24 @@ impl<'d> Model<'d> {
         out
     }
 
+    /// `key` resolved: each plugin of the chain its base then its
+    /// environment override, laid over its parent's, root first.
     fn merged(&self, name: &str, key: &str) -> Value {
+        let nested = |v: &Value| match v {
+            Value::Object(m) if key == "config" => Value::Object(nest_dotted(m)),
+            other => other.clone(),
+        };
         let mut out = json!({});
-        for layer in self.layers(name, key) {
-            let layer = match layer {
-                Value::Object(m) if key == "config" => Value::Object(nest_dotted(m)),
-                other => other.clone(),
-            };
-            crate::config::tree::overlay(&mut out, &layer);
+        for p in self.chain(name).into_iter().rev() {
+            let base = p.get(key);
+            let env = self
+                .override_of(p["name"].as_str().unwrap_or_default())
+                .and_then(|o| o.get(key));
+            let mut own = json!({});
+            for layer in [base, env].into_iter().flatten() {
+                crate::config::tree::overlay(&mut own, &nested(layer));
+            }
+            crate::config::tree::overlay(&mut out, &own);
         }
         out
     }
