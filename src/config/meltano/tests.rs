@@ -770,6 +770,22 @@ impl<'d> Model<'d> {
         self.expand(&self.merged(name, "config"), &self.vars())
     }
 
+    /// Variables the resolved config reads that nothing sets.
+    fn unset_vars(&self, name: &str) -> BTreeSet<String> {
+        let merged = self.merged(name, "config");
+        let mut strings = Vec::new();
+        collect_strings(&merged, &mut strings);
+        let vars = self.vars();
+        strings
+            .into_iter()
+            .flat_map(meltano_pieces)
+            .filter_map(|p| match p {
+                Piece::Var(v) if !vars.contains_key(&v) => Some(v),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn select(&self, name: &str) -> Vec<String> {
         match self.layers(name, "select").last() {
             Some(Value::Array(a)) => a
@@ -836,8 +852,19 @@ proptest! {
             let model = Model { doc: &doc, env };
             for tap in p.taps.keys() {
                 let ctx = format!("{name} {tap}\n{text}\n{}", t.alto_yaml);
-                let cfg = p.render_config(tap, None).map_err(|e| TestCaseError::fail(format!("{e:?} {ctx}")))?;
-                prop_assert_eq!(&cfg.value, &model.config(tap), "config {}", ctx);
+                let unset = model.unset_vars(tap);
+                match p.render_config(tap, None) {
+                    // Meltano renders an unset variable as an empty string
+                    // (and drops a value that was nothing else); alto
+                    // refuses, as Meltano's strict_env_var_mode does.
+                    Err(crate::config::ConfigError::UnsetVariable { var, .. }) if !unset.is_empty() => {
+                        prop_assert!(unset.contains(&var), "{} is set {:?} {}", var, unset, ctx);
+                    }
+                    Ok(cfg) if unset.is_empty() => {
+                        prop_assert_eq!(&cfg.value, &model.config(tap), "config {}", ctx);
+                    }
+                    other => return Err(TestCaseError::fail(format!("{other:?}, unset {unset:?} {ctx}"))),
+                }
                 prop_assert_eq!(p.tap(tap).map_err(|e| TestCaseError::fail(format!("{e:?}")))?.select(), model.select(tap), "select {}", ctx);
                 let md = p.tap(tap).map(|t| t.metadata()).unwrap_or_default();
                 prop_assert_eq!(Value::Object(md), model.merged(tap, "metadata"), "metadata {}", ctx);
