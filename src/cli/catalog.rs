@@ -53,6 +53,8 @@ fn with_base_catalog<T>(
     f: impl FnOnce(&crate::config::Plugin, &Value) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let tap = project.tap(tap_name)?;
+    // Discovery can take minutes: a signal stops it cleanly.
+    let _aware = crate::interrupt::Aware::new();
     let realizer = Realizer::new(project)?;
     let derivs = run::realize_plugins(&realizer, &[tap], &build_options(g))?;
     let dir = RunDir::new(project)?;

@@ -31,6 +31,10 @@ impl RunDir {
             std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o700))
                 .map_err(io_err("cannot protect", &dir.path))?;
         }
+        // Whose pid the name holds: only a run in the same pid space may
+        // judge that its owner is gone.
+        let owner = dir.path.join(OWNER);
+        std::fs::write(&owner, pid_space()).map_err(io_err("cannot write", &owner))?;
         Ok(dir)
     }
 
@@ -55,6 +59,20 @@ impl Drop for RunDir {
     }
 }
 
+/// What identifies the space pids live in: this boot of this machine and
+/// this pid namespace (containers have their own). A pid means the same
+/// process only to someone with the same answer; empty when unknown.
+pub fn pid_space() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if boot.trim().is_empty() || ns.is_empty() {
+        return String::new();
+    }
+    format!("{}/{ns}", boot.trim())
+}
+
 /// Whether a process of this machine is alive.
 pub fn pid_alive(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
@@ -65,8 +83,12 @@ pub fn pid_alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// The file in a run directory naming the pid space of its owner.
+const OWNER: &str = ".owner";
+
 /// Removes run directories whose owner process is gone.
 fn remove_stale(parent: &Path) {
+    let here = pid_space();
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
@@ -75,6 +97,12 @@ fn remove_stale(parent: &Path) {
         let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
+        // A directory of another machine or container sharing this project
+        // (or without an owner file) is not ours to judge.
+        let space = std::fs::read_to_string(e.path().join(OWNER)).unwrap_or_default();
+        if space.is_empty() || space != here {
+            continue;
+        }
         if pid != std::process::id() && !pid_alive(pid) {
             match std::fs::remove_dir_all(e.path()) {
                 Ok(()) => tracing::info!(
@@ -98,12 +126,19 @@ mod tests {
         let dead = dir.path().join("2147483632-0-1");
         let ours = dir.path().join(format!("{}-0-1", std::process::id()));
         let other = dir.path().join("notes");
-        for d in [&dead, &ours, &other] {
+        // A dead pid of another machine or container: not judged here.
+        let elsewhere = dir.path().join("2147483631-0-1");
+        for d in [&dead, &ours, &other, &elsewhere] {
             std::fs::create_dir_all(d).unwrap();
         }
+        for d in [&dead, &ours] {
+            std::fs::write(d.join(OWNER), pid_space()).unwrap();
+        }
+        std::fs::write(elsewhere.join(OWNER), "another-boot/pid:[1]").unwrap();
         remove_stale(dir.path());
         assert!(!dead.exists());
         assert!(ours.exists());
         assert!(other.exists());
+        assert!(elsewhere.exists());
     }
 }

@@ -28,6 +28,10 @@ pub struct Holder {
     pub acquired: String,
     /// Seconds since the epoch.
     pub expires: u64,
+    /// The pid space of `pid` (boot and pid namespace): a holder whose
+    /// process is gone is taken over early only from the same space.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub space: String,
 }
 
 impl Holder {
@@ -39,6 +43,7 @@ impl Holder {
             pid: std::process::id(),
             acquired: crate::store::now_rfc3339(),
             expires: now() + ttl(),
+            space: super::dir::pid_space(),
         }
     }
 
@@ -50,6 +55,7 @@ impl Holder {
             pid: 0,
             acquired: format!("released {}", crate::store::now_rfc3339()),
             expires: 0,
+            space: String::new(),
         }
     }
 
@@ -120,7 +126,7 @@ impl PipelineLock {
             std::process::id(),
             crate::store::local::unique()
         );
-        let here = crate::store::hostname();
+        let space = super::dir::pid_space();
         loop {
             if let Some(s) = crate::interrupt::signal() {
                 return Err(RunError::Interrupted {
@@ -140,7 +146,10 @@ impl PipelineLock {
             // A holder of this host whose process is gone (killed, crashed)
             // will never release it: no need to wait for the expiry.
             let dead = theirs.as_ref().is_some_and(|h| {
-                h.host == here && h.pid != std::process::id() && !super::dir::pid_alive(h.pid)
+                !space.is_empty()
+                    && h.space == space
+                    && h.pid != std::process::id()
+                    && !super::dir::pid_alive(h.pid)
             });
             if expired || dead {
                 // Take over, only if nobody else did meanwhile.
@@ -171,6 +180,7 @@ impl PipelineLock {
                 pid: 0,
                 acquired: "?".into(),
                 expires: 0,
+                space: String::new(),
             });
             if !wait {
                 return Err(RunError::Locked {
