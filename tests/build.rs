@@ -354,6 +354,16 @@ fn export_and_import_round_trip_byte_for_byte() {
         std::fs::read(b.objects().join(&key)).unwrap(),
         std::fs::read(a.objects().join(&key)).unwrap()
     );
+    // Importing again changes nothing: every object is already present.
+    let again = isolated
+        .on(&b)
+        .args(["--json", "store", "import"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["present"][0], key.as_str(), "{again}");
+    assert_eq!(again["imported"].as_array().unwrap().len(), 0, "{again}");
     assert_eq!(
         isolated
             .on(&b)

@@ -203,6 +203,30 @@ impl Default for Options {
     }
 }
 
+/// The project's `trusted_public_keys`: store objects from elsewhere (the
+/// remote, an imported archive) must be signed by one of them; none means
+/// signatures are not required.
+pub fn trusted_keys(project: &Project) -> Result<Vec<store::signing::PublicKey>, RealizeError> {
+    let key_error = |message: String| RealizeError::SigningKey {
+        setting: "trusted_public_keys".into(),
+        message,
+    };
+    let parse = |text: &str| store::signing::PublicKey::parse(text).map_err(|e| key_error(e.0));
+    match project.tree.value.get("trusted_public_keys") {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|k| {
+                k.as_str()
+                    .ok_or_else(|| key_error("each key is a string".into()))
+                    .and_then(parse)
+            })
+            .collect(),
+        Some(serde_json::Value::String(k)) => Ok(vec![parse(k)?]),
+        Some(_) => Err(key_error("a list of `<name>:<hex>` keys".into())),
+    }
+}
+
 /// Makes derivations' outputs exist, for one project.
 pub struct Realizer<'p> {
     pub project: &'p Project,
@@ -248,31 +272,7 @@ impl<'p> Realizer<'p> {
                 )
             }
         };
-        let trusted = match project.tree.value.get("trusted_public_keys") {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .map(|k| {
-                    let text = k.as_str().ok_or_else(|| {
-                        key_error("trusted_public_keys", "each key is a string".into())
-                    })?;
-                    store::signing::PublicKey::parse(text)
-                        .map_err(|e| key_error("trusted_public_keys", e.0))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(serde_json::Value::String(k)) => {
-                vec![
-                    store::signing::PublicKey::parse(k)
-                        .map_err(|e| key_error("trusted_public_keys", e.0))?,
-                ]
-            }
-            Some(_) => {
-                return Err(key_error(
-                    "trusted_public_keys",
-                    "a list of `<name>:<hex>` keys".into(),
-                ));
-            }
-        };
+        let trusted = trusted_keys(project)?;
         let build_untrusted = project
             .setting_str(None, "untrusted_substitutes")?
             .is_some_and(|v| v == "build");
