@@ -11,32 +11,7 @@ use bytes::Bytes;
 use super::{RunError, io_err};
 use crate::config::Project;
 
-/// Scrubs secret values from log lines.
-#[derive(Clone, Default)]
-pub struct Redactor {
-    secrets: Arc<Vec<String>>,
-}
-
-impl Redactor {
-    pub fn new(mut secrets: Vec<String>) -> Redactor {
-        // Longest first, so a secret containing another is scrubbed whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Redactor {
-            secrets: Arc::new(secrets),
-        }
-    }
-
-    pub fn redact(&self, line: &str) -> String {
-        let mut out = line.to_string();
-        for s in self.secrets.iter() {
-            if !s.is_empty() && out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), crate::config::REDACTED);
-            }
-        }
-        out
-    }
-}
+pub use crate::config::Redactor;
 
 /// The last lines a plugin wrote on stderr, for error messages.
 pub type Tail = Arc<Mutex<Vec<String>>>;
