@@ -354,6 +354,16 @@ fn export_and_import_round_trip_byte_for_byte() {
         std::fs::read(b.objects().join(&key)).unwrap(),
         std::fs::read(a.objects().join(&key)).unwrap()
     );
+    // Importing again changes nothing: every object is already present.
+    let again = isolated
+        .on(&b)
+        .args(["--json", "store", "import"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["present"][0], key.as_str(), "{again}");
+    assert_eq!(again["imported"].as_array().unwrap().len(), 0, "{again}");
     assert_eq!(
         isolated
             .on(&b)
@@ -499,4 +509,147 @@ fn signed_caches_are_trusted_and_everything_else_refused() {
     let (code, _, err) = q.run_on(&e, &["build"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no valid signature"), "{err}");
+}
+
+#[test]
+fn a_secret_in_pip_url_reaches_pex_and_nothing_else() {
+    const TOKEN: &str = "s3cret-Index-Token-7f3a";
+    let index = common::PrivateIndex::start("alto", TOKEN);
+    let config = format!(
+        "default:\n  project_name: private\n  taps:\n    tap-probe:\n      pip_url: \"@format --no-pypi --index-url http://alto:{{env[INDEX_TOKEN]}}@127.0.0.1:{}/simple tap-probe==1.0\"\n",
+        index.port
+    );
+    let p = common::Project::new(&[("alto.yaml", &config)]);
+    let run = |m: &Machine, token: &str, args: &[&str]| {
+        let out = p
+            .on(m)
+            .env("INDEX_TOKEN", token)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let clean = |what: &str, text: &str, token: &str| {
+        assert!(!text.contains(token), "{what} shows the secret:\n{text}");
+    };
+    let a = Machine::new(true);
+
+    let (code, shown, err) = run(&a, TOKEN, &["show", "tap-probe"]);
+    assert_eq!(code, 0, "{err}");
+    clean("alto show", &format!("{shown}{err}"), TOKEN);
+    assert!(
+        shown.contains(&format!(
+            "--index-url http://alto:********@127.0.0.1:{}/simple",
+            index.port
+        )),
+        "{shown}"
+    );
+    let (code, out, err) = run(&a, TOKEN, &["--json", "show", "tap-probe"]);
+    assert_eq!(code, 0, "{err}");
+    clean("alto --json show", &format!("{out}{err}"), TOKEN);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    let key = shown["key"].as_str().unwrap().to_string();
+    assert_eq!(shown["inputs"]["secrets"].as_array().unwrap().len(), 1);
+    let (code, out, err) = run(&a, TOKEN, &["--json", "build", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    clean("alto build --dry-run --json", &format!("{out}{err}"), TOKEN);
+
+    // pex gets the token: the index refuses every request without it.
+    let (code, out, err) = run(&a, TOKEN, &["--json", "build"]);
+    assert_eq!(code, 0, "{err}");
+    clean("alto build", &format!("{out}{err}"), TOKEN);
+    let built: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(statuses(&built), vec!["built"]);
+    let local_meta = a.objects().join(format!("{key}.meta.json"));
+    let remote_meta = p
+        .home
+        .path()
+        .join(format!(".alto/.store/v1/meta/{key}.json"));
+    for meta in [&local_meta, &remote_meta] {
+        let text = std::fs::read_to_string(meta).unwrap();
+        assert!(text.contains("alto:********@127.0.0.1"), "{text}");
+    }
+    // Not in the local store, the remote, the project's logs, nor inside the PEX.
+    for dir in [
+        a.objects(),
+        p.home.path().join(".alto"),
+        p.path().join(".alto"),
+    ] {
+        assert_eq!(
+            common::files_containing(&dir, TOKEN),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+    let inside = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); sys.exit(any(sys.argv[2].encode() in z.read(n) for n in z.namelist()))",
+        ])
+        .arg(a.objects().join(&key))
+        .arg(TOKEN)
+        .status()
+        .unwrap();
+    assert!(inside.success(), "the PEX holds the secret");
+    // It runs (the key, hence the secret, finds it; the plugin itself does not need it).
+    let (code, out, err) = run(&a, TOKEN, &["invoke", "tap-probe"]);
+    assert_eq!((code, out.trim()), (0, "probe 1.0"), "{err}");
+
+    // The key follows the secret, the shown inputs do not.
+    let (_, out, _) = run(&a, "another-token", &["--json", "show", "tap-probe"]);
+    let other: Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(other["key"], shown["key"]);
+    assert_eq!(other["inputs"]["pip_url"], shown["inputs"]["pip_url"]);
+    assert_ne!(other["inputs"]["secrets"], shown["inputs"]["secrets"]);
+
+    // A wrong token fails the build; pex prints pip's command line, URL and
+    // all, but neither the error nor the log shows the token.
+    const WRONG: &str = "wrong-Token-9c1d";
+    let b = Machine::new(true);
+    let (code, _, err) = run(&b, WRONG, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("pex exited with"), "{err}");
+    clean("a failed build", &err, WRONG);
+    let logs = common::files_containing(&p.path().join(".alto/logs/build"), "********");
+    assert!(!logs.is_empty(), "the log does not show pip's command line");
+    assert_eq!(
+        common::files_containing(&p.path().join(".alto"), WRONG),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // A secret in a direct reference would be recorded inside the PEX, which
+    // the remote shares: alto keeps nothing of such a build.
+    std::fs::write(
+        p.path().join("alto.yaml"),
+        format!(
+            "default:\n  project_name: private\n  taps:\n    tap-probe:\n      pip_url: \"@format --no-pypi http://alto:{{env[INDEX_TOKEN]}}@127.0.0.1:{}/simple/tap-probe/tap_probe-1.0-py3-none-any.whl\"\n",
+            index.port
+        ),
+    )
+    .unwrap();
+    let c = Machine::new(true);
+    let (code, _, err) = run(&c, TOKEN, &["build"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds a secret of its pip_url"), "{err}");
+    clean("a build refused for its secret", &err, TOKEN);
+    for dir in [
+        c.objects(),
+        c.cache.path().join("store/v1/tmp"),
+        p.home.path().join(".alto"),
+        p.path().join(".alto"),
+    ] {
+        assert_eq!(
+            common::files_containing(&dir, TOKEN),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+    assert!(!std::fs::read_dir(c.objects()).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".meta.json")
+    }));
 }

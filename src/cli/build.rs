@@ -69,6 +69,13 @@ pub(super) fn describe_derivation(d: &PluginDerivation, a: Availability) -> Stri
     let mut s = format!("{}  {}\n", d.plugins.join(", "), d.key);
     s.push_str(&format!("  status    {}\n", availability_word(a)));
     s.push_str(&format!("  pip_url   {}\n", d.pip_url));
+    if !d.secrets.is_empty() {
+        s.push_str(&format!(
+            "  secrets   {} (hashed into the key, shown as {})\n",
+            d.secrets.len(),
+            crate::config::REDACTED
+        ));
+    }
     for (token, hash) in &d.local_sources {
         s.push_str(&format!("  source    {token} (contents {})\n", &hash[..16]));
     }

@@ -143,17 +143,37 @@ pub fn export(
     Ok(())
 }
 
-/// `alto store import`: needs no project, only the file.
+/// `alto store import`: in a project, its `trusted_public_keys` decide
+/// which signatures are required; outside one, objects are accepted on their
+/// keys and hashes alone, and the command says so.
 pub fn import(g: &Global, file: &std::path::Path) -> Result<(), Error> {
+    let trusted = match crate::config::load::find_root(&g.load_options()) {
+        Ok(_) => crate::realize::trusted_keys(&g.load()?)?,
+        Err(crate::config::ConfigError::NotFound { .. }) => {
+            tracing::warn!(
+                "not in an alto project: signatures are not checked (`trusted_public_keys` is a project setting); objects are accepted when their derivation recomputes to their key and their content to their record"
+            );
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
     let local = LocalStore::open(&store::cache_dir())?;
-    let keys = crate::store::archive::import(&local, file)?;
+    let done = crate::store::archive::import(&local, file, &trusted)?;
     if g.printer().json() {
-        print_json(&json!({"imported": keys}));
+        print_json(&json!({
+            "imported": done.imported,
+            "present": done.present,
+            "signatures_checked": !trusted.is_empty(),
+        }));
     } else if g.printer().verbose() {
+        for key in &done.present {
+            eprintln!("{key}: already present, left as it is");
+        }
         eprintln!(
-            "{} objects imported and verified into {}",
-            keys.len(),
-            store::cache_dir().display()
+            "{} objects imported and verified into {}, {} already present",
+            done.imported.len(),
+            store::cache_dir().display(),
+            done.present.len()
         );
     }
     Ok(())

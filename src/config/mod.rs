@@ -10,6 +10,7 @@ pub(crate) mod keys;
 pub mod load;
 pub mod meltano;
 pub mod project;
+pub mod redact;
 pub mod settings;
 pub mod source;
 pub mod template;
@@ -18,7 +19,8 @@ pub mod tree;
 pub use error::ConfigError;
 pub use format::Format;
 pub use load::LoadOptions;
-pub use project::{Plugin, PluginKind, Project, REDACTED, Rendered};
+pub use project::{Plugin, PluginKind, Project, REDACTED, Rendered, SecretAware};
+pub use redact::Redactor;
 pub use settings::{BuildSettings, RemoteSettings, ReservoirSettings};
 
 /// Finds, reads and layers the project's config for the active environment.

@@ -174,6 +174,72 @@ impl Rendered {
     }
 }
 
+/// A rendered string as the pieces it was made of, each marked secret or
+/// not: the value, the form to show (each secret piece `REDACTED`), and the
+/// secrets themselves can all be had from it.
+#[derive(Clone, Default, PartialEq)]
+pub struct SecretAware {
+    pieces: Vec<(String, bool)>,
+}
+
+impl SecretAware {
+    pub fn plain(s: &str) -> SecretAware {
+        SecretAware {
+            pieces: vec![(s.to_string(), false)],
+        }
+    }
+
+    pub fn secret(s: String) -> SecretAware {
+        SecretAware {
+            pieces: vec![(s, true)],
+        }
+    }
+
+    pub fn push(&mut self, text: String, secret: bool) {
+        self.pieces.push((text, secret));
+    }
+
+    /// The pieces in order: `(text, secret)`.
+    pub fn pieces(&self) -> &[(String, bool)] {
+        &self.pieces
+    }
+
+    pub fn has_secrets(&self) -> bool {
+        self.pieces.iter().any(|(_, s)| *s)
+    }
+
+    /// The real value.
+    pub fn value(&self) -> String {
+        self.pieces.iter().map(|(t, _)| t.as_str()).collect()
+    }
+
+    /// The value with each secret piece replaced by `REDACTED`.
+    pub fn redacted(&self) -> String {
+        self.pieces
+            .iter()
+            .map(|(t, s)| if *s { REDACTED } else { t.as_str() })
+            .collect()
+    }
+
+    /// The secret pieces, in order.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.pieces
+            .iter()
+            .filter(|(_, s)| *s)
+            .map(|(t, _)| t.as_str())
+            .collect()
+    }
+}
+
+/// Never prints a secret piece.
+impl std::fmt::Debug for SecretAware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SecretAware")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
 fn get_mut<'v>(mut v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
     for seg in path {
         v = match v {
@@ -838,6 +904,38 @@ impl Project {
         }
     }
 
+    /// A string setting of a plugin, `@format` rendered piece by piece, so
+    /// that what came from secrets can be told from the rest: a value from
+    /// a secret layer (`alto.secrets.*`, `ALTO_*`) is one secret piece,
+    /// `{env[...]}` fields (and `{this...}` fields rendering a secret) are
+    /// secret pieces, text is not. `None` when unset.
+    pub fn setting_secret_aware(
+        &self,
+        plugin: &Plugin,
+        key: &str,
+    ) -> Result<Option<SecretAware>, ConfigError> {
+        let owner = Owner {
+            lineage: &plugin.lineage,
+            prefix: Vec::new(),
+        };
+        let rel = [key.to_string()];
+        let rendered = match plugin.spec.get(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => {
+                let ctx = Ctx {
+                    load_path: self.root_load_path().map(str::to_string),
+                    depth: 0,
+                };
+                self.render_segments(s, &owner, &rel, &ctx)?
+            }
+            Some(other) => SecretAware::plain(&python_str(other)),
+        };
+        if self.is_secret_origin(&self.owner_path(&owner, &rel)) {
+            return Ok(Some(SecretAware::secret(rendered.value())));
+        }
+        Ok(Some(rendered))
+    }
+
     /// A map setting of the project (`s3_settings`, ...), rendered.
     pub fn setting_map(&self, key: &str) -> Result<Option<Map<String, Value>>, ConfigError> {
         let Some(v) = self.tree.value.get(key) else {
@@ -1120,8 +1218,24 @@ impl Project {
         ctx: &Ctx,
         secret: &mut bool,
     ) -> Result<String, ConfigError> {
+        let rendered = self.render_segments(s, owner, rel, ctx)?;
+        if rendered.has_secrets() {
+            *secret = true;
+        }
+        Ok(rendered.value())
+    }
+
+    /// A string rendered piece by piece, each piece knowing whether it came
+    /// from a secret (`{env[...]}`, or a `{this...}` that renders one).
+    fn render_segments(
+        &self,
+        s: &str,
+        owner: &Owner,
+        rel: &[String],
+        ctx: &Ctx,
+    ) -> Result<SecretAware, ConfigError> {
         let Some(template) = interpolate::template(s) else {
-            return Ok(s.to_string());
+            return Ok(SecretAware::plain(s));
         };
         let key = || self.owner_path(owner, rel).join(".");
         let pieces = interpolate::parse(template).map_err(|message| {
@@ -1144,27 +1258,29 @@ impl Project {
                 help: None,
             });
         }
-        let mut out = String::new();
+        let mut out = SecretAware::default();
         for piece in pieces {
             match piece {
-                Piece::Text(t) => out.push_str(&t),
+                Piece::Text(t) => out.push(t, false),
                 Piece::Env(name) => {
-                    *secret = true;
-                    out.push_str(&self.env_var(&name, ctx).ok_or_else(|| {
-                        let o = self.origin_of(owner, rel);
-                        ConfigError::UnsetVariable {
-                            var: name.clone(),
-                            key: key(),
-                            src: self.sources.named(o),
-                            span: o.span(),
-                        }
-                    })??);
+                    out.push(
+                        self.env_var(&name, ctx).ok_or_else(|| {
+                            let o = self.origin_of(owner, rel);
+                            ConfigError::UnsetVariable {
+                                var: name.clone(),
+                                key: key(),
+                                src: self.sources.named(o),
+                                span: o.span(),
+                            }
+                        })??,
+                        true,
+                    );
                 }
                 Piece::This(path) => {
                     if path.len() == 1 && path[0] == "load_path" {
                         match &ctx.load_path {
                             Some(lp) => {
-                                out.push_str(lp);
+                                out.push(lp.clone(), false);
                                 continue;
                             }
                             None => {
@@ -1211,10 +1327,7 @@ impl Project {
                         &inner,
                         &mut inner_secrets,
                     )?;
-                    if !inner_secrets.is_empty() {
-                        *secret = true;
-                    }
-                    out.push_str(&python_str(&rendered));
+                    out.push(python_str(&rendered), !inner_secrets.is_empty());
                 }
             }
         }

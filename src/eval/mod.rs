@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use crate::config::{ConfigError, Plugin, PluginKind, Project};
+use crate::config::{ConfigError, Plugin, PluginKind, Project, REDACTED, SecretAware};
 
 pub use local::hash_tree;
 
@@ -91,11 +91,39 @@ pub enum Entry {
     Module(String),
 }
 
+/// What pex is given to build a plugin: the real `pip_url` tokens, secrets
+/// and all. Never serialized, and its `Debug` shows no secret.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BuildArgs {
+    /// The `pip_url` tokens as pex must see them.
+    pub tokens: Vec<String>,
+    /// The secret values interpolated into them, to keep out of logs.
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for BuildArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildArgs")
+            .field("tokens", &self.tokens.len())
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
 /// A plugin PEX to realize.
 #[derive(Clone, Debug, Serialize)]
 pub struct PluginDerivation {
     pub key: Key,
+    /// `pip_url` as shown and hashed: whitespace normalised, each secret
+    /// replaced by `REDACTED`.
     pub pip_url: String,
+    /// For each secret in `pip_url`, in order, its salted hash (see
+    /// [`secret_digest`]): the key changes with the secret, which is never
+    /// shown or stored.
+    pub secrets: Vec<String>,
+    /// What pex is given (not an input: `pip_url` and `secrets` are).
+    #[serde(skip)]
+    pub build: BuildArgs,
     /// For each local path in `pip_url`, the blake3 of its contents.
     pub local_sources: BTreeMap<String, String>,
     pub platform: Platform,
@@ -109,8 +137,18 @@ pub struct PluginDerivation {
 }
 
 impl PluginDerivation {
-    /// Exactly the inputs the key is computed from.
+    /// Exactly the inputs the key is computed from. `secrets` is there only
+    /// when `pip_url` has any, so other keys are what they always were.
     pub fn inputs(&self) -> Value {
+        let mut inputs = self.public_inputs();
+        if !self.secrets.is_empty() {
+            inputs["secrets"] = json!(self.secrets);
+        }
+        inputs
+    }
+
+    /// The inputs but for the secrets' hashes: what salts them.
+    fn public_inputs(&self) -> Value {
         json!({
             "kind": "plugin",
             "pip_url": self.pip_url,
@@ -122,6 +160,67 @@ impl PluginDerivation {
             "builder": self.builder,
         })
     }
+}
+
+/// The blake3 key derivation context of secret inputs.
+const SECRET_CONTEXT: &str = "alto-drv-v1 secret input";
+
+/// Rounds of keyed blake3 a secret goes through: each guess at a secret
+/// from a published key or record costs as many hashes.
+const SECRET_ROUNDS: u32 = 1 << 16;
+
+/// The hash a secret enters a derivation as: keyed blake3 of the value, the
+/// key derived from the canonical encoding of the derivation's other
+/// inputs (so one secret hashes differently in every derivation, and no
+/// table can be computed ahead), chained `SECRET_ROUNDS` times.
+pub fn secret_digest(public_inputs: &Value, secret: &str) -> String {
+    let salt = blake3::derive_key(SECRET_CONTEXT, canonical_json(public_inputs).as_bytes());
+    let mut h = blake3::keyed_hash(&salt, secret.as_bytes());
+    for _ in 1..SECRET_ROUNDS {
+        h = blake3::keyed_hash(&salt, h.as_bytes());
+    }
+    h.to_hex().to_string()
+}
+
+/// One `pip_url` token: as pex must see it, and as it is shown and hashed.
+#[derive(Debug, PartialEq)]
+struct Token {
+    real: String,
+    shown: String,
+}
+
+/// Splits a rendered `pip_url` on whitespace, each token twice: real, and
+/// with every run of secret characters replaced by `REDACTED`.
+fn tokens(rendered: &SecretAware) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut real = String::new();
+    let mut shown = String::new();
+    for (text, secret) in rendered.pieces() {
+        let mut redacting = false;
+        for c in text.chars() {
+            if c.is_whitespace() {
+                if !real.is_empty() {
+                    out.push(Token {
+                        real: std::mem::take(&mut real),
+                        shown: std::mem::take(&mut shown),
+                    });
+                }
+                redacting = false;
+                continue;
+            }
+            real.push(c);
+            if !secret {
+                shown.push(c);
+            } else if !redacting {
+                shown.push_str(REDACTED);
+                redacting = true;
+            }
+        }
+    }
+    if !real.is_empty() {
+        out.push(Token { real, shown });
+    }
+    out
 }
 
 #[derive(Debug, Error, Diagnostic)]
@@ -200,27 +299,24 @@ pub fn entry(project: &Project, plugin: &Plugin) -> Result<Entry, ConfigError> {
     Ok(Entry::Script(plugin.root_ancestor().to_string()))
 }
 
-/// The local paths a pip_url names: `./x`, `../x`, `/x`, `file://x`, or an
-/// existing relative path containing `/`; extras (`./x[dev]`) are stripped.
-fn local_tokens(pip_url: &str) -> Vec<(String, String)> {
-    pip_url
-        .split_whitespace()
-        .filter(|t| !t.starts_with('-'))
-        .filter_map(|t| {
-            let raw = t.strip_prefix("file://").unwrap_or(t);
-            let path = match raw.find('[') {
-                Some(i) if raw.ends_with(']') => &raw[..i],
-                _ => raw,
-            };
-            let looks_local = path.starts_with("./")
-                || path.starts_with("../")
-                || path.starts_with('/')
-                || path.starts_with("~/")
-                || path == "."
-                || t.starts_with("file://");
-            looks_local.then(|| (t.to_string(), path.to_string()))
-        })
-        .collect()
+/// The local path a pip_url token names: `./x`, `../x`, `/x`, `~/x`, `.`
+/// or `file://x`; extras (`./x[dev]`) are stripped.
+fn local_path(token: &str) -> Option<&str> {
+    if token.starts_with('-') {
+        return None;
+    }
+    let raw = token.strip_prefix("file://").unwrap_or(token);
+    let path = match raw.find('[') {
+        Some(i) if raw.ends_with(']') => &raw[..i],
+        _ => raw,
+    };
+    let looks_local = path.starts_with("./")
+        || path.starts_with("../")
+        || path.starts_with('/')
+        || path.starts_with("~/")
+        || path == "."
+        || token.starts_with("file://");
+    looks_local.then_some(path)
 }
 
 /// The derivation of one plugin, or `None` when it has no `pip_url`.
@@ -231,35 +327,45 @@ pub fn plugin_derivation(
     python: &std::path::Path,
     builder: &Builder,
 ) -> Result<Option<PluginDerivation>, EvalError> {
-    let Some(pip_url) = project.setting_str(Some(plugin), "pip_url")? else {
+    let Some(rendered) = project.setting_secret_aware(plugin, "pip_url")? else {
         return Ok(None);
     };
-    let pip_url = normalize_pip_url(&pip_url);
-    if pip_url.is_empty() {
+    let tokens = tokens(&rendered);
+    if tokens.is_empty() {
         return Ok(None);
     }
     let mut local_sources = BTreeMap::new();
-    for (token, path) in local_tokens(&pip_url) {
+    for Token { real, shown } in &tokens {
+        let Some(path) = local_path(real) else {
+            continue;
+        };
+        let token = shown.clone();
         let full = if let Some(rest) = path.strip_prefix("~/") {
             std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .unwrap_or_default()
                 .join(rest)
         } else {
-            project.root.join(&path)
+            project.root.join(path)
+        };
+        // A path with a secret in it is named as shown, never as it is.
+        let named = if real == shown {
+            full.clone()
+        } else {
+            PathBuf::from(shown)
         };
         if !full.exists() {
             let (src, span) = project.locate(Some(plugin), "pip_url");
             return Err(EvalError::MissingLocalSource {
                 plugin: plugin.name.clone(),
                 token,
-                path: full,
+                path: named,
                 src,
                 span,
             });
         }
         let hash = hash_tree(&full).map_err(|source| EvalError::Io {
-            path: full.clone(),
+            path: named,
             source,
         })?;
         local_sources.insert(token, hash);
@@ -269,9 +375,24 @@ pub fn plugin_derivation(
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => Some(other.to_string()),
     };
+    let secrets: Vec<String> = rendered
+        .secrets()
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     let mut d = PluginDerivation {
         key: Key(String::new()),
-        pip_url,
+        pip_url: tokens
+            .iter()
+            .map(|t| t.shown.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        secrets: Vec::new(),
+        build: BuildArgs {
+            tokens: tokens.into_iter().map(|t| t.real).collect(),
+            secrets,
+        },
         local_sources,
         platform: platform.clone(),
         version,
@@ -279,6 +400,13 @@ pub fn plugin_derivation(
         python: python.to_path_buf(),
         plugins: vec![plugin.name.clone()],
     };
+    let public = d.public_inputs();
+    d.secrets = d
+        .build
+        .secrets
+        .iter()
+        .map(|s| secret_digest(&public, s))
+        .collect();
     d.key = Key::of(&d.inputs());
     Ok(Some(d))
 }
@@ -510,11 +638,139 @@ mod tests {
 
     #[test]
     fn local_tokens_are_found() {
-        let t = local_tokens(
-            "./plugins/tap-x[dev] requests==2 -e ../y file:///abs/z git+https://h/r.git",
-        );
-        let paths: Vec<&str> = t.iter().map(|(_, p)| p.as_str()).collect();
+        let paths: Vec<&str> =
+            "./plugins/tap-x[dev] requests==2 -e ../y file:///abs/z git+https://h/r.git"
+                .split_whitespace()
+                .filter_map(local_path)
+                .collect();
         assert_eq!(paths, vec!["./plugins/tap-x", "../y", "/abs/z"]);
         assert_eq!(normalize_pip_url("  a==1 \n b  "), "a==1 b");
+    }
+
+    #[test]
+    fn tokens_hide_secret_runs_and_keep_the_rest() {
+        let mut r = SecretAware::plain("--index-url  https://u:");
+        r.push("tok en".into(), true);
+        r.push("@host/simple\n tap-x==1 ".into(), false);
+        r.push("".into(), true);
+        let t = tokens(&r);
+        let real: Vec<&str> = t.iter().map(|t| t.real.as_str()).collect();
+        let shown: Vec<&str> = t.iter().map(|t| t.shown.as_str()).collect();
+        assert_eq!(
+            real,
+            vec!["--index-url", "https://u:tok", "en@host/simple", "tap-x==1"]
+        );
+        assert_eq!(
+            shown,
+            vec![
+                "--index-url",
+                "https://u:********",
+                "********@host/simple",
+                "tap-x==1"
+            ]
+        );
+        // Without secrets the tokens are the normalised pip_url's.
+        let plain = tokens(&SecretAware::plain(" a==1 \n\t b "));
+        assert_eq!(
+            plain,
+            vec![
+                Token {
+                    real: "a==1".into(),
+                    shown: "a==1".into()
+                },
+                Token {
+                    real: "b".into(),
+                    shown: "b".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_are_salted_by_the_other_inputs() {
+        let a = json!({"kind": "plugin", "pip_url": "x"});
+        let b = json!({"kind": "plugin", "pip_url": "y"});
+        assert_eq!(secret_digest(&a, "hunter2"), secret_digest(&a, "hunter2"));
+        assert_ne!(secret_digest(&a, "hunter2"), secret_digest(&b, "hunter2"));
+        assert_ne!(secret_digest(&a, "hunter2"), secret_digest(&a, "hunter3"));
+        assert_ne!(
+            secret_digest(&a, "hunter2"),
+            blake3::hash(b"hunter2").to_hex().to_string()
+        );
+    }
+
+    fn project_with_env(yaml: &str, vars: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alto.yaml"), yaml).unwrap();
+        let opts = crate::config::LoadOptions {
+            root: Some(dir.path().to_path_buf()),
+            cwd: dir.path().to_path_buf(),
+            env: None,
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            strict: false,
+        };
+        let p = crate::config::load(&opts).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn a_secret_in_pip_url_is_hashed_into_the_key_and_never_shown() {
+        let yaml = "default:\n  taps:\n    tap-x:\n      pip_url: '@format --index-url https://u:{env[TOKEN]}@h/simple tap-x==1'\n    tap-plain:\n      pip_url: tap-x==1\n";
+        let (_d1, p1) = project_with_env(yaml, &[("TOKEN", "sekrit-1")]);
+        let (_d2, p2) = project_with_env(yaml, &[("TOKEN", "sekrit-2")]);
+        let d1 = &derivations(&p1, &["tap-x"]).unwrap()[0];
+        let d2 = &derivations(&p2, &["tap-x"]).unwrap()[0];
+        assert_eq!(
+            d1.pip_url,
+            "--index-url https://u:********@h/simple tap-x==1"
+        );
+        assert_eq!(d1.pip_url, d2.pip_url);
+        assert_ne!(d1.key, d2.key, "the key follows the secret");
+        assert_eq!(d1.secrets.len(), 1);
+        assert_eq!(
+            d1.build.tokens,
+            vec!["--index-url", "https://u:sekrit-1@h/simple", "tap-x==1"]
+        );
+        assert_eq!(d1.build.secrets, vec!["sekrit-1"]);
+        for shown in [
+            d1.inputs().to_string(),
+            serde_json::to_string(d1).unwrap(),
+            format!("{d1:?}"),
+        ] {
+            assert!(!shown.contains("sekrit"), "{shown}");
+        }
+        // A pip_url without secrets has no `secrets` input: its key is as before.
+        let plain = &derivations(&p1, &["tap-plain"]).unwrap()[0];
+        assert!(plain.inputs().get("secrets").is_none());
+        assert_eq!(plain.build.tokens, vec!["tap-x==1"]);
+    }
+
+    #[test]
+    fn a_pip_url_from_a_secrets_file_is_secret_as_a_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("alto.yaml"),
+            "default:\n  taps:\n    tap-x: {capabilities: [catalog]}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("alto.secrets.yaml"),
+            "default:\n  taps:\n    tap-x:\n      pip_url: git+https://tok@h/r.git\n",
+        )
+        .unwrap();
+        let opts = crate::config::LoadOptions {
+            root: Some(dir.path().to_path_buf()),
+            cwd: dir.path().to_path_buf(),
+            env: None,
+            vars: vec![],
+            strict: false,
+        };
+        let p = crate::config::load(&opts).unwrap();
+        let d = &derivations(&p, &["tap-x"]).unwrap()[0];
+        assert_eq!(d.pip_url, "********");
+        assert_eq!(d.build.tokens, vec!["git+https://tok@h/r.git"]);
     }
 }

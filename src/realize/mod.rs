@@ -71,6 +71,23 @@ pub enum RealizeError {
         tail: String,
     },
 
+    #[error(
+        "the PEX built for {plugins} holds a secret of its pip_url (in {entry}), so alto keeps nothing of it"
+    )]
+    #[diagnostic(
+        code(alto::realize::secret_in_output),
+        help(
+            "pex records direct references (`name @ https://user:token@host/...`, `git+https://token@host/...`) in the PEX, which is shared through the remote store; give credentials in an index URL instead (`--index-url https://user:{{env[TOKEN]}}@host/simple name==1.0`), which pex uses without recording it"
+        )
+    )]
+    SecretInOutput { plugins: String, entry: String },
+
+    #[error(
+        "cannot check the PEX built for {plugins} for secrets, so alto keeps nothing of it: {message}"
+    )]
+    #[diagnostic(code(alto::realize::secret_check))]
+    SecretCheck { plugins: String, message: String },
+
     #[error("the local copy of {plugins} ({key}) is damaged: {reason}")]
     #[diagnostic(code(alto::realize::damaged), help("`alto build` replaces it"))]
     Damaged {
@@ -126,7 +143,7 @@ impl RealizeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RealizeError::Config(_) | RealizeError::PythonNotFound { .. } => 2,
-            RealizeError::SigningKey { .. } => 2,
+            RealizeError::SigningKey { .. } | RealizeError::SecretInOutput { .. } => 2,
             RealizeError::Eval(e) => e.exit_code(),
             RealizeError::Interrupted { signal, .. } => crate::interrupt::exit_code(*signal),
             RealizeError::Spawn { source, .. }
@@ -203,6 +220,30 @@ impl Default for Options {
     }
 }
 
+/// The project's `trusted_public_keys`: store objects from elsewhere (the
+/// remote, an imported archive) must be signed by one of them; none means
+/// signatures are not required.
+pub fn trusted_keys(project: &Project) -> Result<Vec<store::signing::PublicKey>, RealizeError> {
+    let key_error = |message: String| RealizeError::SigningKey {
+        setting: "trusted_public_keys".into(),
+        message,
+    };
+    let parse = |text: &str| store::signing::PublicKey::parse(text).map_err(|e| key_error(e.0));
+    match project.tree.value.get("trusted_public_keys") {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|k| {
+                k.as_str()
+                    .ok_or_else(|| key_error("each key is a string".into()))
+                    .and_then(parse)
+            })
+            .collect(),
+        Some(serde_json::Value::String(k)) => Ok(vec![parse(k)?]),
+        Some(_) => Err(key_error("a list of `<name>:<hex>` keys".into())),
+    }
+}
+
 /// Makes derivations' outputs exist, for one project.
 pub struct Realizer<'p> {
     pub project: &'p Project,
@@ -248,31 +289,7 @@ impl<'p> Realizer<'p> {
                 )
             }
         };
-        let trusted = match project.tree.value.get("trusted_public_keys") {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .map(|k| {
-                    let text = k.as_str().ok_or_else(|| {
-                        key_error("trusted_public_keys", "each key is a string".into())
-                    })?;
-                    store::signing::PublicKey::parse(text)
-                        .map_err(|e| key_error("trusted_public_keys", e.0))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(serde_json::Value::String(k)) => {
-                vec![
-                    store::signing::PublicKey::parse(k)
-                        .map_err(|e| key_error("trusted_public_keys", e.0))?,
-                ]
-            }
-            Some(_) => {
-                return Err(key_error(
-                    "trusted_public_keys",
-                    "a list of `<name>:<hex>` keys".into(),
-                ));
-            }
-        };
+        let trusted = trusted_keys(project)?;
         let build_untrusted = project
             .setting_str(None, "untrusted_substitutes")?
             .is_some_and(|v| v == "build");
@@ -588,6 +605,8 @@ impl<'p> Realizer<'p> {
     }
 
     /// Builds a derivation into a temporary file; returns its metadata.
+    /// pex's output goes to `.alto/logs/build/`, scrubbed of the secrets of
+    /// `pip_url` on its way there.
     fn build_to(&self, d: &PluginDerivation, out: &Path) -> Result<ObjectMeta, RealizeError> {
         self.pex_ready(&d.python)?;
         let logs = self.project.root.join(".alto/logs/build");
@@ -599,29 +618,53 @@ impl<'p> Realizer<'p> {
         ));
         let log =
             std::fs::File::create(&log_path).map_err(StoreError::io("cannot create", &log_path))?;
-        let log_err = log
-            .try_clone()
-            .map_err(StoreError::io("cannot open", &log_path))?;
-        let mut cmd = self.pex.command(&d.python);
-        cmd.args(d.pip_url.split_whitespace())
-            .arg("-o")
-            .arg(out)
-            .args(pex::PEX_FLAGS)
-            .arg("--python")
-            .arg(&d.python)
-            .env("PEX_ROOT", self.pex_root())
+        let log = Arc::new(Mutex::new(log));
+        let redactor = crate::config::Redactor::new(secret_fragments(&d.build.secrets));
+        let (mut cmd, argfile) = pex::invocation(&self.pex, d, out);
+        cmd.env("PEX_ROOT", self.pex_root())
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
             .current_dir(&self.project.root)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+            .stdin(if argfile.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let program = PathBuf::from(cmd.get_program());
-        let status = crate::interrupt::Process::spawn(&mut cmd)
-            .and_then(|mut p| p.wait())
-            .map_err(|source| {
-                let _ = std::fs::remove_file(out);
-                RealizeError::Spawn { program, source }
-            })?;
+        let spawned = crate::interrupt::Process::spawn(&mut cmd).and_then(|mut p| {
+            let pumps = [
+                p.child()
+                    .stdout
+                    .take()
+                    .map(|o| pump_log(o, &log, &redactor)),
+                p.child()
+                    .stderr
+                    .take()
+                    .map(|e| pump_log(e, &log, &redactor)),
+            ];
+            if let (Some(args), Some(mut stdin)) = (&argfile, p.child().stdin.take()) {
+                // pex reads its arguments from this pipe, then sees it closed.
+                let written = std::io::Write::write_all(&mut stdin, args);
+                drop(stdin);
+                if let Err(e) = written {
+                    p.terminate();
+                    let _ = p.wait();
+                    return Err(e);
+                }
+            }
+            let status = p.wait();
+            // Whatever is left of pex's process group goes, so the pipes close.
+            drop(p);
+            for pump in pumps.into_iter().flatten() {
+                let _ = pump.join();
+            }
+            status
+        });
+        let status = spawned.map_err(|source| {
+            let _ = std::fs::remove_file(out);
+            RealizeError::Spawn { program, source }
+        })?;
         if let Some(signal) = crate::interrupt::signal() {
             let _ = std::fs::remove_file(out);
             return Err(RealizeError::Interrupted {
@@ -639,8 +682,29 @@ impl<'p> Realizer<'p> {
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "a signal".into()),
                 log: log_path,
-                tail: tail(&text, 15),
+                tail: tail(&redactor.redact(&text), 15),
             });
+        }
+        if !d.build.secrets.is_empty() {
+            let found = pex::find_secrets(&d.python, out, &d.build.secrets);
+            if !matches!(found, Ok(None)) {
+                let _ = std::fs::remove_file(out);
+            }
+            match found {
+                Ok(None) => {}
+                Ok(Some(entry)) => {
+                    return Err(RealizeError::SecretInOutput {
+                        plugins: d.plugins.join(", "),
+                        entry: redactor.redact(&entry),
+                    });
+                }
+                Err(message) => {
+                    return Err(RealizeError::SecretCheck {
+                        plugins: d.plugins.join(", "),
+                        message: redactor.redact(&message),
+                    });
+                }
+            }
         }
         let (blake3, size) = hash_file(out).map_err(StoreError::io("cannot read", out))?;
         let mut meta = ObjectMeta {
@@ -796,6 +860,43 @@ impl<'p> Realizer<'p> {
         }
         Ok(cmd)
     }
+}
+
+/// What to scrub from build logs: each secret, and each whitespace-separated
+/// part of one (a secret with a space in it reaches pex as two tokens).
+fn secret_fragments(secrets: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = secrets.to_vec();
+    for s in secrets {
+        out.extend(s.split_whitespace().map(str::to_string));
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// Copies a stream into the build log line by line, redacted.
+fn pump_log(
+    stream: impl std::io::Read + Send + 'static,
+    log: &Arc<Mutex<std::fs::File>>,
+    redactor: &crate::config::Redactor,
+) -> std::thread::JoinHandle<()> {
+    let log = log.clone();
+    let redactor = redactor.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let mut reader = std::io::BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let line = redactor.redact(text.trim_end_matches(['\n', '\r']));
+            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "{line}");
+        }
+    })
 }
 
 fn describe(status: Status, pushed: bool) -> &'static str {

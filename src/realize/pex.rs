@@ -2,11 +2,12 @@
 //! store's tools (through the interpreter's pip, from the package registry),
 //! or the executable the `pex` setting names.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::RealizeError;
-use crate::eval::Builder;
+use crate::eval::{Builder, PluginDerivation};
 
 /// The pex alto provisions. Builds with it are byte-for-byte reproducible.
 pub const PEX_VERSION: &str = "2.105.2";
@@ -48,6 +49,90 @@ impl PexTool {
             }
             PexTool::Executable { path, .. } => Command::new(path),
         }
+    }
+}
+
+/// The pex command building `d` into `out`, and, when `pip_url` holds a
+/// secret, the arguments to write to its stdin. A secret never goes on a
+/// command line (which every user of the machine can read in `/proc`):
+/// then every argument goes through pex's argument file (`@FILE`, one
+/// argument a line) read from `/dev/stdin`. All of them, not only the
+/// secret ones: pex parses an argument file on its own and lets its
+/// defaults override the options of the command line.
+pub fn invocation(tool: &PexTool, d: &PluginDerivation, out: &Path) -> (Command, Option<Vec<u8>>) {
+    let mut args: Vec<OsString> = d.build.tokens.iter().map(OsString::from).collect();
+    args.push("-o".into());
+    args.push(out.into());
+    args.extend(PEX_FLAGS.iter().map(OsString::from));
+    args.push("--python".into());
+    args.push(d.python.clone().into());
+    let mut cmd = tool.command(&d.python);
+    if d.build.secrets.is_empty() {
+        cmd.args(args);
+        return (cmd, None);
+    }
+    let mut file = Vec::new();
+    for a in &args {
+        file.extend_from_slice(a.as_encoded_bytes());
+        file.push(b'\n');
+    }
+    cmd.arg("@/dev/stdin");
+    (cmd, Some(file))
+}
+
+/// Whether a built PEX holds any of `secrets`: the first place found (an
+/// entry's name), or `None`. pex records direct references of requirements
+/// in `PEX-INFO`, credentials and all, and the PEX is shared through the
+/// remote store. Python's zipfile reads it; the secrets go on stdin.
+pub fn find_secrets(
+    python: &Path,
+    pex: &Path,
+    secrets: &[String],
+) -> Result<Option<String>, String> {
+    const SCAN: &str = r#"
+import sys, zipfile
+secrets = [s for s in sys.stdin.buffer.read().split(b"\0") if s]
+def holds(data):
+    return any(s in data for s in secrets)
+with open(sys.argv[1], "rb") as f:
+    if holds(f.read()):
+        found = "the file"
+    else:
+        found = None
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for info in z.infolist():
+        if holds(info.filename.encode()) or holds(z.read(info)):
+            found = info.filename
+            break
+if found:
+    sys.stdout.write(found)
+    sys.exit(3)
+"#;
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", SCAN])
+        .arg(pex)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let mut input = Vec::new();
+        for s in secrets {
+            input.extend_from_slice(s.as_bytes());
+            input.push(0);
+        }
+        // A scanner that died early shows in its status below.
+        let _ = std::io::Write::write_all(&mut stdin, &input);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    match out.status.code() {
+        Some(0) => Ok(None),
+        Some(3) => Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned())),
+        _ => Err(super::tail(&String::from_utf8_lossy(&out.stderr), 5)),
     }
 }
 
@@ -159,5 +244,106 @@ pub fn ensure(tool: &PexTool, python: &Path, cache_dir: &Path) -> Result<(), Rea
             message: format!("cannot move pex into {}: {e}", lib.display()),
             log: None,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{BuildArgs, Key, Platform};
+
+    fn derivation(tokens: &[&str], secrets: &[&str]) -> PluginDerivation {
+        PluginDerivation {
+            key: Key("0123456789abcdef0123456789abcdef".into()),
+            pip_url: String::new(),
+            secrets: Vec::new(),
+            build: BuildArgs {
+                tokens: tokens.iter().map(|t| t.to_string()).collect(),
+                secrets: secrets.iter().map(|t| t.to_string()).collect(),
+            },
+            local_sources: Default::default(),
+            platform: Platform {
+                implementation: "cpython".into(),
+                python_version: "3.11".into(),
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            version: None,
+            builder: Builder {
+                tool: "pex".into(),
+                version: PEX_VERSION.into(),
+                flags: vec![],
+            },
+            python: PathBuf::from("/usr/bin/python3"),
+            plugins: vec!["tap-x".into()],
+        }
+    }
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn secrets_reach_pex_only_through_its_stdin() {
+        let tool = PexTool::Provisioned {
+            lib: PathBuf::from("/lib/pex"),
+        };
+        let out = Path::new("/store/tmp/x.pex");
+        let plain = derivation(&["./plugins/tap-x"], &[]);
+        let (cmd, stdin) = invocation(&tool, &plain, out);
+        assert_eq!(stdin, None);
+        assert_eq!(
+            args(&cmd),
+            vec![
+                "-m",
+                "pex",
+                "./plugins/tap-x",
+                "-o",
+                "/store/tmp/x.pex",
+                "--venv",
+                "--no-emit-warnings",
+                "--python",
+                "/usr/bin/python3"
+            ]
+        );
+        let secret = derivation(
+            &["--index-url", "https://u:tok3n@h/simple", "tap-x==1"],
+            &["tok3n"],
+        );
+        let (cmd, stdin) = invocation(&tool, &secret, out);
+        assert_eq!(args(&cmd), vec!["-m", "pex", "@/dev/stdin"]);
+        assert!(
+            cmd.get_envs()
+                .all(|(_, v)| !v.is_some_and(|v| v.to_string_lossy().contains("tok3n")))
+        );
+        assert_eq!(
+            String::from_utf8(stdin.unwrap()).unwrap(),
+            "--index-url\nhttps://u:tok3n@h/simple\ntap-x==1\n-o\n/store/tmp/x.pex\n--venv\n--no-emit-warnings\n--python\n/usr/bin/python3\n"
+        );
+    }
+
+    #[test]
+    fn secrets_are_found_inside_a_zip() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = dir.path().join("x.pex");
+        let made = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    z.writestr('__main__.py', 'x' * 1000)\n    z.writestr('PEX-INFO', '{\"requirements\": [\"a @ https://u:tok3n@h/a.whl\"]}' * 20)\n",
+            ])
+            .arg(&zip)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let python = Path::new("python3");
+        assert_eq!(
+            find_secrets(python, &zip, &["tok3n".into()]).unwrap(),
+            Some("PEX-INFO".into())
+        );
+        assert_eq!(find_secrets(python, &zip, &["other".into()]).unwrap(), None);
+        std::fs::write(&zip, b"not a zip").unwrap();
+        assert!(find_secrets(python, &zip, &["other".into()]).is_err());
     }
 }

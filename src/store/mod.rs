@@ -95,6 +95,22 @@ pub enum StoreError {
         actual: String,
     },
 
+    #[error("{archive} cannot be imported: {message}")]
+    #[diagnostic(
+        code(alto::store::bad_archive),
+        help("nothing from it was imported; export it again from a machine you trust")
+    )]
+    BadArchive { archive: String, message: String },
+
+    #[error("{archive} cannot be imported: {object} has no valid signature from a trusted key")]
+    #[diagnostic(
+        code(alto::store::untrusted_import),
+        help(
+            "nothing from it was imported; this project's `trusted_public_keys` accept only objects signed where the cache is built (`signing_key`): export them from there"
+        )
+    )]
+    UntrustedImport { archive: String, object: String },
+
     #[error("the metadata record {path} is not valid: {message}")]
     #[diagnostic(code(alto::store::bad_meta))]
     BadMeta { path: String, message: String },

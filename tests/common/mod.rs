@@ -362,3 +362,122 @@ impl Drop for Postgres {
             .status();
     }
 }
+
+/// A private package index on a free loopback port, stopped when dropped:
+/// one hand-made wheel, `tap-probe==1.0` (console script `tap-probe`), served
+/// only to requests carrying HTTP basic auth `user:password`.
+pub struct PrivateIndex {
+    child: std::process::Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl PrivateIndex {
+    pub fn start(user: &str, password: &str) -> PrivateIndex {
+        let dir = tempfile::tempdir().unwrap();
+        let make_wheel = r#"
+import base64, hashlib, os, sys, zipfile
+root = sys.argv[1]
+dist = "tap_probe-1.0.dist-info"
+files = {
+    "tap_probe/__init__.py": b"def main():\n    print('probe 1.0')\n",
+    dist + "/METADATA": b"Metadata-Version: 2.1\nName: tap-probe\nVersion: 1.0\n",
+    dist + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: alto-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    dist + "/entry_points.txt": b"[console_scripts]\ntap-probe = tap_probe:main\n",
+}
+record = []
+for path, data in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+record.append(dist + "/RECORD,,")
+files[dist + "/RECORD"] = ("\n".join(record) + "\n").encode()
+project = os.path.join(root, "simple", "tap-probe")
+os.makedirs(project)
+wheel = "tap_probe-1.0-py3-none-any.whl"
+with zipfile.ZipFile(os.path.join(project, wheel), "w") as z:
+    for path, data in files.items():
+        z.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), data)
+with open(os.path.join(project, "index.html"), "w") as f:
+    f.write('<html><body><a href="%s">%s</a></body></html>' % (wheel, wheel))
+"#;
+        assert!(
+            std::process::Command::new("python3")
+                .args(["-c", make_wheel])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success()
+        );
+        let serve = r#"
+import base64, functools, http.server, sys
+want = "Basic " + base64.b64encode(sys.argv[2].encode()).decode()
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Authorization") != want:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="private"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        return super().do_GET()
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Handler, directory=sys.argv[1])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[3])), handler).serve_forever()
+"#;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("python3")
+            .args(["-c", serve])
+            .arg(dir.path())
+            .arg(format!("{user}:{password}"))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let index = PrivateIndex { child, dir, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the index did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        index
+    }
+}
+
+impl Drop for PrivateIndex {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            out.extend(files_containing(&path, needle));
+        } else if kind.is_file()
+            && let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            out.push(path);
+        }
+    }
+    out
+}
