@@ -224,24 +224,18 @@ impl Default for Options {
 /// remote, an imported archive) must be signed by one of them; none means
 /// signatures are not required.
 pub fn trusted_keys(project: &Project) -> Result<Vec<store::signing::PublicKey>, RealizeError> {
-    let key_error = |message: String| RealizeError::SigningKey {
-        setting: "trusted_public_keys".into(),
-        message,
-    };
-    let parse = |text: &str| store::signing::PublicKey::parse(text).map_err(|e| key_error(e.0));
-    match project.tree.value.get("trusted_public_keys") {
-        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .map(|k| {
-                k.as_str()
-                    .ok_or_else(|| key_error("each key is a string".into()))
-                    .and_then(parse)
+    parse_trusted(&project.build_settings()?.trusted_public_keys)
+}
+
+fn parse_trusted(keys: &[String]) -> Result<Vec<store::signing::PublicKey>, RealizeError> {
+    keys.iter()
+        .map(|k| {
+            store::signing::PublicKey::parse(k).map_err(|e| RealizeError::SigningKey {
+                setting: "trusted_public_keys".into(),
+                message: e.0,
             })
-            .collect(),
-        Some(serde_json::Value::String(k)) => Ok(vec![parse(k)?]),
-        Some(_) => Err(key_error("a list of `<name>:<hex>` keys".into())),
-    }
+        })
+        .collect()
 }
 
 /// Makes derivations' outputs exist, for one project.
@@ -263,12 +257,13 @@ impl<'p> Realizer<'p> {
     pub fn new(project: &'p Project) -> Result<Realizer<'p>, RealizeError> {
         let cache_dir = store::cache_dir();
         let local = LocalStore::open(&cache_dir)?;
-        let pex = pex::planned_tool(&cache_dir, project.setting_str(None, "pex")?.as_deref())?;
+        let settings = project.build_settings()?;
+        let pex = pex::planned_tool(&cache_dir, settings.pex.as_deref())?;
         let key_error = |setting: &str, message: String| RealizeError::SigningKey {
             setting: setting.into(),
             message,
         };
-        let signing = match project.setting_str(None, "signing_key")? {
+        let signing = match settings.signing_key.clone() {
             None => None,
             Some(v) => {
                 // The key itself (`name:hex`, e.g. from {env[...]}), or a file holding it.
@@ -289,10 +284,8 @@ impl<'p> Realizer<'p> {
                 )
             }
         };
-        let trusted = trusted_keys(project)?;
-        let build_untrusted = project
-            .setting_str(None, "untrusted_substitutes")?
-            .is_some_and(|v| v == "build");
+        let trusted = parse_trusted(&settings.trusted_public_keys)?;
+        let build_untrusted = settings.build_untrusted;
         Ok(Realizer {
             signing,
             trusted,
@@ -320,13 +313,7 @@ impl<'p> Realizer<'p> {
 
     /// The interpreter a plugin uses: its `python`, else the project's, else `python3`.
     pub fn python_for(&self, plugin: Option<&Plugin>) -> Result<PythonInfo, RealizeError> {
-        let setting = match plugin {
-            Some(p) => match self.project.setting_str(Some(p), "python")? {
-                Some(s) => Some(s),
-                None => self.project.setting_str(None, "python")?,
-            },
-            None => self.project.setting_str(None, "python")?,
-        };
+        let setting = self.project.python_setting(plugin)?;
         let path = python::find(setting.as_deref())?;
         if let Some(info) = self
             .pythons
