@@ -751,3 +751,43 @@ fn a_build_whose_remote_cannot_be_reached_fails_unless_local_only() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("1 present"), "{err}");
 }
+
+/// A remote that accepts connections and never answers ends in a clear
+/// error within ALTO_REMOTE_TIMEOUT (retries included), not a long hang.
+#[test]
+fn an_unresponsive_remote_is_an_error_not_a_hang() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts, reads nothing, answers nothing; the sockets stay open.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+            if held.len() > 64 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(120));
+    });
+    let p = plugin_project(&format!(
+        "default:\n  filesystem: s3\n  bucket: silent\n  s3_settings:\n    endpoint: http://127.0.0.1:{port}\n    allow_http: true\n    region: us-east-1\n    access_key_id: test\n    secret_access_key: test\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n"
+    ));
+    let m = Machine::new(false);
+    let start = std::time::Instant::now();
+    let out = p
+        .on(&m)
+        .env("ALTO_REMOTE_TIMEOUT", "2")
+        .args(["build"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot be listed"), "{err}");
+    assert!(
+        err.contains("timed out") || err.contains("timeout"),
+        "{err}"
+    );
+    // Bounded by the timeout and its retries (generously: a loaded machine).
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+}

@@ -1043,4 +1043,57 @@ mod tests {
         }
         out
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Arbitrary bytes from a tap, read as alto reads them (bounded
+        /// lines, then the ingestor and the target-side state reader): no
+        /// panic, whatever comes; a too-long line is refused, not buffered.
+        #[test]
+        fn arbitrary_tap_output_never_panics(
+            chunks in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                    proptest::prelude::Just(br#"{"type":"SCHEMA","stream":"s","schema":{}}"#.to_vec()),
+                    proptest::prelude::Just(br#"{"type":"RECORD","stream":"s","record":{"a":1}}"#.to_vec()),
+                    proptest::prelude::Just(br#"{"type":"STATE","value":{"b":1}}"#.to_vec()),
+                    proptest::prelude::Just(br#"{"type":"RECORD","stream":"s","stream":"t","record":"x"}"#.to_vec()),
+                    proptest::prelude::Just(b"\n".to_vec()),
+                ],
+                0..40,
+            ),
+        ) {
+            let bytes: Vec<u8> = chunks.concat();
+            let dir = tempfile::tempdir().unwrap();
+            let limits = Limits {
+                commit_every: Duration::from_secs(3600),
+                records: 3,
+                ..Limits::default()
+            };
+            let select = vec!["*.*".to_string(), "~s.a".to_string()];
+            let mut ing =
+                Ingestor::new(remote(dir.path()), "dev", "tap-x", &select, limits, false).unwrap();
+            let mut reader = std::io::BufReader::with_capacity(7, bytes.as_slice());
+            let mut line = Vec::new();
+            let mut ok = true;
+            loop {
+                line.clear();
+                match crate::singer::line::read_line(&mut reader, &mut line, 150).unwrap() {
+                    crate::singer::line::Read::End => break,
+                    crate::singer::line::Read::TooLong => {
+                        proptest::prop_assert!(line.len() <= 150);
+                        break;
+                    }
+                    crate::singer::line::Read::Line(_) => {}
+                }
+                let _ = crate::singer::state::parse_line(&line);
+                if ing.line(&line).is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            let _ = ing.finish(ok);
+        }
+    }
 }
