@@ -664,3 +664,22 @@ fn inheriting_plugins_run_the_parents_console_script() {
         p.json(&["show", "tap-x-eu", "--json"])["key"]
     );
 }
+
+// ----- hostile input -------------------------------------------------------
+
+#[test]
+fn a_syntax_error_on_a_very_long_line_is_a_diagnostic_not_a_panic() {
+    for before in ["x".repeat(100_000), "é".repeat(60_000)] {
+        let text = format!("default:\n  a: {before} : [\n");
+        let p = Project::new(&[("alto.yaml", &text)]);
+        let (code, _, err) = p.run(&["dump"]);
+        assert_eq!(code, 2, "{}", &err[..err.len().min(2000)]);
+        assert!(
+            err.contains("alto.yaml:2:"),
+            "{}",
+            &err[..err.len().min(2000)]
+        );
+        assert!(!err.contains("panicked"));
+        assert!(err.len() < 4_000, "the whole line was printed");
+    }
+}

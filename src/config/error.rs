@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
 use thiserror::Error;
+
+use super::source::Snippet;
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum ConfigError {
@@ -41,7 +43,7 @@ pub enum ConfigError {
         format: &'static str,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("here")]
         span: SourceSpan,
     },
@@ -51,7 +53,7 @@ pub enum ConfigError {
     Invalid {
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("{label}")]
         span: SourceSpan,
         label: String,
@@ -68,7 +70,7 @@ pub enum ConfigError {
         var: String,
         key: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("uses {{env[{var}]}}")]
         span: SourceSpan,
     },
@@ -79,7 +81,7 @@ pub enum ConfigError {
         path: String,
         key: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("refers to this.{path}")]
         span: SourceSpan,
         #[help]
@@ -91,7 +93,7 @@ pub enum ConfigError {
     UnknownKey {
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("alto does not read this key")]
         span: SourceSpan,
         #[help]
@@ -104,7 +106,7 @@ pub enum ConfigError {
         noun: &'static str,
         name: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("this {noun} has no pip_url")]
         span: SourceSpan,
         #[help]
@@ -126,7 +128,7 @@ pub enum ConfigError {
         line: usize,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("here")]
         span: SourceSpan,
     },

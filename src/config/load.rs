@@ -213,7 +213,10 @@ pub(crate) fn visible_span(text: &str, offset: usize, len: usize) -> miette::Sou
             .unwrap_or(0);
         return (start, end - start).into();
     }
-    (offset, len.max(1).min(text.len() - offset)).into()
+    let len = len
+        .clamp(1, super::source::LONG_LINE)
+        .min(text.len() - offset);
+    (offset, len).into()
 }
 
 /// The original also read `alto.<anything>.<ext>` files as includes; alto reads
@@ -282,7 +285,7 @@ fn dotenv_error(path: &Path, text: &str, e: dotenvy::Error) -> ConfigError {
         file: path.to_path_buf(),
         line,
         message,
-        src: miette::NamedSource::new(".env", text.to_string()),
+        src: super::source::snippet(".env", text),
         span: (offset.min(text.len()), 1).into(),
     }
 }
@@ -345,7 +348,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
                 Format::Kdl => "KDL",
             },
             message: e.message.clone(),
-            src: miette::NamedSource::new(&name, text.clone()),
+            src: super::source::snippet(&name, text.as_str()),
             span: visible_span(&text, e.offset, e.len),
         })?;
         let id = sources.add(SourceFile {
@@ -641,6 +644,17 @@ mod tests {
     }
 
     fn load_in(files: &[(&str, &str)], env: Option<&str>, vars: &[(&str, &str)]) -> Loaded {
+        match try_load(files, env, vars) {
+            Ok(l) => l,
+            Err(e) => panic!("{}", render(&e)),
+        }
+    }
+
+    fn try_load(
+        files: &[(&str, &str)],
+        env: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Result<Loaded, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -655,7 +669,53 @@ mod tests {
                 .collect(),
             strict: false,
         };
-        load(&opts).unwrap()
+        load(&opts)
+    }
+
+    /// The diagnostic as `main` prints it, without colours.
+    fn render(e: &ConfigError) -> String {
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .render_report(&mut out, e)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn errors_on_very_long_lines_render_a_window_of_the_line() {
+        let long_yaml = |before: &str| format!("default:\n  a: {before} : [\n");
+        let cases = [
+            ("alto.yaml", long_yaml(&"x".repeat(100_000)), "alto.yaml:2:"),
+            ("alto.yaml", long_yaml(&"é".repeat(60_000)), "alto.yaml:2:"),
+            (
+                "alto.yaml",
+                long_yaml(&format!("{}{}", "\t".repeat(20_000), "日本".repeat(20_000))),
+                "alto.yaml:2:",
+            ),
+            (
+                "alto.json",
+                format!(
+                    "{{\"default\": {{\"a\": \"{}\", \"b\": }}}}",
+                    "ü".repeat(70_000)
+                ),
+                "alto.json:1:",
+            ),
+            (
+                "alto.toml",
+                format!("[default]\na = \"{}\" b\n", "x".repeat(100_000)),
+                "alto.toml:2:",
+            ),
+        ];
+        for (file, text, place) in cases {
+            let err = try_load(&[(file, &text)], None, &[]).err().unwrap();
+            let out = render(&err);
+            assert!(
+                out.contains(place),
+                "{file}: {}",
+                &out[..out.len().min(2000)]
+            );
+            assert!(out.len() < 4_000, "{file}: the whole line was shown");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use super::load::visible_span;
 use std::collections::BTreeSet;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -46,7 +46,7 @@ pub enum MeltanoError {
         file: String,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: super::source::Snippet,
         #[label("here")]
         span: SourceSpan,
     },
@@ -57,7 +57,7 @@ pub enum MeltanoError {
         file: String,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: super::source::Snippet,
         #[label("{label}")]
         span: SourceSpan,
         label: String,
@@ -81,7 +81,7 @@ pub fn translate_named(
     let parsed = Format::Yaml.parse(text).map_err(|e| MeltanoError::Syntax {
         file: file.to_string(),
         message: e.message.clone(),
-        src: NamedSource::new(file, text.to_string()),
+        src: super::source::snippet(file, text),
         span: visible_span(text, e.offset, e.len),
     })?;
     let empty = Map::new();
@@ -92,7 +92,7 @@ pub fn translate_named(
             return Err(MeltanoError::Invalid {
                 file: file.to_string(),
                 message: "the top level must be a map".into(),
-                src: NamedSource::new(file, text.to_string()),
+                src: super::source::snippet(file, text),
                 span: visible_span(text, 0, 1),
                 label: "expected `version`, `plugins`, `environments`, ...".into(),
                 help: None,
@@ -256,7 +256,7 @@ impl<'a> Src<'a> {
         MeltanoError::Invalid {
             file: self.file.to_string(),
             message: message.into(),
-            src: NamedSource::new(self.file, self.text.to_string()),
+            src: super::source::snippet(self.file, self.text),
             span: visible_span(self.text, offset, len),
             label: label.to_string(),
             help: help.map(str::to_string),

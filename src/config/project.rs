@@ -849,7 +849,7 @@ impl Project {
         &self,
         plugin: Option<&Plugin>,
         key: &str,
-    ) -> (miette::NamedSource<String>, miette::SourceSpan) {
+    ) -> (super::source::Snippet, miette::SourceSpan) {
         let root_lineage = [Vec::new()];
         let owner = match plugin {
             Some(p) => Owner {

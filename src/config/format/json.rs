@@ -137,3 +137,18 @@ impl Scanner<'_> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_after_multibyte_text_point_at_the_fault() {
+        let text = "{\"a\": \"éé日本\", \"b\": }";
+        let err = parse(text).unwrap_err();
+        assert_eq!(&text[err.offset..err.offset + err.len], "}");
+        let text = "{\"a\": \"é\",\n \"b\": \"日本\" x}";
+        let err = parse(text).unwrap_err();
+        assert_eq!(&text[err.offset..err.offset + err.len], "x");
+    }
+}
