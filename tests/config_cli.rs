@@ -683,3 +683,39 @@ fn a_syntax_error_on_a_very_long_line_is_a_diagnostic_not_a_panic() {
         assert!(err.len() < 4_000, "the whole line was printed");
     }
 }
+
+#[test]
+fn a_byte_order_mark_is_read_past_in_every_file() {
+    let p = Project::new(&[
+        (
+            "alto.yaml",
+            "\u{feff}default:\n  project_name: marked\n  load_path: raw\nprod:\n  load_path: wh\n",
+        ),
+        (
+            "alto.local.json",
+            "\u{feff}{\"default\": {\"bucket\": \"b\"}}",
+        ),
+        (".env", "\u{feff}ALTO_ENV=prod\n"),
+    ]);
+    let dump = p.json(&["dump"]);
+    assert_eq!(dump["project_name"], "marked", "{dump}");
+    assert_eq!(dump["bucket"], "b", "{dump}");
+    assert_eq!(dump["load_path"], "wh", "{dump}");
+    for (file, text) in [
+        (
+            "alto.toml",
+            "\u{feff}[default]\nproject_name = \"marked\"\n",
+        ),
+        (
+            "alto.kdl",
+            "\u{feff}default {\n  project_name \"marked\"\n}\n",
+        ),
+        (
+            "alto.json",
+            "\u{feff}{\"default\": {\"project_name\": \"marked\"}}",
+        ),
+    ] {
+        let p = Project::new(&[(file, text)]);
+        assert_eq!(p.json(&["dump"])["project_name"], "marked", "{file}");
+    }
+}

@@ -257,7 +257,12 @@ fn read_dotenv(root: &Path) -> Result<Vec<(String, String)>, ConfigError> {
         return Ok(Vec::new());
     }
     let text = read(&path)?;
-    let iter = dotenvy::from_path_iter(&path).map_err(|e| dotenv_error(&path, &text, e))?;
+    // A byte-order mark would otherwise become part of the first name.
+    let text = text
+        .strip_prefix(super::format::BOM)
+        .map(str::to_string)
+        .unwrap_or(text);
+    let iter = dotenvy::from_read_iter(text.as_bytes());
     let mut out = Vec::new();
     for item in iter {
         out.push(item.map_err(|e| dotenv_error(&path, &text, e))?);
