@@ -719,3 +719,41 @@ fn a_byte_order_mark_is_read_past_in_every_file() {
         assert_eq!(p.json(&["dump"])["project_name"], "marked", "{file}");
     }
 }
+
+#[test]
+fn a_key_given_twice_is_an_error_pointing_at_both() {
+    let cases = [
+        (
+            "alto.yaml",
+            "default:\n  taps:\n    tap-x: {pip_url: x}\n  targets: {}\n  taps:\n    tap-y: {pip_url: y}\n",
+            "alto.yaml:5:3",
+        ),
+        (
+            "alto.json",
+            "{\"default\": {\"taps\": {\"tap-x\": {}},\n \"taps\": {}}}",
+            "alto.json:2:2",
+        ),
+        (
+            "alto.kdl",
+            "default {\n  taps {\n  }\n  taps {\n  }\n}\n",
+            "alto.kdl:4:3",
+        ),
+    ];
+    for (file, text, place) in cases {
+        let p = Project::new(&[(file, text)]);
+        let (code, _, err) = p.run(&["dump"]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains("`taps` is given twice"), "{file}: {err}");
+        assert!(err.contains(place), "{file}: {err}");
+        assert!(err.contains("first given here"), "{file}: {err}");
+        assert!(err.contains("given again here"), "{file}: {err}");
+    }
+    // TOML refuses it too (its parser does).
+    let p = Project::new(&[(
+        "alto.toml",
+        "[default.taps.tap-x]\npip_url = \"x\"\n[default.taps.tap-x]\npip_url = \"y\"\n",
+    )]);
+    let (code, _, err) = p.run(&["dump"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("alto.toml:3:"), "{err}");
+}

@@ -48,6 +48,22 @@ pub enum ConfigError {
         span: SourceSpan,
     },
 
+    #[error("{file}: {message}")]
+    #[diagnostic(
+        code(alto::config::duplicate_key),
+        help("alto does not pick one of them: remove one, or merge the two")
+    )]
+    DuplicateKey {
+        file: String,
+        message: String,
+        #[source_code]
+        src: Snippet,
+        #[label(primary, "given again here")]
+        span: SourceSpan,
+        #[label("first given here")]
+        first: SourceSpan,
+    },
+
     #[error("{message}")]
     #[diagnostic(code(alto::config::invalid))]
     Invalid {

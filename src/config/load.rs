@@ -219,6 +219,38 @@ pub(crate) fn visible_span(text: &str, offset: usize, len: usize) -> miette::Sou
     (offset, len).into()
 }
 
+/// The diagnostic for a file that does not parse.
+fn syntax_error(
+    name: &str,
+    format: Format,
+    text: &str,
+    e: super::format::SyntaxError,
+) -> ConfigError {
+    let src = super::source::snippet(name, text);
+    let span = visible_span(text, e.offset, e.len);
+    match e.first {
+        Some((offset, len)) => ConfigError::DuplicateKey {
+            file: name.to_string(),
+            message: e.message,
+            src,
+            span,
+            first: visible_span(text, offset, len),
+        },
+        None => ConfigError::Syntax {
+            file: name.to_string(),
+            format: match format {
+                Format::Yaml => "YAML",
+                Format::Json => "JSON",
+                Format::Toml => "TOML",
+                Format::Kdl => "KDL",
+            },
+            message: e.message,
+            src,
+            span,
+        },
+    }
+}
+
 /// The original also read `alto.<anything>.<ext>` files as includes; alto reads
 /// only `alto.local.*` and `alto.secrets.*`, and says so rather than ignoring
 /// a file silently.
@@ -344,18 +376,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         let Some((path, format)) = file else { continue };
         let text = read(&path)?;
         let name = display_name(&root, &path);
-        let parsed = format.parse(&text).map_err(|e| ConfigError::Syntax {
-            file: name.clone(),
-            format: match format {
-                Format::Yaml => "YAML",
-                Format::Json => "JSON",
-                Format::Toml => "TOML",
-                Format::Kdl => "KDL",
-            },
-            message: e.message.clone(),
-            src: super::source::snippet(&name, text.as_str()),
-            span: visible_span(&text, e.offset, e.len),
-        })?;
+        let parsed = format
+            .parse(&text)
+            .map_err(|e| syntax_error(&name, format, &text, e))?;
         let id = sources.add(SourceFile {
             name: name.clone(),
             path: Some(path.clone()),

@@ -49,6 +49,9 @@ pub enum MeltanoError {
         src: super::source::Snippet,
         #[label("here")]
         span: SourceSpan,
+        /// For a key given twice: where it was first given.
+        #[label("first given here")]
+        first: Option<SourceSpan>,
     },
 
     #[error("{file} is not a Meltano project file alto can read: {message}")]
@@ -83,6 +86,7 @@ pub fn translate_named(
         message: e.message.clone(),
         src: super::source::snippet(file, text),
         span: visible_span(text, e.offset, e.len),
+        first: e.first.map(|(offset, len)| visible_span(text, offset, len)),
     })?;
     let empty = Map::new();
     let root = match &parsed.value {

@@ -2,8 +2,14 @@
 //! a node's name is a key; one argument is a scalar; several arguments are a
 //! list; properties (`a=1`) and children (`{ ... }`) are a map; children all named
 //! `-` are a list (`- "x"`, `- { k "v" }`); an empty block `{}` is an empty map.
+//!
+//! A name given twice in one map — two sibling nodes, two properties of a
+//! node, or a property and a child — is an error, as a key given twice is in
+//! every format (KDL itself would let the last property win).
 
-use kdl::{KdlDocument, KdlNode, KdlValue};
+use std::collections::HashMap;
+
+use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use serde_json::{Map, Number, Value};
 
 use super::{KeyPath, Parsed, SpanMap, SyntaxError, child};
@@ -18,21 +24,31 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
             .and_then(|d| d.message.clone().or_else(|| d.label.clone()))
             .unwrap_or_else(|| "invalid KDL".to_string());
         let help = first.and_then(|d| d.help.clone());
-        SyntaxError {
-            message: match help {
+        SyntaxError::new(
+            match help {
                 Some(h) => format!("{message} ({h})"),
                 None => message,
             },
-            offset: offset.min(text.len()),
-            len: len.max(1),
-        }
+            offset.min(text.len()),
+            len.max(1),
+        )
     })?;
     let mut spans = SpanMap::new();
-    let value = document(&doc, &Vec::new(), &mut spans)?;
+    let value = document(&doc, &Vec::new(), &mut spans, &mut HashMap::new())?;
     Ok(Parsed { value, spans })
 }
 
-fn document(doc: &KdlDocument, path: &KeyPath, spans: &mut SpanMap) -> Result<Value, SyntaxError> {
+/// The names of one map and where each is first given.
+type Names = HashMap<String, (usize, usize)>;
+
+/// A document's nodes as a list (all named `-`) or a map; `names` holds the
+/// names the map already has (the properties of the node it belongs to).
+fn document(
+    doc: &KdlDocument,
+    path: &KeyPath,
+    spans: &mut SpanMap,
+    names: &mut Names,
+) -> Result<Value, SyntaxError> {
     let nodes = doc.nodes();
     if !nodes.is_empty() && nodes.iter().all(|n| n.name().value() == "-") {
         let mut items = Vec::with_capacity(nodes.len());
@@ -49,14 +65,13 @@ fn document(doc: &KdlDocument, path: &KeyPath, spans: &mut SpanMap) -> Result<Va
         if key == "-" {
             return Err(err(n, "`-` list items cannot be mixed with named nodes"));
         }
-        if map.contains_key(&key) {
-            return Err(err(n, &format!("`{key}` is given twice at this level")));
+        let at = (n.name().span().offset(), n.name().span().len().max(1));
+        if let Some(&first) = names.get(&key) {
+            return Err(SyntaxError::duplicate(&key, at, first));
         }
+        names.insert(key.clone(), at);
         let p = child(path, key.clone());
-        spans.insert(
-            p.clone(),
-            (n.name().span().offset(), n.name().span().len().max(1)),
-        );
+        spans.insert(p.clone(), at);
         let v = node(n, &p, spans)?;
         map.insert(key, v);
     }
@@ -72,13 +87,25 @@ fn node(n: &KdlNode, path: &KeyPath, spans: &mut SpanMap) -> Result<Value, Synta
             "a node holds either arguments (a value or a list) or properties and children (a map), not both",
         ));
     }
+    let mut names = Names::new();
+    for e in &props {
+        let key = prop_name(e);
+        let at = e
+            .name()
+            .map(|k| (k.span().offset(), k.span().len().max(1)))
+            .unwrap_or((e.span().offset(), 1));
+        if let Some(&first) = names.get(&key) {
+            return Err(SyntaxError::duplicate(&key, at, first));
+        }
+        names.insert(key, at);
+    }
     if let Some(children) = n.children() {
-        let mut v = document(children, path, spans)?;
+        let mut v = document(children, path, spans, &mut names)?;
         if !props.is_empty() {
             match &mut v {
                 Value::Object(m) => {
                     for e in &props {
-                        let key = e.name().map(|k| k.value().to_string()).unwrap_or_default();
+                        let key = prop_name(e);
                         let p = child(path, key.clone());
                         spans.insert(p, (e.span().offset(), e.span().len().max(1)));
                         m.insert(key, scalar(e.value()));
@@ -92,7 +119,7 @@ fn node(n: &KdlNode, path: &KeyPath, spans: &mut SpanMap) -> Result<Value, Synta
     if !props.is_empty() {
         let mut m = Map::new();
         for e in &props {
-            let key = e.name().map(|k| k.value().to_string()).unwrap_or_default();
+            let key = prop_name(e);
             let p = child(path, key.clone());
             spans.insert(p, (e.span().offset(), e.span().len().max(1)));
             m.insert(key, scalar(e.value()));
@@ -135,12 +162,12 @@ fn scalar(v: &KdlValue) -> Value {
     }
 }
 
+fn prop_name(e: &KdlEntry) -> String {
+    e.name().map(|k| k.value().to_string()).unwrap_or_default()
+}
+
 fn err(n: &KdlNode, message: &str) -> SyntaxError {
-    SyntaxError {
-        message: message.to_string(),
-        offset: n.span().offset(),
-        len: n.name().span().len().max(1),
-    }
+    SyntaxError::new(message, n.span().offset(), n.name().span().len().max(1))
 }
 
 #[cfg(test)]
@@ -158,6 +185,26 @@ mod tests {
             p.value,
             json!({"default": {"one": "x", "many": [1, 2, "three"], "map": {"a": 1, "b": false}, "empty": {}, "none": null, "items": ["a", {"entity": "b", "path": "b.csv"}]}})
         );
+    }
+
+    #[test]
+    fn a_name_given_twice_is_an_error_at_both() {
+        let text = "default {\n  taps {\n  }\n  taps {\n  }\n}\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("`taps` is given twice"), "{err:?}");
+        assert_eq!(err.offset, text.rfind("taps").unwrap());
+        assert_eq!(err.first.map(|f| f.0), text.find("taps"));
+        // Two properties of one node, or a property and a child.
+        for text in ["config a=1 a=2\n", "config a=1 {\n  a 2\n}\n"] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.message.contains("`a` is given twice"),
+                "{text:?}: {err:?}"
+            );
+            assert_eq!(err.first.map(|f| f.0), text.find("a="), "{text:?}");
+        }
+        // `-` items are a list, not names.
+        assert!(parse("l {\n  - 1\n  - 1\n}\n").is_ok());
     }
 
     #[test]

@@ -29,6 +29,36 @@ pub struct SyntaxError {
     pub message: String,
     pub offset: usize,
     pub len: usize,
+    /// For a key given twice in one map: where it was first given.
+    pub first: Option<(usize, usize)>,
+}
+
+impl SyntaxError {
+    pub fn new(message: impl Into<String>, offset: usize, len: usize) -> Self {
+        SyntaxError {
+            message: message.into(),
+            offset,
+            len,
+            first: None,
+        }
+    }
+
+    /// A key given twice in one map, at `again`, first given at `first`.
+    /// alto refuses it in every format rather than keep one silently.
+    pub fn duplicate(key: &str, again: (usize, usize), first: (usize, usize)) -> Self {
+        const SHOWN: usize = 60;
+        let shown: String = if key.chars().count() > SHOWN {
+            key.chars().take(SHOWN).chain(['…']).collect()
+        } else {
+            key.to_string()
+        };
+        SyntaxError {
+            message: format!("`{shown}` is given twice in the same map"),
+            offset: again.0,
+            len: again.1,
+            first: Some(first),
+        }
+    }
 }
 
 /// The byte-order mark some editors put at the start of a UTF-8 file.
@@ -89,6 +119,9 @@ impl Format {
             }
             Err(mut e) => {
                 e.offset += shift;
+                if let Some(first) = &mut e.first {
+                    first.0 += shift;
+                }
                 Err(e)
             }
         }

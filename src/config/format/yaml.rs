@@ -33,6 +33,9 @@ struct Builder<'a> {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Value>,
     spans: SpanMap,
+    /// Where each mapping key is written, to point at both places of a key
+    /// given twice.
+    key_spans: SpanMap,
     root: Option<Value>,
     documents: usize,
     error: Option<SyntaxError>,
@@ -40,12 +43,12 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn fail(&mut self, message: impl Into<String>, offset: usize) {
+        self.fail_with(SyntaxError::new(message, offset, 1));
+    }
+
+    fn fail_with(&mut self, error: SyntaxError) {
         if self.error.is_none() {
-            self.error = Some(SyntaxError {
-                message: message.into(),
-                offset,
-                len: 1,
-            });
+            self.error = Some(error);
         }
     }
 
@@ -61,7 +64,10 @@ impl Builder<'_> {
         }
     }
 
-    fn place(&mut self, value: Value, offset: usize) {
+    /// Puts a finished node into its parent: a sequence item, a mapping key
+    /// (`merge`: a plain `<<`, which is not a key) or a mapping value.
+    fn place(&mut self, value: Value, offset: usize, len: usize, merge: bool) {
+        let mut duplicate = None;
         match self.stack.last_mut() {
             None => {
                 if self.root.is_none() {
@@ -74,6 +80,7 @@ impl Builder<'_> {
                 key,
                 merges,
                 merge_key,
+                path,
                 ..
             }) => match key.take() {
                 Some(_) if *merge_key => {
@@ -83,16 +90,36 @@ impl Builder<'_> {
                 Some(k) => {
                     map.insert(k, value);
                 }
-                None => match value {
-                    Value::String(s) => *key = Some(s),
-                    Value::Bool(_) | Value::Number(_) => *key = Some(value.to_string()),
-                    Value::Null => *key = Some("null".to_string()),
-                    _ => self.fail(
-                        "a mapping key must be a plain value, not a list or a map",
-                        offset,
-                    ),
-                },
+                None => {
+                    let k = match value {
+                        Value::String(s) => s,
+                        Value::Bool(_) | Value::Number(_) => value.to_string(),
+                        Value::Null => "null".to_string(),
+                        _ => {
+                            self.fail(
+                                "a mapping key must be a plain value, not a list or a map",
+                                offset,
+                            );
+                            return;
+                        }
+                    };
+                    if merge {
+                        *merge_key = true;
+                    } else {
+                        let at = child(path, k.clone());
+                        if map.contains_key(&k) {
+                            let first = self.key_spans.get(&at).copied().unwrap_or((offset, len));
+                            duplicate = Some(SyntaxError::duplicate(&k, (offset, len), first));
+                        } else {
+                            self.key_spans.insert(at, (offset, len));
+                        }
+                    }
+                    *key = Some(k);
+                }
             },
+        }
+        if let Some(e) = duplicate {
+            self.fail_with(e);
         }
     }
 }
@@ -157,21 +184,14 @@ impl MarkedEventReceiver for Builder<'_> {
                     self.anchors.insert(anchor, value.clone());
                 }
                 let is_merge_key = style == TScalarStyle::Plain && value.as_str() == Some("<<");
-                let is_key = self.next_path().is_none();
-                self.place(value, offset);
-                if is_key
-                    && is_merge_key
-                    && let Some(Frame::Map { merge_key, .. }) = self.stack.last_mut()
-                {
-                    *merge_key = true;
-                }
+                self.place(value, offset, len, is_merge_key);
             }
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
                 Some(v) => {
                     if let Some(path) = self.next_path() {
                         self.spans.entry(path).or_insert((offset, 1));
                     }
-                    self.place(v, offset)
+                    self.place(v, offset, 1, false)
                 }
                 None => self.fail("unknown alias", offset),
             },
@@ -212,7 +232,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     if anchor > 0 {
                         self.anchors.insert(anchor, v.clone());
                     }
-                    self.place(v, offset);
+                    self.place(v, offset, 1, false);
                 }
             }
             Event::MappingEnd => {
@@ -249,7 +269,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     if anchor > 0 {
                         self.anchors.insert(anchor, v.clone());
                     }
-                    self.place(v, offset);
+                    self.place(v, offset, 1, false);
                 }
             }
             _ => {}
@@ -264,6 +284,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         stack: Vec::new(),
         anchors: HashMap::new(),
         spans: SpanMap::new(),
+        key_spans: SpanMap::new(),
         root: None,
         documents: 0,
         error: None,
@@ -271,11 +292,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
         let offset = CharIndex::new(text).byte(e.marker().index());
-        return Err(SyntaxError {
-            message: e.info().to_string(),
-            offset,
-            len: 1,
-        });
+        return Err(SyntaxError::new(e.info(), offset, 1));
     }
     if let Some(err) = builder.error {
         return Err(err);
@@ -315,6 +332,38 @@ mod tests {
         let p = parse(text).unwrap();
         let (off, _) = p.spans[&vec!["b".to_string()]];
         assert_eq!(&text[off..off + 1], "x");
+    }
+
+    fn at(text: &str, span: (usize, usize)) -> &str {
+        &text[span.0..span.0 + span.1]
+    }
+
+    #[test]
+    fn a_key_given_twice_is_an_error_at_both() {
+        let text = "default:\n  taps:\n    tap-x: {}\n  project_name: p\n  taps:\n    tap-y: {}\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("`taps` is given twice"), "{err:?}");
+        assert_eq!(err.offset, text.rfind("taps").unwrap());
+        assert_eq!(at(text, (err.offset, err.len)), "taps");
+        let first = err.first.expect("the first place");
+        assert_eq!(first.0, text.find("taps").unwrap());
+        assert_eq!(at(text, first), "taps");
+        // In flow maps, quoted or not, numbers as keys, and aliases as keys.
+        for text in [
+            "a: {x: 1, 'x': 2}\n",
+            "a: {1: x, \"1\": y}\n",
+            "k: &k x\nm:\n  x: 1\n  *k : 2\n",
+            "a: 1\nb: 2\na: 3\n",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.message.contains("given twice"), "{text:?}: {err:?}");
+            assert!(err.first.is_some(), "{text:?}");
+        }
+        // Keys of different maps, and keys a `<<` merge also brings, are not.
+        let p = parse("a: {x: 1}\nb: {x: 2}\nc:\n  <<: {x: 1, y: 2}\n  x: 3\n").unwrap();
+        assert_eq!(p.value["c"], json!({"x": 3, "y": 2}));
+        let p = parse("b: &b {x: 1}\nc:\n  \"<<\": 1\n  <<: *b\n").unwrap();
+        assert_eq!(p.value["c"], json!({"<<": 1, "x": 1}));
     }
 
     #[test]
