@@ -757,3 +757,20 @@ fn a_key_given_twice_is_an_error_pointing_at_both() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("alto.toml:3:"), "{err}");
 }
+
+#[test]
+fn a_yaml_alias_bomb_is_refused_quickly() {
+    let mut text =
+        "default:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n".to_string();
+    for i in 1..=12 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        text.push_str(&format!("  a{i}: &a{i} [{refs}]\n"));
+    }
+    let p = Project::new(&[("alto.yaml", &text)]);
+    let start = std::time::Instant::now();
+    let (code, _, err) = p.run(&["dump"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("alto.yaml"), "{err}");
+    assert!(err.contains("aliases"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}

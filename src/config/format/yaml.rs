@@ -10,16 +10,28 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 use super::{KeyPath, Parsed, SpanMap, SyntaxError, child};
 use crate::config::source::CharIndex;
 
+/// How many aliases (`*name`) one file may use. Each copies its anchor's
+/// node, so nested anchors grow exponentially ("billion laughs"): a few
+/// hundred bytes would otherwise expand to gigabytes.
+pub const MAX_ALIASES: usize = 10_000;
+/// How many nodes (scalars, lists and maps) aliases may add to one file, in
+/// all: the config a real file shares through anchors is a few thousand.
+/// (A million would take `alto dump` seconds and half a gigabyte.)
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
 enum Frame {
     Seq {
         items: Vec<Value>,
         path: KeyPath,
         anchor: usize,
+        /// The nodes in it so far, itself included.
+        nodes: usize,
     },
     Map {
         map: Map<String, Value>,
         path: KeyPath,
         anchor: usize,
+        nodes: usize,
         key: Option<String>,
         /// The pending key is a plain `<<`: a merge key, not a key named "<<".
         merge_key: bool,
@@ -31,7 +43,11 @@ struct Builder<'a> {
     chars: CharIndex<'a>,
     text: &'a str,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Value>,
+    /// Each anchor's node and how many nodes it holds.
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Aliases expanded so far, and the nodes they added.
+    aliases: usize,
+    alias_nodes: usize,
     spans: SpanMap,
     /// Where each mapping key is written, to point at both places of a key
     /// given twice.
@@ -49,6 +65,16 @@ impl Builder<'_> {
     fn fail_with(&mut self, error: SyntaxError) {
         if self.error.is_none() {
             self.error = Some(error);
+        }
+    }
+
+    /// Counts `n` finished nodes into the collection being built.
+    fn count(&mut self, n: usize) {
+        match self.stack.last_mut() {
+            Some(Frame::Seq { nodes, .. } | Frame::Map { nodes, .. }) => {
+                *nodes = nodes.saturating_add(n)
+            }
+            None => {}
         }
     }
 
@@ -181,20 +207,39 @@ impl MarkedEventReceiver for Builder<'_> {
                     }
                 }
                 if anchor > 0 {
-                    self.anchors.insert(anchor, value.clone());
+                    self.anchors.insert(anchor, (value.clone(), 1));
                 }
+                self.count(1);
                 let is_merge_key = style == TScalarStyle::Plain && value.as_str() == Some("<<");
                 self.place(value, offset, len, is_merge_key);
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(v) => {
-                    if let Some(path) = self.next_path() {
-                        self.spans.entry(path).or_insert((offset, 1));
-                    }
-                    self.place(v, offset, 1, false)
+            Event::Alias(id) => {
+                let Some(&(_, nodes)) = self.anchors.get(&id) else {
+                    self.fail("unknown alias", offset);
+                    return;
+                };
+                self.aliases += 1;
+                self.alias_nodes = self.alias_nodes.saturating_add(nodes);
+                if self.aliases > MAX_ALIASES || self.alias_nodes > MAX_ALIAS_NODES {
+                    self.fail(
+                        format!(
+                            "too many aliases: a file may use at most {MAX_ALIASES} aliases, \
+                             adding at most {MAX_ALIAS_NODES} values in all \
+                             (nested anchors grow exponentially)"
+                        ),
+                        offset,
+                    );
+                    return;
                 }
-                None => self.fail("unknown alias", offset),
-            },
+                let Some((v, _)) = self.anchors.get(&id).cloned() else {
+                    return;
+                };
+                if let Some(path) = self.next_path() {
+                    self.spans.entry(path).or_insert((offset, 1));
+                }
+                self.count(nodes);
+                self.place(v, offset, 1, false)
+            }
             Event::SequenceStart(anchor, _) => {
                 let path = self.next_path();
                 if path.is_none() {
@@ -207,6 +252,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     items: Vec::new(),
                     path,
                     anchor,
+                    nodes: 1,
                 });
             }
             Event::MappingStart(anchor, _) => {
@@ -221,17 +267,25 @@ impl MarkedEventReceiver for Builder<'_> {
                     map: Map::new(),
                     path,
                     anchor,
+                    nodes: 1,
                     key: None,
                     merge_key: false,
                     merges: Vec::new(),
                 });
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
+                if let Some(Frame::Seq {
+                    items,
+                    anchor,
+                    nodes,
+                    ..
+                }) = self.stack.pop()
+                {
                     let v = Value::Array(items);
                     if anchor > 0 {
-                        self.anchors.insert(anchor, v.clone());
+                        self.anchors.insert(anchor, (v.clone(), nodes));
                     }
+                    self.count(nodes);
                     self.place(v, offset, 1, false);
                 }
             }
@@ -240,6 +294,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     mut map,
                     anchor,
                     merges,
+                    nodes,
                     ..
                 }) = self.stack.pop()
                 {
@@ -267,8 +322,9 @@ impl MarkedEventReceiver for Builder<'_> {
                     }
                     let v = Value::Object(map);
                     if anchor > 0 {
-                        self.anchors.insert(anchor, v.clone());
+                        self.anchors.insert(anchor, (v.clone(), nodes));
                     }
+                    self.count(nodes);
                     self.place(v, offset, 1, false);
                 }
             }
@@ -283,6 +339,8 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         text,
         stack: Vec::new(),
         anchors: HashMap::new(),
+        aliases: 0,
+        alias_nodes: 0,
         spans: SpanMap::new(),
         key_spans: SpanMap::new(),
         root: None,
@@ -364,6 +422,48 @@ mod tests {
         assert_eq!(p.value["c"], json!({"x": 3, "y": 2}));
         let p = parse("b: &b {x: 1}\nc:\n  \"<<\": 1\n  <<: *b\n").unwrap();
         assert_eq!(p.value["c"], json!({"<<": 1, "x": 1}));
+    }
+
+    /// "Billion laughs": nine levels of nine aliases of the level below.
+    fn alias_bomb(levels: usize) -> String {
+        let mut text = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n".to_string();
+        for i in 1..=levels {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let start = std::time::Instant::now();
+        let text = alias_bomb(9);
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases"), "{err:?}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        // Many aliases, each expanding to little.
+        let mut text = "x: &x [1]\nl:\n".to_string();
+        for _ in 0..MAX_ALIASES + 1 {
+            text.push_str("  - *x\n");
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases"), "{err:?}");
+        // What a real config does with anchors is far below both limits.
+        let mut text =
+            "_base: &base {capabilities: [catalog, state], config: {a: 1, b: [1, 2, 3]}}\ntaps:\n"
+                .to_string();
+        for i in 0..2_000 {
+            text.push_str(&format!(
+                "  tap-{i}:\n    <<: *base\n    pip_url: tap-{i}\n"
+            ));
+        }
+        let p = parse(&text).unwrap();
+        assert_eq!(p.value["taps"]["tap-1999"]["config"]["b"][2], 3);
+        assert!(parse(&alias_bomb(4)).is_ok());
     }
 
     #[test]
