@@ -774,3 +774,26 @@ fn a_yaml_alias_bomb_is_refused_quickly() {
     assert!(err.contains("aliases"), "{err}");
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
+
+#[test]
+fn deep_kdl_is_a_diagnostic_not_a_stack_overflow() {
+    let deep = format!(
+        "default {{\n{}{}",
+        "a {\n".repeat(10_000),
+        "}\n".repeat(10_001)
+    );
+    let p = Project::new(&[("alto.kdl", &deep)]);
+    let (code, _, err) = p.run(&["dump"]);
+    assert_eq!(code, 2, "{}", &err[..err.len().min(2000)]);
+    assert!(err.contains("recursion limit"), "{err}");
+    assert!(err.contains("alto.kdl:129:3"), "{err}");
+    // Comments the parser would recurse on are read past.
+    let comments = format!(
+        "{}{}\n/* {} */\ndefault {{\n  project_name \"p\"\n}}\n",
+        "/*".repeat(10_000),
+        "*/".repeat(10_000),
+        "* / ".repeat(10_000)
+    );
+    let p = Project::new(&[("alto.kdl", &comments)]);
+    assert_eq!(p.json(&["dump"])["project_name"], "p");
+}
