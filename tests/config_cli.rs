@@ -797,3 +797,93 @@ fn deep_kdl_is_a_diagnostic_not_a_stack_overflow() {
     let p = Project::new(&[("alto.kdl", &comments)]);
     assert_eq!(p.json(&["dump"])["project_name"], "p");
 }
+
+/// Everything under `dir`, relative, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn an_environment_name_cannot_reach_outside_the_project() {
+    let config = "default:\n  taps:\n    tap-x: {pip_url: x}\n";
+    let p = Project::new(&[("a/b/c/alto.yaml", config)]);
+    let before = tree(p.path());
+    for env in ["../../../../x", "../x", "..", "a/b", "x\\y", "with space"] {
+        for command in [&["dump"][..], &["list"], &["run", "tap-x:target-y"]] {
+            let mut args = vec!["--root", "a/b/c", "--env", env];
+            args.extend_from_slice(command);
+            let (code, _, err) = p.run(&args);
+            assert_eq!(code, 2, "{env} {command:?}: {err}");
+            assert!(err.contains("--env"), "{env}: {err}");
+            assert!(err.contains("cannot be used"), "{env}: {err}");
+        }
+    }
+    // From the process environment, and from a cloned project's .env.
+    let out = p
+        .alto()
+        .args(["--root", "a/b/c", "dump"])
+        .env("ALTO_ENV", "../../../../x")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ALTO_ENV"), "{err}");
+    assert_eq!(tree(p.path()), before, "alto wrote outside a/b/c");
+
+    let p = Project::new(&[
+        ("a/b/c/alto.yaml", config),
+        ("a/b/c/.env", "X=1\nALTO_ENV=../../../../x\n"),
+    ]);
+    let before = tree(p.path());
+    for command in [&["dump"][..], &["run", "tap-x:target-y"]] {
+        let mut args = vec!["--root", "a/b/c"];
+        args.extend_from_slice(command);
+        let (code, _, err) = p.run(&args);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(".env"), "{err}");
+        assert!(err.contains(".env:2:"), "{err}");
+    }
+    assert_eq!(tree(p.path()), before);
+}
+
+#[test]
+fn a_plugin_name_cannot_reach_outside_the_project() {
+    for (file, text, place) in [
+        (
+            "alto.yaml",
+            "default:\n  taps:\n    ../../x: {pip_url: x}\n",
+            "alto.yaml:3:5",
+        ),
+        (
+            "alto.json",
+            "{\"default\": {\"targets\": {\"a/b\": {\"pip_url\": \"x\"}}}}",
+            "alto.json:1:27",
+        ),
+        (
+            "alto.kdl",
+            "default {\n  utilities {\n    \"..\" pip_url=\"x\"\n  }\n}\n",
+            "alto.kdl:3:5",
+        ),
+    ] {
+        let p = Project::new(&[(file, text)]);
+        for command in ["dump", "list", "build"] {
+            let (code, _, err) = p.run(&[command]);
+            assert_eq!(code, 2, "{file} {command}: {err}");
+            assert!(err.contains("cannot be used"), "{file}: {err}");
+            assert!(err.contains(place), "{file}: {err}");
+        }
+        assert!(!p.path().join(".alto").exists() || tree(&p.path().join(".alto")).is_empty());
+    }
+}

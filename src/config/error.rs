@@ -129,6 +129,16 @@ pub enum ConfigError {
         help: Option<String>,
     },
 
+    /// A name alto would turn into a file name, given outside any file
+    /// (`--env`, `ALTO_ENV`).
+    #[error("{message}")]
+    #[diagnostic(code(alto::config::bad_name))]
+    BadName {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("{message}")]
     #[diagnostic(code(alto::config::unknown_name))]
     Unknown {

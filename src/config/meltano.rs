@@ -397,6 +397,11 @@ impl<'a> Src<'a> {
                 Some(format!(
                     "`{name}` is a reserved key at the top of alto.yaml; rename the environment"
                 ))
+            } else if let Some(problem) = super::name::problem(&name) {
+                Some(format!(
+                    "alto cannot use this environment name: {problem}; {}",
+                    super::name::NAME_RULE
+                ))
             } else if seen.contains(&lower) {
                 Some("alto matches environment names case-insensitively, and another environment has this name".to_string())
             } else {
