@@ -664,3 +664,226 @@ fn inheriting_plugins_run_the_parents_console_script() {
         p.json(&["show", "tap-x-eu", "--json"])["key"]
     );
 }
+
+// ----- hostile input -------------------------------------------------------
+
+#[test]
+fn a_syntax_error_on_a_very_long_line_is_a_diagnostic_not_a_panic() {
+    for before in ["x".repeat(100_000), "é".repeat(60_000)] {
+        let text = format!("default:\n  a: {before} : [\n");
+        let p = Project::new(&[("alto.yaml", &text)]);
+        let (code, _, err) = p.run(&["dump"]);
+        assert_eq!(code, 2, "{}", &err[..err.len().min(2000)]);
+        assert!(
+            err.contains("alto.yaml:2:"),
+            "{}",
+            &err[..err.len().min(2000)]
+        );
+        assert!(!err.contains("panicked"));
+        assert!(err.len() < 4_000, "the whole line was printed");
+    }
+}
+
+#[test]
+fn a_byte_order_mark_is_read_past_in_every_file() {
+    let p = Project::new(&[
+        (
+            "alto.yaml",
+            "\u{feff}default:\n  project_name: marked\n  load_path: raw\nprod:\n  load_path: wh\n",
+        ),
+        (
+            "alto.local.json",
+            "\u{feff}{\"default\": {\"bucket\": \"b\"}}",
+        ),
+        (".env", "\u{feff}ALTO_ENV=prod\n"),
+    ]);
+    let dump = p.json(&["dump"]);
+    assert_eq!(dump["project_name"], "marked", "{dump}");
+    assert_eq!(dump["bucket"], "b", "{dump}");
+    assert_eq!(dump["load_path"], "wh", "{dump}");
+    for (file, text) in [
+        (
+            "alto.toml",
+            "\u{feff}[default]\nproject_name = \"marked\"\n",
+        ),
+        (
+            "alto.kdl",
+            "\u{feff}default {\n  project_name \"marked\"\n}\n",
+        ),
+        (
+            "alto.json",
+            "\u{feff}{\"default\": {\"project_name\": \"marked\"}}",
+        ),
+    ] {
+        let p = Project::new(&[(file, text)]);
+        assert_eq!(p.json(&["dump"])["project_name"], "marked", "{file}");
+    }
+}
+
+#[test]
+fn a_key_given_twice_is_an_error_pointing_at_both() {
+    let cases = [
+        (
+            "alto.yaml",
+            "default:\n  taps:\n    tap-x: {pip_url: x}\n  targets: {}\n  taps:\n    tap-y: {pip_url: y}\n",
+            "alto.yaml:5:3",
+        ),
+        (
+            "alto.json",
+            "{\"default\": {\"taps\": {\"tap-x\": {}},\n \"taps\": {}}}",
+            "alto.json:2:2",
+        ),
+        (
+            "alto.kdl",
+            "default {\n  taps {\n  }\n  taps {\n  }\n}\n",
+            "alto.kdl:4:3",
+        ),
+    ];
+    for (file, text, place) in cases {
+        let p = Project::new(&[(file, text)]);
+        let (code, _, err) = p.run(&["dump"]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains("`taps` is given twice"), "{file}: {err}");
+        assert!(err.contains(place), "{file}: {err}");
+        assert!(err.contains("first given here"), "{file}: {err}");
+        assert!(err.contains("given again here"), "{file}: {err}");
+    }
+    // TOML refuses it too (its parser does).
+    let p = Project::new(&[(
+        "alto.toml",
+        "[default.taps.tap-x]\npip_url = \"x\"\n[default.taps.tap-x]\npip_url = \"y\"\n",
+    )]);
+    let (code, _, err) = p.run(&["dump"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("alto.toml:3:"), "{err}");
+}
+
+#[test]
+fn a_yaml_alias_bomb_is_refused_quickly() {
+    let mut text =
+        "default:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n".to_string();
+    for i in 1..=12 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        text.push_str(&format!("  a{i}: &a{i} [{refs}]\n"));
+    }
+    let p = Project::new(&[("alto.yaml", &text)]);
+    let start = std::time::Instant::now();
+    let (code, _, err) = p.run(&["dump"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("alto.yaml"), "{err}");
+    assert!(err.contains("aliases"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn deep_kdl_is_a_diagnostic_not_a_stack_overflow() {
+    let deep = format!(
+        "default {{\n{}{}",
+        "a {\n".repeat(10_000),
+        "}\n".repeat(10_001)
+    );
+    let p = Project::new(&[("alto.kdl", &deep)]);
+    let (code, _, err) = p.run(&["dump"]);
+    assert_eq!(code, 2, "{}", &err[..err.len().min(2000)]);
+    assert!(err.contains("recursion limit"), "{err}");
+    assert!(err.contains("alto.kdl:129:3"), "{err}");
+    // Comments the parser would recurse on are read past.
+    let comments = format!(
+        "{}{}\n/* {} */\ndefault {{\n  project_name \"p\"\n}}\n",
+        "/*".repeat(10_000),
+        "*/".repeat(10_000),
+        "* / ".repeat(10_000)
+    );
+    let p = Project::new(&[("alto.kdl", &comments)]);
+    assert_eq!(p.json(&["dump"])["project_name"], "p");
+}
+
+/// Everything under `dir`, relative, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn an_environment_name_cannot_reach_outside_the_project() {
+    let config = "default:\n  taps:\n    tap-x: {pip_url: x}\n";
+    let p = Project::new(&[("a/b/c/alto.yaml", config)]);
+    let before = tree(p.path());
+    for env in ["../../../../x", "../x", "..", "a/b", "x\\y", "with space"] {
+        for command in [&["dump"][..], &["list"], &["run", "tap-x:target-y"]] {
+            let mut args = vec!["--root", "a/b/c", "--env", env];
+            args.extend_from_slice(command);
+            let (code, _, err) = p.run(&args);
+            assert_eq!(code, 2, "{env} {command:?}: {err}");
+            assert!(err.contains("--env"), "{env}: {err}");
+            assert!(err.contains("cannot be used"), "{env}: {err}");
+        }
+    }
+    // From the process environment, and from a cloned project's .env.
+    let out = p
+        .alto()
+        .args(["--root", "a/b/c", "dump"])
+        .env("ALTO_ENV", "../../../../x")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ALTO_ENV"), "{err}");
+    assert_eq!(tree(p.path()), before, "alto wrote outside a/b/c");
+
+    let p = Project::new(&[
+        ("a/b/c/alto.yaml", config),
+        ("a/b/c/.env", "X=1\nALTO_ENV=../../../../x\n"),
+    ]);
+    let before = tree(p.path());
+    for command in [&["dump"][..], &["run", "tap-x:target-y"]] {
+        let mut args = vec!["--root", "a/b/c"];
+        args.extend_from_slice(command);
+        let (code, _, err) = p.run(&args);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(".env"), "{err}");
+        assert!(err.contains(".env:2:"), "{err}");
+    }
+    assert_eq!(tree(p.path()), before);
+}
+
+#[test]
+fn a_plugin_name_cannot_reach_outside_the_project() {
+    for (file, text, place) in [
+        (
+            "alto.yaml",
+            "default:\n  taps:\n    ../../x: {pip_url: x}\n",
+            "alto.yaml:3:5",
+        ),
+        (
+            "alto.json",
+            "{\"default\": {\"targets\": {\"a/b\": {\"pip_url\": \"x\"}}}}",
+            "alto.json:1:27",
+        ),
+        (
+            "alto.kdl",
+            "default {\n  utilities {\n    \"..\" pip_url=\"x\"\n  }\n}\n",
+            "alto.kdl:3:5",
+        ),
+    ] {
+        let p = Project::new(&[(file, text)]);
+        for command in ["dump", "list", "build"] {
+            let (code, _, err) = p.run(&[command]);
+            assert_eq!(code, 2, "{file} {command}: {err}");
+            assert!(err.contains("cannot be used"), "{file}: {err}");
+            assert!(err.contains(place), "{file}: {err}");
+        }
+        assert!(!p.path().join(".alto").exists() || tree(&p.path().join(".alto")).is_empty());
+    }
+}

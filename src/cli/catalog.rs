@@ -21,7 +21,7 @@ pub(super) fn read_json(path: &std::path::Path) -> Result<Value, Error> {
         Error::BadJson {
             file: path.display().to_string(),
             message: e.to_string(),
-            src: miette::NamedSource::new(path.display().to_string(), text.clone()),
+            src: crate::config::source::snippet(&path.display().to_string(), text.as_str()),
             span: (offset, 1).into(),
         }
     })

@@ -52,7 +52,7 @@ pub enum Error {
         file: String,
         message: String,
         #[source_code]
-        src: miette::NamedSource<String>,
+        src: crate::config::source::Snippet,
         #[label("here")]
         span: miette::SourceSpan,
     },

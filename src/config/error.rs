@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
 use thiserror::Error;
+
+use super::source::Snippet;
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum ConfigError {
@@ -41,9 +43,25 @@ pub enum ConfigError {
         format: &'static str,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("here")]
         span: SourceSpan,
+    },
+
+    #[error("{file}: {message}")]
+    #[diagnostic(
+        code(alto::config::duplicate_key),
+        help("alto does not pick one of them: remove one, or merge the two")
+    )]
+    DuplicateKey {
+        file: String,
+        message: String,
+        #[source_code]
+        src: Snippet,
+        #[label(primary, "given again here")]
+        span: SourceSpan,
+        #[label("first given here")]
+        first: SourceSpan,
     },
 
     #[error("{message}")]
@@ -51,7 +69,7 @@ pub enum ConfigError {
     Invalid {
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("{label}")]
         span: SourceSpan,
         label: String,
@@ -68,7 +86,7 @@ pub enum ConfigError {
         var: String,
         key: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("uses {{env[{var}]}}")]
         span: SourceSpan,
     },
@@ -79,7 +97,7 @@ pub enum ConfigError {
         path: String,
         key: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("refers to this.{path}")]
         span: SourceSpan,
         #[help]
@@ -91,7 +109,7 @@ pub enum ConfigError {
     UnknownKey {
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("alto does not read this key")]
         span: SourceSpan,
         #[help]
@@ -104,9 +122,19 @@ pub enum ConfigError {
         noun: &'static str,
         name: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("this {noun} has no pip_url")]
         span: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
+    /// A name alto would turn into a file name, given outside any file
+    /// (`--env`, `ALTO_ENV`).
+    #[error("{message}")]
+    #[diagnostic(code(alto::config::bad_name))]
+    BadName {
+        message: String,
         #[help]
         help: Option<String>,
     },
@@ -126,7 +154,7 @@ pub enum ConfigError {
         line: usize,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Snippet,
         #[label("here")]
         span: SourceSpan,
     },

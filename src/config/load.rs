@@ -213,7 +213,42 @@ pub(crate) fn visible_span(text: &str, offset: usize, len: usize) -> miette::Sou
             .unwrap_or(0);
         return (start, end - start).into();
     }
-    (offset, len.max(1).min(text.len() - offset)).into()
+    let len = len
+        .clamp(1, super::source::LONG_LINE)
+        .min(text.len() - offset);
+    (offset, len).into()
+}
+
+/// The diagnostic for a file that does not parse.
+fn syntax_error(
+    name: &str,
+    format: Format,
+    text: &str,
+    e: super::format::SyntaxError,
+) -> ConfigError {
+    let src = super::source::snippet(name, text);
+    let span = visible_span(text, e.offset, e.len);
+    match e.first {
+        Some((offset, len)) => ConfigError::DuplicateKey {
+            file: name.to_string(),
+            message: e.message,
+            src,
+            span,
+            first: visible_span(text, offset, len),
+        },
+        None => ConfigError::Syntax {
+            file: name.to_string(),
+            format: match format {
+                Format::Yaml => "YAML",
+                Format::Json => "JSON",
+                Format::Toml => "TOML",
+                Format::Kdl => "KDL",
+            },
+            message: e.message,
+            src,
+            span,
+        },
+    }
 }
 
 /// The original also read `alto.<anything>.<ext>` files as includes; alto reads
@@ -247,19 +282,84 @@ fn warn_unread_includes(root: &Path) {
     }
 }
 
-/// Reads `.env`: `KEY=value` lines, quotes and `export` allowed.
-fn read_dotenv(root: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+/// Reads `.env`: `KEY=value` lines, quotes and `export` allowed. Returns
+/// the text too, for diagnostics.
+fn read_dotenv(root: &Path) -> Result<(String, Vec<(String, String)>), ConfigError> {
     let path = root.join(".env");
     if !path.is_file() {
-        return Ok(Vec::new());
+        return Ok((String::new(), Vec::new()));
     }
     let text = read(&path)?;
-    let iter = dotenvy::from_path_iter(&path).map_err(|e| dotenv_error(&path, &text, e))?;
+    // A byte-order mark would otherwise become part of the first name.
+    let text = text
+        .strip_prefix(super::format::BOM)
+        .map(str::to_string)
+        .unwrap_or(text);
+    let iter = dotenvy::from_read_iter(text.as_bytes());
     let mut out = Vec::new();
     for item in iter {
         out.push(item.map_err(|e| dotenv_error(&path, &text, e))?);
     }
-    Ok(out)
+    Ok((text, out))
+}
+
+/// Where the value of the last `NAME=` line of a `.env` text is.
+fn dotenv_value_span(text: &str, name: &str) -> (usize, usize) {
+    let mut found = (0, 0);
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let trimmed = body.trim_start();
+        let unexported = trimmed
+            .strip_prefix("export ")
+            .unwrap_or(trimmed)
+            .trim_start();
+        if let Some(rest) = unexported.strip_prefix(name)
+            && let Some(value) = rest.trim_start().strip_prefix('=')
+        {
+            let value = value.trim_start();
+            let start = offset + body.len() - value.len();
+            found = (start, value.trim_end().len());
+        }
+        offset += line.len();
+    }
+    found
+}
+
+/// The error for an environment name that cannot become a directory name,
+/// naming where it came from.
+fn bad_environment(
+    environment: &str,
+    problem: &str,
+    from_flag: bool,
+    from_dotenv: bool,
+    dotenv_text: &str,
+) -> ConfigError {
+    let shown = super::name::shown(environment);
+    let help = Some(super::name::NAME_RULE.to_string());
+    if from_flag {
+        return ConfigError::BadName {
+            message: format!("environment `{shown}` (from --env) cannot be used: {problem}"),
+            help,
+        };
+    }
+    if !from_dotenv {
+        return ConfigError::BadName {
+            message: format!(
+                "environment `{shown}` (from ALTO_ENV in the environment) cannot be used: {problem}"
+            ),
+            help,
+        };
+    }
+    let (offset, len) = dotenv_value_span(dotenv_text, "ALTO_ENV");
+    let span = visible_span(dotenv_text, offset, len);
+    ConfigError::Invalid {
+        message: format!("environment `{shown}` (from ALTO_ENV in .env) cannot be used: {problem}"),
+        src: super::source::snippet(".env", dotenv_text),
+        span,
+        label: "this environment".into(),
+        help,
+    }
 }
 
 fn dotenv_error(path: &Path, text: &str, e: dotenvy::Error) -> ConfigError {
@@ -282,7 +382,7 @@ fn dotenv_error(path: &Path, text: &str, e: dotenvy::Error) -> ConfigError {
         file: path.to_path_buf(),
         line,
         message,
-        src: miette::NamedSource::new(".env", text.to_string()),
+        src: super::source::snippet(".env", text),
         span: (offset.min(text.len()), 1).into(),
     }
 }
@@ -298,7 +398,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let secrets = one_file(&root, "alto.secrets", "secrets")?;
 
     // Variables: the process wins over `.env`.
-    let dotenv = read_dotenv(&root)?;
+    let (dotenv_text, dotenv) = read_dotenv(&root)?;
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut dotenv_names = Vec::new();
     for (k, v) in dotenv {
@@ -317,6 +417,18 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         .or_else(|| vars.get("ALTO_ENV").cloned().filter(|e| !e.is_empty()));
     let explicit = chosen.is_some();
     let environment = chosen.unwrap_or_else(|| "dev".to_string());
+    // It becomes a directory name (logs, state): it must stay one.
+    if let Some(problem) = super::name::problem(&environment) {
+        let from_flag = opts.env.as_deref().is_some_and(|e| !e.is_empty());
+        let from_dotenv = dotenv_names.iter().any(|n| n == "ALTO_ENV");
+        return Err(bad_environment(
+            &environment,
+            &problem,
+            from_flag,
+            from_dotenv,
+            &dotenv_text,
+        ));
+    }
 
     let mut sources = Sources::default();
     let mut tree = Tree::new();
@@ -336,18 +448,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         let Some((path, format)) = file else { continue };
         let text = read(&path)?;
         let name = display_name(&root, &path);
-        let parsed = format.parse(&text).map_err(|e| ConfigError::Syntax {
-            file: name.clone(),
-            format: match format {
-                Format::Yaml => "YAML",
-                Format::Json => "JSON",
-                Format::Toml => "TOML",
-                Format::Kdl => "KDL",
-            },
-            message: e.message.clone(),
-            src: miette::NamedSource::new(&name, text.clone()),
-            span: visible_span(&text, e.offset, e.len),
-        })?;
+        let parsed = format
+            .parse(&text)
+            .map_err(|e| syntax_error(&name, format, &text, e))?;
         let id = sources.add(SourceFile {
             name: name.clone(),
             path: Some(path.clone()),
@@ -410,6 +513,17 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             if key == "default" {
                 default = Some(section);
             } else {
+                if let Some(problem) = super::name::problem(&key) {
+                    // `--env` cannot select it (nor `--all-envs` go there).
+                    super::keys::warn_once(
+                        &format!("section-name:{key}"),
+                        &format!(
+                            "section `{}` of {name} is never used: it cannot name an environment ({problem})",
+                            super::name::shown(&key)
+                        ),
+                    );
+                    continue;
+                }
                 if !environments.iter().any(|e| e.eq_ignore_ascii_case(&key)) {
                     environments.push(key.clone());
                 }
@@ -641,6 +755,17 @@ mod tests {
     }
 
     fn load_in(files: &[(&str, &str)], env: Option<&str>, vars: &[(&str, &str)]) -> Loaded {
+        match try_load(files, env, vars) {
+            Ok(l) => l,
+            Err(e) => panic!("{}", render(&e)),
+        }
+    }
+
+    fn try_load(
+        files: &[(&str, &str)],
+        env: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Result<Loaded, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -655,7 +780,92 @@ mod tests {
                 .collect(),
             strict: false,
         };
-        load(&opts).unwrap()
+        load(&opts)
+    }
+
+    /// The diagnostic as `main` prints it, without colours.
+    fn render(e: &ConfigError) -> String {
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .render_report(&mut out, e)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn errors_on_very_long_lines_render_a_window_of_the_line() {
+        let long_yaml = |before: &str| format!("default:\n  a: {before} : [\n");
+        let cases = [
+            ("alto.yaml", long_yaml(&"x".repeat(100_000)), "alto.yaml:2:"),
+            ("alto.yaml", long_yaml(&"é".repeat(60_000)), "alto.yaml:2:"),
+            (
+                "alto.yaml",
+                long_yaml(&format!("{}{}", "\t".repeat(20_000), "日本".repeat(20_000))),
+                "alto.yaml:2:",
+            ),
+            (
+                "alto.json",
+                format!(
+                    "{{\"default\": {{\"a\": \"{}\", \"b\": }}}}",
+                    "ü".repeat(70_000)
+                ),
+                "alto.json:1:",
+            ),
+            (
+                "alto.toml",
+                format!("[default]\na = \"{}\" b\n", "x".repeat(100_000)),
+                "alto.toml:2:",
+            ),
+        ];
+        for (file, text, place) in cases {
+            let err = try_load(&[(file, &text)], None, &[]).err().unwrap();
+            let out = render(&err);
+            assert!(
+                out.contains(place),
+                "{file}: {}",
+                &out[..out.len().min(2000)]
+            );
+            assert!(out.len() < 4_000, "{file}: the whole line was shown");
+        }
+    }
+
+    #[test]
+    fn dotenv_values_are_found() {
+        let text = "ALTO_ENVX=1\nALTO_ENV=a\n  export ALTO_ENV = \"b c\"  \r\nY=2";
+        let (off, len) = dotenv_value_span(text, "ALTO_ENV");
+        assert_eq!(&text[off..off + len], "\"b c\"");
+        assert_eq!(dotenv_value_span("Y=1\n", "ALTO_ENV"), (0, 0));
+    }
+
+    #[test]
+    fn environment_names_are_checked_where_they_come_from() {
+        let files = [("alto.yaml", "default: {}\n../up: {}\n")];
+        let message = |e: ConfigError| e.to_string();
+        let e = try_load(&files, Some("../up"), &[]).err().map(message);
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("(from --env)")),
+            "{e:?}"
+        );
+        let e = try_load(&files, None, &[("ALTO_ENV", "a/b")])
+            .err()
+            .map(message);
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("(from ALTO_ENV in the environment)")),
+            "{e:?}"
+        );
+        let with_dotenv = [files[0], (".env", "ALTO_ENV=..\n")];
+        let e = try_load(&with_dotenv, None, &[]).err().map(message);
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("(from ALTO_ENV in .env)")),
+            "{e:?}"
+        );
+        // The process wins over .env, and a good name from it is used.
+        let l = load_in(&with_dotenv, None, &[("ALTO_ENV", "prod")]);
+        assert_eq!(l.environment, "prod");
+        // A section no name can select is not an environment.
+        assert!(load_in(&files, None, &[]).environments.is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use super::load::visible_span;
 use std::collections::BTreeSet;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -46,9 +46,12 @@ pub enum MeltanoError {
         file: String,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: super::source::Snippet,
         #[label("here")]
         span: SourceSpan,
+        /// For a key given twice: where it was first given.
+        #[label("first given here")]
+        first: Option<SourceSpan>,
     },
 
     #[error("{file} is not a Meltano project file alto can read: {message}")]
@@ -57,7 +60,7 @@ pub enum MeltanoError {
         file: String,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: super::source::Snippet,
         #[label("{label}")]
         span: SourceSpan,
         label: String,
@@ -81,8 +84,9 @@ pub fn translate_named(
     let parsed = Format::Yaml.parse(text).map_err(|e| MeltanoError::Syntax {
         file: file.to_string(),
         message: e.message.clone(),
-        src: NamedSource::new(file, text.to_string()),
+        src: super::source::snippet(file, text),
         span: visible_span(text, e.offset, e.len),
+        first: e.first.map(|(offset, len)| visible_span(text, offset, len)),
     })?;
     let empty = Map::new();
     let root = match &parsed.value {
@@ -92,7 +96,7 @@ pub fn translate_named(
             return Err(MeltanoError::Invalid {
                 file: file.to_string(),
                 message: "the top level must be a map".into(),
-                src: NamedSource::new(file, text.to_string()),
+                src: super::source::snippet(file, text),
                 span: visible_span(text, 0, 1),
                 label: "expected `version`, `plugins`, `environments`, ...".into(),
                 help: None,
@@ -256,7 +260,7 @@ impl<'a> Src<'a> {
         MeltanoError::Invalid {
             file: self.file.to_string(),
             message: message.into(),
-            src: NamedSource::new(self.file, self.text.to_string()),
+            src: super::source::snippet(self.file, self.text),
             span: visible_span(self.text, offset, len),
             label: label.to_string(),
             help: help.map(str::to_string),
@@ -392,6 +396,11 @@ impl<'a> Src<'a> {
             } else if reserved_section(&lower) {
                 Some(format!(
                     "`{name}` is a reserved key at the top of alto.yaml; rename the environment"
+                ))
+            } else if let Some(problem) = super::name::problem(&name) {
+                Some(format!(
+                    "alto cannot use this environment name: {problem}; {}",
+                    super::name::NAME_RULE
                 ))
             } else if seen.contains(&lower) {
                 Some("alto matches environment names case-insensitively, and another environment has this name".to_string())

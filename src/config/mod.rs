@@ -9,6 +9,7 @@ pub mod interpolate;
 pub(crate) mod keys;
 pub mod load;
 pub mod meltano;
+pub mod name;
 pub mod project;
 pub mod redact;
 pub mod settings;

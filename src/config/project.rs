@@ -367,6 +367,11 @@ impl Project {
                 .and_then(Value::as_object)
                 .map(|m| m.keys().cloned().collect())
                 .unwrap_or_default();
+            for name in &names {
+                if let Some(problem) = super::name::problem(name) {
+                    return Err(project.bad_name(kind, name, &problem));
+                }
+            }
             let mut resolved = IndexMap::new();
             for name in names {
                 let plugin = project.resolve(kind, &name, &mut Vec::new())?;
@@ -461,6 +466,28 @@ impl Project {
                 keys::key_origin(&f.text, key, value)
             }
             _ => value,
+        }
+    }
+
+    /// The error for a plugin name that cannot become a file name, at the name.
+    fn bad_name(&self, kind: PluginKind, name: &str, problem: &str) -> ConfigError {
+        let path: KeyPath = vec![kind.section().to_string(), name.to_string()];
+        let origin = self.tree.origin(&path).unwrap_or(Origin {
+            source: 0,
+            offset: 0,
+            len: 0,
+        });
+        let origin = self.key_origin(name, origin);
+        ConfigError::Invalid {
+            message: format!(
+                "{} name `{}` cannot be used: {problem}",
+                kind.noun(),
+                super::name::shown(name)
+            ),
+            src: self.sources.named(origin),
+            span: origin.span(),
+            label: "this name".into(),
+            help: Some(super::name::NAME_RULE.into()),
         }
     }
 
@@ -969,7 +996,7 @@ impl Project {
         &self,
         plugin: Option<&Plugin>,
         key: &str,
-    ) -> (miette::NamedSource<String>, miette::SourceSpan) {
+    ) -> (super::source::Snippet, miette::SourceSpan) {
         let root_lineage = [Vec::new()];
         let owner = match plugin {
             Some(p) => Owner {

@@ -7,7 +7,7 @@ mod local;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -239,7 +239,7 @@ pub enum EvalError {
         token: String,
         path: PathBuf,
         #[source_code]
-        src: NamedSource<String>,
+        src: crate::config::source::Snippet,
         #[label("this pip_url")]
         span: SourceSpan,
     },

@@ -1,31 +1,38 @@
 //! JSON: serde_json parses and reports errors; a small scanner over the
 //! already-valid text then records where each node is.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::{KeyPath, Parsed, SpanMap, SyntaxError, child};
 use crate::config::source::offset_of;
 
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| SyntaxError {
-        message: e
-            .to_string()
-            .split(" at line")
-            .next()
-            .unwrap_or("invalid JSON")
-            .to_string(),
-        offset: offset_of(text, e.line(), e.column()).min(text.len().saturating_sub(1)),
-        len: 1,
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        SyntaxError::new(
+            e.to_string()
+                .split(" at line")
+                .next()
+                .unwrap_or("invalid JSON"),
+            offset_of(text, e.line(), e.column()).min(text.len().saturating_sub(1)),
+            1,
+        )
     })?;
     let mut spans = SpanMap::new();
     let mut scanner = Scanner {
         bytes: text.as_bytes(),
         pos: 0,
         spans: &mut spans,
+        duplicate: None,
     };
-    // The text is valid JSON, so the scanner cannot fail; if it ever does, only
-    // the spans are missing and errors point at the file's start.
+    // The text is valid JSON, so the scanner fails only on a key given twice
+    // (serde_json keeps the last one); else only the spans would be missing
+    // and errors would point at the file's start.
     let _ = scanner.value(Vec::new());
+    if let Some(e) = scanner.duplicate {
+        return Err(e);
+    }
     Ok(Parsed { value, spans })
 }
 
@@ -33,6 +40,8 @@ struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
     spans: &'a mut SpanMap,
+    /// A key given twice in one object.
+    duplicate: Option<SyntaxError>,
 }
 
 impl Scanner<'_> {
@@ -53,13 +62,21 @@ impl Scanner<'_> {
             b'{' => {
                 self.spans.insert(path.clone(), (start, 1));
                 self.pos += 1;
+                let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
                 loop {
                     self.ws();
                     if self.peek()? == b'}' {
                         self.pos += 1;
                         break;
                     }
+                    let key_start = self.pos;
                     let key = self.string()?;
+                    let key_span = (key_start, self.pos - key_start);
+                    if let Some(&first) = seen.get(&key) {
+                        self.duplicate = Some(SyntaxError::duplicate(&key, key_span, first));
+                        return None;
+                    }
+                    seen.insert(key.clone(), key_span);
                     self.ws();
                     if self.peek()? != b':' {
                         return None;
@@ -135,5 +152,36 @@ impl Scanner<'_> {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_an_error_at_both() {
+        let text = "{\"default\": {\"taps\": {\"a\": {}}, \"x\": [{\"taps\": 1}], \"taps\": {}}}";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("`taps` is given twice"), "{err:?}");
+        assert_eq!(err.offset, text.rfind("\"taps\"").unwrap());
+        assert_eq!(&text[err.offset..err.offset + err.len], "\"taps\"");
+        let first = err.first.expect("the first place");
+        assert_eq!(first.0, text.find("\"taps\"").unwrap());
+        // Escapes spell the same key.
+        let err = parse("{\"a\": 1, \"\\u0061\": 2}").unwrap_err();
+        assert!(err.message.contains("`a` is given twice"), "{err:?}");
+        // The same key in two objects is fine.
+        assert!(parse("[{\"a\": 1}, {\"a\": 2}]").is_ok());
+    }
+
+    #[test]
+    fn errors_after_multibyte_text_point_at_the_fault() {
+        let text = "{\"a\": \"éé日本\", \"b\": }";
+        let err = parse(text).unwrap_err();
+        assert_eq!(&text[err.offset..err.offset + err.len], "}");
+        let text = "{\"a\": \"é\",\n \"b\": \"日本\" x}";
+        let err = parse(text).unwrap_err();
+        assert_eq!(&text[err.offset..err.offset + err.len], "x");
     }
 }

@@ -29,7 +29,40 @@ pub struct SyntaxError {
     pub message: String,
     pub offset: usize,
     pub len: usize,
+    /// For a key given twice in one map: where it was first given.
+    pub first: Option<(usize, usize)>,
 }
+
+impl SyntaxError {
+    pub fn new(message: impl Into<String>, offset: usize, len: usize) -> Self {
+        SyntaxError {
+            message: message.into(),
+            offset,
+            len,
+            first: None,
+        }
+    }
+
+    /// A key given twice in one map, at `again`, first given at `first`.
+    /// alto refuses it in every format rather than keep one silently.
+    pub fn duplicate(key: &str, again: (usize, usize), first: (usize, usize)) -> Self {
+        const SHOWN: usize = 60;
+        let shown: String = if key.chars().count() > SHOWN {
+            key.chars().take(SHOWN).chain(['…']).collect()
+        } else {
+            key.to_string()
+        };
+        SyntaxError {
+            message: format!("`{shown}` is given twice in the same map"),
+            offset: again.0,
+            len: again.1,
+            first: Some(first),
+        }
+    }
+}
+
+/// The byte-order mark some editors put at the start of a UTF-8 file.
+pub const BOM: char = '\u{feff}';
 
 /// The formats alto reads, by file extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +102,32 @@ impl Format {
         }
     }
 
+    /// Parses a file's text. A UTF-8 byte-order mark at its start (as some
+    /// Windows editors write) is not content; spans still count its bytes, so
+    /// they point into the text as read.
     pub fn parse(self, text: &str) -> Result<Parsed, SyntaxError> {
+        let Some(body) = text.strip_prefix(BOM) else {
+            return self.parse_body(text);
+        };
+        let shift = BOM.len_utf8();
+        match self.parse_body(body) {
+            Ok(mut parsed) => {
+                for span in parsed.spans.values_mut() {
+                    span.0 += shift;
+                }
+                Ok(parsed)
+            }
+            Err(mut e) => {
+                e.offset += shift;
+                if let Some(first) = &mut e.first {
+                    first.0 += shift;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn parse_body(self, text: &str) -> Result<Parsed, SyntaxError> {
         match self {
             Format::Yaml => yaml::parse(text),
             Format::Json => json::parse(text),
@@ -139,6 +197,32 @@ mod tests {
             let (off, len) = parsed.spans[&sel];
             assert!(text[off..off + len].contains("!b.c"), "{fmt:?}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_content() {
+        let pip_url: KeyPath = ["default", "taps", "tap-x", "pip_url"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (fmt, text) in [
+            (Format::Yaml, YAML),
+            (Format::Json, JSON),
+            (Format::Toml, TOML),
+            (Format::Kdl, KDL),
+        ] {
+            let with_bom = format!("\u{feff}{text}");
+            let parsed = fmt
+                .parse(&with_bom)
+                .unwrap_or_else(|e| panic!("{fmt:?}: {e:?}"));
+            assert_eq!(parsed.value, fmt.parse(text).unwrap().value, "{fmt:?}");
+            // Spans point into the text as read, mark included.
+            let (off, len) = parsed.spans[&pip_url];
+            assert!(with_bom[off..off + len].contains("tap-x==1"), "{fmt:?}");
+        }
+        let text = "\u{feff}{\"default\": }";
+        let err = Format::Json.parse(text).unwrap_err();
+        assert_eq!(&text[err.offset..err.offset + err.len], "}");
     }
 
     #[test]

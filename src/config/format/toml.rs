@@ -8,14 +8,13 @@ use super::{KeyPath, Parsed, SpanMap, SyntaxError, child};
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        SyntaxError {
-            message: e.message().trim().to_string(),
-            offset: span.start.min(text.len()),
-            len: span
-                .len()
+        SyntaxError::new(
+            e.message().trim(),
+            span.start.min(text.len()),
+            span.len()
                 .max(1)
                 .min(text.len().saturating_sub(span.start).max(1)),
-        }
+        )
     })?;
     let mut spans = SpanMap::new();
     if let Ok(spanned) = DeTable::parse(text) {

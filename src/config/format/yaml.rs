@@ -10,16 +10,28 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 use super::{KeyPath, Parsed, SpanMap, SyntaxError, child};
 use crate::config::source::CharIndex;
 
+/// How many aliases (`*name`) one file may use. Each copies its anchor's
+/// node, so nested anchors grow exponentially ("billion laughs"): a few
+/// hundred bytes would otherwise expand to gigabytes.
+pub const MAX_ALIASES: usize = 10_000;
+/// How many nodes (scalars, lists and maps) aliases may add to one file, in
+/// all: the config a real file shares through anchors is a few thousand.
+/// (A million would take `alto dump` seconds and half a gigabyte.)
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
 enum Frame {
     Seq {
         items: Vec<Value>,
         path: KeyPath,
         anchor: usize,
+        /// The nodes in it so far, itself included.
+        nodes: usize,
     },
     Map {
         map: Map<String, Value>,
         path: KeyPath,
         anchor: usize,
+        nodes: usize,
         key: Option<String>,
         /// The pending key is a plain `<<`: a merge key, not a key named "<<".
         merge_key: bool,
@@ -31,8 +43,15 @@ struct Builder<'a> {
     chars: CharIndex<'a>,
     text: &'a str,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Value>,
+    /// Each anchor's node and how many nodes it holds.
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Aliases expanded so far, and the nodes they added.
+    aliases: usize,
+    alias_nodes: usize,
     spans: SpanMap,
+    /// Where each mapping key is written, to point at both places of a key
+    /// given twice.
+    key_spans: SpanMap,
     root: Option<Value>,
     documents: usize,
     error: Option<SyntaxError>,
@@ -40,12 +59,22 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn fail(&mut self, message: impl Into<String>, offset: usize) {
+        self.fail_with(SyntaxError::new(message, offset, 1));
+    }
+
+    fn fail_with(&mut self, error: SyntaxError) {
         if self.error.is_none() {
-            self.error = Some(SyntaxError {
-                message: message.into(),
-                offset,
-                len: 1,
-            });
+            self.error = Some(error);
+        }
+    }
+
+    /// Counts `n` finished nodes into the collection being built.
+    fn count(&mut self, n: usize) {
+        match self.stack.last_mut() {
+            Some(Frame::Seq { nodes, .. } | Frame::Map { nodes, .. }) => {
+                *nodes = nodes.saturating_add(n)
+            }
+            None => {}
         }
     }
 
@@ -61,7 +90,10 @@ impl Builder<'_> {
         }
     }
 
-    fn place(&mut self, value: Value, offset: usize) {
+    /// Puts a finished node into its parent: a sequence item, a mapping key
+    /// (`merge`: a plain `<<`, which is not a key) or a mapping value.
+    fn place(&mut self, value: Value, offset: usize, len: usize, merge: bool) {
+        let mut duplicate = None;
         match self.stack.last_mut() {
             None => {
                 if self.root.is_none() {
@@ -74,6 +106,7 @@ impl Builder<'_> {
                 key,
                 merges,
                 merge_key,
+                path,
                 ..
             }) => match key.take() {
                 Some(_) if *merge_key => {
@@ -83,16 +116,36 @@ impl Builder<'_> {
                 Some(k) => {
                     map.insert(k, value);
                 }
-                None => match value {
-                    Value::String(s) => *key = Some(s),
-                    Value::Bool(_) | Value::Number(_) => *key = Some(value.to_string()),
-                    Value::Null => *key = Some("null".to_string()),
-                    _ => self.fail(
-                        "a mapping key must be a plain value, not a list or a map",
-                        offset,
-                    ),
-                },
+                None => {
+                    let k = match value {
+                        Value::String(s) => s,
+                        Value::Bool(_) | Value::Number(_) => value.to_string(),
+                        Value::Null => "null".to_string(),
+                        _ => {
+                            self.fail(
+                                "a mapping key must be a plain value, not a list or a map",
+                                offset,
+                            );
+                            return;
+                        }
+                    };
+                    if merge {
+                        *merge_key = true;
+                    } else {
+                        let at = child(path, k.clone());
+                        if map.contains_key(&k) {
+                            let first = self.key_spans.get(&at).copied().unwrap_or((offset, len));
+                            duplicate = Some(SyntaxError::duplicate(&k, (offset, len), first));
+                        } else {
+                            self.key_spans.insert(at, (offset, len));
+                        }
+                    }
+                    *key = Some(k);
+                }
             },
+        }
+        if let Some(e) = duplicate {
+            self.fail_with(e);
         }
     }
 }
@@ -154,27 +207,39 @@ impl MarkedEventReceiver for Builder<'_> {
                     }
                 }
                 if anchor > 0 {
-                    self.anchors.insert(anchor, value.clone());
+                    self.anchors.insert(anchor, (value.clone(), 1));
                 }
+                self.count(1);
                 let is_merge_key = style == TScalarStyle::Plain && value.as_str() == Some("<<");
-                let is_key = self.next_path().is_none();
-                self.place(value, offset);
-                if is_key
-                    && is_merge_key
-                    && let Some(Frame::Map { merge_key, .. }) = self.stack.last_mut()
-                {
-                    *merge_key = true;
-                }
+                self.place(value, offset, len, is_merge_key);
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(v) => {
-                    if let Some(path) = self.next_path() {
-                        self.spans.entry(path).or_insert((offset, 1));
-                    }
-                    self.place(v, offset)
+            Event::Alias(id) => {
+                let Some(&(_, nodes)) = self.anchors.get(&id) else {
+                    self.fail("unknown alias", offset);
+                    return;
+                };
+                self.aliases += 1;
+                self.alias_nodes = self.alias_nodes.saturating_add(nodes);
+                if self.aliases > MAX_ALIASES || self.alias_nodes > MAX_ALIAS_NODES {
+                    self.fail(
+                        format!(
+                            "too many aliases: a file may use at most {MAX_ALIASES} aliases, \
+                             adding at most {MAX_ALIAS_NODES} values in all \
+                             (nested anchors grow exponentially)"
+                        ),
+                        offset,
+                    );
+                    return;
                 }
-                None => self.fail("unknown alias", offset),
-            },
+                let Some((v, _)) = self.anchors.get(&id).cloned() else {
+                    return;
+                };
+                if let Some(path) = self.next_path() {
+                    self.spans.entry(path).or_insert((offset, 1));
+                }
+                self.count(nodes);
+                self.place(v, offset, 1, false)
+            }
             Event::SequenceStart(anchor, _) => {
                 let path = self.next_path();
                 if path.is_none() {
@@ -187,6 +252,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     items: Vec::new(),
                     path,
                     anchor,
+                    nodes: 1,
                 });
             }
             Event::MappingStart(anchor, _) => {
@@ -201,18 +267,26 @@ impl MarkedEventReceiver for Builder<'_> {
                     map: Map::new(),
                     path,
                     anchor,
+                    nodes: 1,
                     key: None,
                     merge_key: false,
                     merges: Vec::new(),
                 });
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
+                if let Some(Frame::Seq {
+                    items,
+                    anchor,
+                    nodes,
+                    ..
+                }) = self.stack.pop()
+                {
                     let v = Value::Array(items);
                     if anchor > 0 {
-                        self.anchors.insert(anchor, v.clone());
+                        self.anchors.insert(anchor, (v.clone(), nodes));
                     }
-                    self.place(v, offset);
+                    self.count(nodes);
+                    self.place(v, offset, 1, false);
                 }
             }
             Event::MappingEnd => {
@@ -220,6 +294,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     mut map,
                     anchor,
                     merges,
+                    nodes,
                     ..
                 }) = self.stack.pop()
                 {
@@ -247,9 +322,10 @@ impl MarkedEventReceiver for Builder<'_> {
                     }
                     let v = Value::Object(map);
                     if anchor > 0 {
-                        self.anchors.insert(anchor, v.clone());
+                        self.anchors.insert(anchor, (v.clone(), nodes));
                     }
-                    self.place(v, offset);
+                    self.count(nodes);
+                    self.place(v, offset, 1, false);
                 }
             }
             _ => {}
@@ -263,7 +339,10 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         text,
         stack: Vec::new(),
         anchors: HashMap::new(),
+        aliases: 0,
+        alias_nodes: 0,
         spans: SpanMap::new(),
+        key_spans: SpanMap::new(),
         root: None,
         documents: 0,
         error: None,
@@ -271,11 +350,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
         let offset = CharIndex::new(text).byte(e.marker().index());
-        return Err(SyntaxError {
-            message: e.info().to_string(),
-            offset,
-            len: 1,
-        });
+        return Err(SyntaxError::new(e.info(), offset, 1));
     }
     if let Some(err) = builder.error {
         return Err(err);
@@ -315,6 +390,80 @@ mod tests {
         let p = parse(text).unwrap();
         let (off, _) = p.spans[&vec!["b".to_string()]];
         assert_eq!(&text[off..off + 1], "x");
+    }
+
+    fn at(text: &str, span: (usize, usize)) -> &str {
+        &text[span.0..span.0 + span.1]
+    }
+
+    #[test]
+    fn a_key_given_twice_is_an_error_at_both() {
+        let text = "default:\n  taps:\n    tap-x: {}\n  project_name: p\n  taps:\n    tap-y: {}\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("`taps` is given twice"), "{err:?}");
+        assert_eq!(err.offset, text.rfind("taps").unwrap());
+        assert_eq!(at(text, (err.offset, err.len)), "taps");
+        let first = err.first.expect("the first place");
+        assert_eq!(first.0, text.find("taps").unwrap());
+        assert_eq!(at(text, first), "taps");
+        // In flow maps, quoted or not, numbers as keys, and aliases as keys.
+        for text in [
+            "a: {x: 1, 'x': 2}\n",
+            "a: {1: x, \"1\": y}\n",
+            "k: &k x\nm:\n  x: 1\n  *k : 2\n",
+            "a: 1\nb: 2\na: 3\n",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.message.contains("given twice"), "{text:?}: {err:?}");
+            assert!(err.first.is_some(), "{text:?}");
+        }
+        // Keys of different maps, and keys a `<<` merge also brings, are not.
+        let p = parse("a: {x: 1}\nb: {x: 2}\nc:\n  <<: {x: 1, y: 2}\n  x: 3\n").unwrap();
+        assert_eq!(p.value["c"], json!({"x": 3, "y": 2}));
+        let p = parse("b: &b {x: 1}\nc:\n  \"<<\": 1\n  <<: *b\n").unwrap();
+        assert_eq!(p.value["c"], json!({"<<": 1, "x": 1}));
+    }
+
+    /// "Billion laughs": nine levels of nine aliases of the level below.
+    fn alias_bomb(levels: usize) -> String {
+        let mut text = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n".to_string();
+        for i in 1..=levels {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let start = std::time::Instant::now();
+        let text = alias_bomb(9);
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases"), "{err:?}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        // Many aliases, each expanding to little.
+        let mut text = "x: &x [1]\nl:\n".to_string();
+        for _ in 0..MAX_ALIASES + 1 {
+            text.push_str("  - *x\n");
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases"), "{err:?}");
+        // What a real config does with anchors is far below both limits.
+        let mut text =
+            "_base: &base {capabilities: [catalog, state], config: {a: 1, b: [1, 2, 3]}}\ntaps:\n"
+                .to_string();
+        for i in 0..2_000 {
+            text.push_str(&format!(
+                "  tap-{i}:\n    <<: *base\n    pip_url: tap-{i}\n"
+            ));
+        }
+        let p = parse(&text).unwrap();
+        assert_eq!(p.value["taps"]["tap-1999"]["config"]["b"][2], 3);
+        assert!(parse(&alias_bomb(4)).is_ok());
     }
 
     #[test]

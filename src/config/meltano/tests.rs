@@ -350,7 +350,9 @@ environments:
 - name: prod
 - name: PROD
 - name: taps
+- name: ../up
 "#);
+    assert!(reported(&t, "environments.../up"));
     assert!(reported(&t, "environments.default"));
     assert!(reported(&t, "environments.PROD"));
     assert!(reported(&t, "environments.taps"));
