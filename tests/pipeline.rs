@@ -10,8 +10,14 @@ use common::{Machine, plugin_project};
 use serde_json::Value;
 
 fn config(tap_extra: &str, target_extra: &str) -> String {
+    // A key given twice is an error: `rows` is 5 unless the test sets it.
+    let rows = if tap_extra.contains("rows:") {
+        ""
+    } else {
+        "        rows: 5\n"
+    };
     format!(
-        "default:\n  project_name: pipes\n  load_path: raw\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n      capabilities: [catalog, state, discover]\n      config:\n        rows: 5\n{tap_extra}  targets:\n    target-fixture:\n      pip_url: ./plugins/target-fixture\n      config:\n        destination: \"@format out/{{this.load_path}}\"\n{target_extra}    target-jsonl:\n      pip_url: target-jsonl==0.1.4\n      config:\n        destination_path: jsonl\n        do_timestamp_file: false\n"
+        "default:\n  project_name: pipes\n  load_path: raw\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n      capabilities: [catalog, state, discover]\n      config:\n{rows}{tap_extra}  targets:\n    target-fixture:\n      pip_url: ./plugins/target-fixture\n      config:\n        destination: \"@format out/{{this.load_path}}\"\n{target_extra}    target-jsonl:\n      pip_url: target-jsonl==0.1.4\n      config:\n        destination_path: jsonl\n        do_timestamp_file: false\n"
     )
 }
 
