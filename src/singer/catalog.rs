@@ -283,6 +283,18 @@ impl HashRule {
         }
         self.rule.matches(&crumb)
     }
+
+    /// Whether the rule names the field at `crumb` (`stream.a.b`) itself.
+    /// A rule covers the field it names and everything below it.
+    pub fn names(&self, crumb: &str) -> bool {
+        self.rule.matches(crumb)
+    }
+
+    /// Whether the rule could name a field below `crumb` (`stream` or
+    /// `stream.a`): whether some `crumb.x...` matches it.
+    pub fn may_name_below(&self, crumb: &str) -> bool {
+        self.rule.matches_some_extension(&format!("{crumb}."))
+    }
 }
 
 /// One row of `alto select TAP --list`.
@@ -421,6 +433,39 @@ impl Glob {
             }
         }
         Some((Token::Class { negated, ranges }, i + 1))
+    }
+
+    /// Whether some text that starts with `prefix` and goes on past it
+    /// matches (the glob could match something below a crumb).
+    pub fn matches_some_extension(&self, prefix: &str) -> bool {
+        let n = self.tokens.len();
+        // The positions in the pattern reachable after the text so far.
+        let close = |live: &mut Vec<bool>| {
+            for p in 0..n {
+                if live[p] && self.tokens[p] == Token::AnyRun {
+                    live[p + 1] = true;
+                }
+            }
+        };
+        let mut live = vec![false; n + 1];
+        live[0] = true;
+        close(&mut live);
+        for c in prefix.chars() {
+            let mut next = vec![false; n + 1];
+            for p in 0..n {
+                if live[p] {
+                    match &self.tokens[p] {
+                        Token::AnyRun => next[p] = true,
+                        token if token.matches(c) => next[p + 1] = true,
+                        _ => {}
+                    }
+                }
+            }
+            close(&mut next);
+            live = next;
+        }
+        // Somewhere short of the pattern's end: more text can follow.
+        live[..n].iter().any(|&l| l)
     }
 
     pub fn matches(&self, text: &str) -> bool {
