@@ -891,3 +891,34 @@ fn hash_rules_skip_lines_that_are_not_singer_messages() {
     }
     assert_eq!(ids(&p.path().join("out/raw/users.jsonl")).len(), 5);
 }
+
+/// `alto select TAP --list` shows which fields a `~` rule hashes.
+#[test]
+fn hash_rules_show_in_select_list() {
+    let p = plugin_project(&config(
+        "        address: true\n      select: [\"*.*\", \"~users.email\", \"~users.address\"]\n",
+        "",
+    ));
+    let m = Machine::new(true);
+    let (code, out, err) = p.run_on(&m, &["select", "tap-fixture", "--list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[hashed   ]     users.email\n"), "{out}");
+    assert!(
+        out.contains("[hashed   ]     users.address.city\n"),
+        "{out}"
+    );
+    assert!(out.contains("[selected ]     users.name\n"), "{out}");
+    assert!(out.contains("[selected ]     orders.amount\n"), "{out}");
+    let rows = p.json_on(&m, &["select", "tap-fixture", "--list"]);
+    let row = |field: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["stream"] == "users" && r["field"] == serde_json::json!([field]))
+            .unwrap_or_else(|| panic!("{field}: {rows}"))
+            .clone()
+    };
+    assert_eq!(row("email")["hashed"], true);
+    assert_eq!(row("address")["hashed"], true);
+    assert_eq!(row("name")["hashed"], false);
+}

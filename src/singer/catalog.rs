@@ -297,6 +297,17 @@ impl HashRule {
     }
 }
 
+/// Whether a `~` rule covers the (nested) field `field` of `stream`: names
+/// it or a field it is in.
+pub fn hashed(rules: &[HashRule], stream: &str, field: &[String]) -> bool {
+    let mut crumb = stream.to_string();
+    field.iter().any(|name| {
+        crumb.push('.');
+        crumb.push_str(name);
+        rules.iter().any(|r| r.names(&crumb))
+    })
+}
+
 /// One row of `alto select TAP --list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Selection {
@@ -306,6 +317,8 @@ pub struct Selection {
     /// `available`, `automatic` or `unsupported`, as the tap declares it.
     pub inclusion: String,
     pub selected: bool,
+    /// Whether a `~` rule hashes its values (it or a field it is in).
+    pub hashed: bool,
 }
 
 /// Every stream and (nested) property of the catalog, with whether the
@@ -313,6 +326,7 @@ pub struct Selection {
 pub fn list(base: &Value, select: &[String]) -> Result<Vec<Selection>, CatalogError> {
     let mut plans = plan_streams(base, &SelectRule::parse_list(select))?;
     keep_replication_keys(base, &mut plans, &mut Vec::new());
+    let rules = hash_rules(select);
     let mut rows = Vec::new();
     for plan in plans {
         rows.push(Selection {
@@ -320,13 +334,17 @@ pub fn list(base: &Value, select: &[String]) -> Result<Vec<Selection>, CatalogEr
             field: Vec::new(),
             inclusion: plan.root_inclusion.to_string(),
             selected: plan.selected,
+            hashed: false,
         });
         for (index, field) in plan.fields.iter().enumerate() {
+            let path = plan.path(index);
+            let selected = plan.selected && plan.field_selected[index];
             rows.push(Selection {
                 stream: plan.id.to_string(),
-                field: plan.path(index),
+                hashed: selected && hashed(&rules, plan.id, &path),
+                field: path,
                 inclusion: field.inclusion().to_string(),
-                selected: plan.selected && plan.field_selected[index],
+                selected,
             });
         }
     }
