@@ -93,6 +93,22 @@ pub fn fast_record(line: &[u8]) -> Option<&str> {
 
 /// [`fast_record`], and where the stream's string ends (past its quote).
 fn fast_record_at(line: &[u8]) -> Option<(&str, usize)> {
+    let (stream, after) = record_prefix(line)?;
+    let tail = &line[after..];
+    if STREAM_KEY.find(tail).is_some()
+        || TYPE_KEY.find(tail).is_some()
+        || ESCAPE_U.find(tail).is_some()
+    {
+        return None;
+    }
+    Some((stream, after))
+}
+
+/// The usual start of a RECORD line, `{"type": "RECORD", "stream": "...",`
+/// (compact or spaced), its stream without escapes or control characters:
+/// the stream and where its string ends. What follows is not looked at,
+/// but for the closing brace.
+fn record_prefix(line: &[u8]) -> Option<(&str, usize)> {
     let rest = line
         .strip_prefix(br#"{"type":"RECORD","stream":""#)
         .or_else(|| line.strip_prefix(br#"{"type": "RECORD", "stream": ""#))?;
@@ -101,11 +117,7 @@ fn fast_record_at(line: &[u8]) -> Option<(&str, usize)> {
         return None;
     }
     let tail = &rest[end + 1..];
-    if !tail.trim_ascii_end().ends_with(b"}")
-        || STREAM_KEY.find(tail).is_some()
-        || TYPE_KEY.find(tail).is_some()
-        || ESCAPE_U.find(tail).is_some()
-    {
+    if !tail.trim_ascii_end().ends_with(b"}") {
         return None;
     }
     let stream = std::str::from_utf8(&rest[..end]).ok()?;
@@ -468,19 +480,31 @@ impl StreamHasher {
         line: &'l [u8],
         out: &mut Vec<u8>,
     ) -> Result<Applied<'l>, NotSinger> {
-        if let Some((stream, after)) = fast_record_at(line) {
-            let affected = self.affects(stream);
-            // The type and stream are known and final: one pass over the
-            // rest of the line, hashing on the way.
-            let rewritten = affected && self.record_after_head(line, stream, after, out)?;
-            return Ok(Applied {
-                head: Head {
-                    kind: Cow::Borrowed("RECORD"),
-                    stream: Some(Cow::Borrowed(stream)),
-                    checked: affected,
-                },
-                rewritten,
-            });
+        if let Some((stream, after)) = record_prefix(line) {
+            if self.affects(stream) {
+                // One pass over the rest of the line, hashing on the way,
+                // unless a later `type` or `stream` key changes the head.
+                out.clear();
+                if let Some(rewritten) = self.record_after_head(line, stream, after, out)? {
+                    return Ok(Applied {
+                        head: Head {
+                            kind: Cow::Borrowed("RECORD"),
+                            stream: Some(Cow::Borrowed(stream)),
+                            checked: true,
+                        },
+                        rewritten,
+                    });
+                }
+            } else if fast_record_at(line).is_some() {
+                return Ok(Applied {
+                    head: Head {
+                        kind: Cow::Borrowed("RECORD"),
+                        stream: Some(Cow::Borrowed(stream)),
+                        checked: false,
+                    },
+                    rewritten: false,
+                });
+            }
         }
         let mut env = envelope(line)?;
         let records = std::mem::take(&mut env.records);
@@ -495,15 +519,17 @@ impl StreamHasher {
         Ok(Applied { head, rewritten })
     }
 
-    /// A RECORD whose head [`fast_record_at`] read: the members after the
-    /// stream, from `after`, each `record` walked as it comes.
+    /// A RECORD whose head [`record_prefix`] read: the members after the
+    /// stream, from `after`, each `record` walked as it comes. `None` when a
+    /// later `type` or `stream` key makes the head another (the caller
+    /// reads the line again, whole).
     fn record_after_head(
         &mut self,
         line: &[u8],
         stream: &str,
         after: usize,
         out: &mut Vec<u8>,
-    ) -> Result<bool, NotSinger> {
+    ) -> Result<Option<bool>, NotSinger> {
         self.affects(stream);
         let StreamHasher {
             rules,
@@ -511,7 +537,7 @@ impl StreamHasher {
             budget,
         } = self;
         let Some(root) = streams.get_mut(stream) else {
-            return Ok(false);
+            return Ok(Some(false));
         };
         let mut walk = Walk {
             rules: rules.as_slice(),
@@ -530,16 +556,16 @@ impl StreamHasher {
         while sc.more(b'}')? {
             let key = sc.string()?;
             sc.expect(b':')?;
-            if sc.text(key, true)? == "record" && sc.peek() == Some(b'{') {
-                walk.object(&mut sc, root, 2)?;
-            } else {
-                sc.skip(1)?;
+            match &*sc.text(key, true)? {
+                "type" | "stream" => return Ok(None),
+                "record" if sc.peek() == Some(b'{') => walk.object(&mut sc, root, 2)?,
+                _ => sc.skip(1)?,
             }
         }
         if !sc.at_end() {
             return Err(NotSinger::Json(ScanError::Invalid(sc.pos)));
         }
-        Ok(walk.w.finish())
+        Ok(Some(walk.w.finish()))
     }
 
     fn record(
@@ -872,6 +898,11 @@ mod tests {
             assert!(!out.contains(&format!("\"{v}\"")), "{out}");
             assert!(out.contains(&md5_hex(v)), "{out}");
         }
+        // A later `stream` decides, even after the usual start.
+        let later = r#"{"type": "RECORD", "stream": "users", "record": {"email": "a"}, "stream": "orders"}"#;
+        assert_eq!(pass(&mut h, later).as_deref(), Some(later));
+        let later = r#"{"type": "RECORD", "stream": "orders", "record": {"email": "a"}, "stream": "users"}"#;
+        assert!(pass(&mut h, later).unwrap().contains(&md5_hex("a")));
         // A value no UTF-8 can hold is refused, not passed on.
         assert_eq!(
             pass(
