@@ -380,10 +380,43 @@ pub fn python_number(text: &str) -> Cow<'_, str> {
     if !text.contains(['.', 'e', 'E']) {
         return Cow::Borrowed(text);
     }
+    if repr_is_text(text) {
+        return Cow::Borrowed(text);
+    }
     // Rust's parse rounds correctly, as Python's float() does; out of range
     // is infinity in both.
     let f: f64 = text.parse().unwrap_or(f64::NAN);
     Cow::Owned(crate::config::project::python_float(f))
+}
+
+/// Whether Python's `repr(float(text))` is `text` itself, seen without
+/// converting: a plain decimal (`-?int.frac`, no exponent) of at most 15
+/// significant digits (so no shorter decimal reads as the same float, and
+/// it reads back as itself), not below 1e-4 (Python's exponent form), with
+/// no trailing zero but in `.0`.
+fn repr_is_text(text: &str) -> bool {
+    let t = text.strip_prefix('-').unwrap_or(text);
+    let Some((int, frac)) = t.split_once('.') else {
+        return false;
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || !all_digits(frac) || (frac.len() > 1 && frac.ends_with('0')) {
+        return false;
+    }
+    let significant = if int == "0" {
+        let zeros = frac.len() - frac.trim_start_matches('0').len();
+        if zeros == frac.len() {
+            // Zero itself: `0.0` (the trailing-zero rule left only this).
+            return true;
+        }
+        if zeros >= 4 {
+            return false;
+        }
+        frac.len() - zeros
+    } else {
+        int.len() + frac.len()
+    };
+    significant <= 15
 }
 
 #[cfg(test)]
@@ -479,6 +512,61 @@ mod tests {
             ("2.5e-300", "2.5e-300"),
         ] {
             assert_eq!(python_number(json), py, "{json}");
+        }
+    }
+
+    /// Python's `str(float(text))` of many decimal texts, against alto's.
+    #[test]
+    fn decimal_texts_print_as_python_prints_them() {
+        use std::io::Write;
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut texts: Vec<String> = Vec::new();
+        for _ in 0..4000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let int = match x % 4 {
+                0 => "0".to_string(),
+                1 => {
+                    let digits = (x >> 8).to_string();
+                    let n = (((x >> 3) % 17 + 1) as usize).min(digits.len());
+                    digits[..n].to_string()
+                }
+                2 => ((x >> 16) % 1000).to_string(),
+                _ => "-".to_string() + &((x >> 20) % 100).to_string(),
+            };
+            let frac = format!("{:020}", x >> 30)[..((x >> 5) % 12 + 1) as usize].to_string();
+            let zeros = "0".repeat(((x >> 50) % 6) as usize);
+            texts.push(format!("{int}.{zeros}{frac}"));
+            texts.push(format!("{int}.{frac}0"));
+        }
+        texts.extend(
+            [
+                "0.0",
+                "-0.0",
+                "1.0",
+                "0.0001",
+                "0.00001",
+                "123456789012345.5",
+                "12345678901234.5",
+            ]
+            .map(String::from),
+        );
+        let input: String = texts.iter().map(|t| format!("{t}\n")).collect();
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", "import sys\nfor l in sys.stdin: print(str(float(l)))"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        let want = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(want.lines().count(), texts.len());
+        for (t, py) in texts.iter().zip(want.lines()) {
+            assert_eq!(python_number(t), py, "{t}");
         }
     }
 

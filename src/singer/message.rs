@@ -252,6 +252,16 @@ impl Node {
         }
     }
 
+    /// The child whose name is these bytes (an unescaped key), if known.
+    fn find(&mut self, raw: &[u8]) -> Option<usize> {
+        let at = match self.children.get(self.next) {
+            Some((k, _)) if k.as_bytes() == raw => Some(self.next),
+            _ => self.children.iter().position(|(k, _)| k.as_bytes() == raw),
+        }?;
+        self.next = at + 1;
+        Some(at)
+    }
+
     fn child<'n>(
         &'n mut self,
         name: &str,
@@ -412,9 +422,20 @@ impl Walk<'_, '_, '_> {
         loop {
             let key = sc.string()?;
             sc.expect(b':')?;
-            let name = sc.text(key, true)?;
             let mut scratch = None;
-            let child = node.child(&name, self.rules, self.budget, &mut scratch);
+            // A key seen before is matched by its bytes, without decoding.
+            let known = if key.escaped {
+                None
+            } else {
+                node.find(&sc.bytes[key.start..key.end])
+            };
+            let child = match known {
+                Some(i) => &mut node.children[i].1,
+                None => {
+                    let name = sc.text(key, true)?;
+                    node.child(&name, self.rules, self.budget, &mut scratch)
+                }
+            };
             if child.covered {
                 hash_all(sc, &mut self.w, depth + 1)?;
             } else if child.descend {
@@ -436,6 +457,8 @@ pub struct StreamHasher {
     /// touch the stream.
     streams: HashMap<String, Node>,
     budget: usize,
+    /// The stream asked about last, and the answer (lines come in runs).
+    last: Option<(Box<str>, bool)>,
 }
 
 impl StreamHasher {
@@ -446,12 +469,24 @@ impl StreamHasher {
             rules,
             streams: HashMap::new(),
             budget: MAX_NODES,
+            last: None,
         })
     }
 
     /// Whether any rule can touch this stream's messages (its root node
     /// remembered from now on).
     pub fn affects(&mut self, stream: &str) -> bool {
+        if let Some((last, descend)) = &self.last
+            && **last == *stream
+        {
+            return *descend;
+        }
+        let descend = self.root_descend(stream);
+        self.last = Some((stream.into(), descend));
+        descend
+    }
+
+    fn root_descend(&mut self, stream: &str) -> bool {
         if let Some(node) = self.streams.get(stream) {
             return node.descend;
         }
@@ -535,6 +570,7 @@ impl StreamHasher {
             rules,
             streams,
             budget,
+            ..
         } = self;
         let Some(root) = streams.get_mut(stream) else {
             return Ok(Some(false));
@@ -580,6 +616,7 @@ impl StreamHasher {
             rules,
             streams,
             budget,
+            ..
         } = self;
         let Some(root) = streams.get_mut(stream) else {
             return Ok(false);
