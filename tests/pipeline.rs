@@ -797,3 +797,174 @@ fn an_unresponsive_remote_is_an_error_not_a_hang() {
     // Bounded by the timeout and its retries (generously: a loaded machine).
     assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
 }
+
+/// The tap-fixture config that writes `lines` verbatim after the users SCHEMA.
+fn raw_lines(lines: &[String]) -> String {
+    format!(
+        "        address: true\n        raw_lines: {}\n",
+        serde_json::to_string(lines).unwrap()
+    )
+}
+
+/// The records of `stream` a Python target stored for the raw lines (ids
+/// from 100), against what Python's reference of the rules makes of them.
+fn check_against_python(p: &common::Project, rules: &[&str], sent: &[String]) {
+    let want = common::hash_reference(rules, sent);
+    let mut expected: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for msg in &want {
+        if msg["type"] == "RECORD" {
+            let stream = msg["stream"].as_str().unwrap().to_string();
+            expected
+                .entry(stream)
+                .or_default()
+                .push(msg["record"].clone());
+        }
+    }
+    for (stream, records) in &expected {
+        let got: Vec<Value> = lines(&p.path().join(format!("out/raw/{stream}.jsonl")))
+            .into_iter()
+            .filter(|r| r["id"].as_i64().unwrap_or(0) >= 100)
+            .collect();
+        assert_eq!(&got, records, "{stream}");
+    }
+    for entry in std::fs::read_dir(p.path().join("out/raw")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let stream = name.trim_end_matches(".jsonl");
+        assert!(
+            stream == "users" || stream == "orders" || expected.contains_key(stream),
+            "a stream Python never saw: {stream}"
+        );
+    }
+}
+
+fn object_lines() -> Vec<String> {
+    [
+        r#"{"type": "RECORD", "stream": "users", "record": {"id": 100, "updated_at": 0, "email": "a@x.io", "address": {"city": "Paris", "zip": 75001, "geo": [48.85, 2.35, null]}}}"#,
+        r#"{"type": "RECORD", "stream": "users", "record": {"id": 101, "updated_at": 0, "address": null}}"#,
+        r#"{"type":"RECORD","stream":"users","record":{"id":102,"updated_at":0,"address":{"city":"Z\u00fcrich","zip":8001,"extra":{"floor":2.0,"door":true,"codes":[[1,"\"a\""],{"k":1e16}]}}}}"#,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A `~` rule on a field holding an object hashes every leaf below it, into
+/// the target (the object itself once passed in clear).
+#[test]
+fn hash_rules_hash_every_leaf_of_an_object_field() {
+    let lines = object_lines();
+    let p = plugin_project(&config(
+        &format!(
+            "{}      select: [\"*.*\", \"~users.address\"]\n",
+            raw_lines(&lines)
+        ),
+        "",
+    ));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    check_against_python(&p, &["users.address"], &lines);
+}
+
+fn duplicate_key_lines() -> Vec<String> {
+    [
+        r#"{"type": "RECORD", "stream": "other", "stream": "users", "record": {"id": 110, "updated_at": 0, "email": "dup-stream@x.io"}}"#,
+        r#"{"type": "RECORD", "stream": "users", "record": {"id": 0, "email": "decoy@x.io"}, "record": {"id": 111, "updated_at": 0, "email": "dup-record@x.io"}}"#,
+        r#"{"type": "RECORD", "stream": "users", "record": {"id": 112, "updated_at": 0, "email": "first@x.io", "email": "dup-field@x.io"}}"#,
+        r#"{"type": "RECORD", "str\u0065am": "orders", "stream": "other", "stream": "us\u0065rs", "record": {"id": 113, "updated_at": 0, "\u0065mail": "escaped-key@x.io"}}"#,
+        r#"{"type": "RECORD", "record": {"id": 114, "updated_at": 0, "email": "stream-last@x.io"}, "stream": "users"}"#,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// alto reads a Singer line as Python targets do: of duplicate keys the
+/// last wins (`stream`, `record`, fields in the record), escaped keys are
+/// the keys they spell. A line sent to `users` has its emails hashed.
+#[test]
+fn hash_rules_read_duplicate_keys_as_python_does() {
+    let lines = duplicate_key_lines();
+    let p = plugin_project(&config(
+        &format!(
+            "{}      select: [\"*.*\", \"~users.email\"]\n",
+            raw_lines(&lines)
+        ),
+        "",
+    ));
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    check_against_python(&p, &["users.email"], &lines);
+}
+
+/// With alto in the pipe, a line that is not a Singer message is logged
+/// (redacted, control characters escaped) and skipped, as the reservoir
+/// does; the target never sees it.
+#[test]
+fn hash_rules_skip_lines_that_are_not_singer_messages() {
+    let lines: Vec<String> = [
+        "[1, 2]",
+        "{\"no\": \"type\"}",
+        "{\"type\": \"RECORD\", \"stream\": \"users\", \"record\": {\"id\": 120, \"email\": \"x\"}",
+        "not json \u{1b}[2J",
+    ]
+    .map(String::from)
+    .to_vec();
+    let p = plugin_project(&config(
+        &format!(
+            "        token: \"@format {{env[FIXTURE_TOKEN]}}\"\n        junk: \"@format not a message {{env[FIXTURE_TOKEN]}}\"\n{}      select: [\"*.*\", \"~users.email\"]\n",
+            raw_lines(&lines)
+        ),
+        "",
+    ));
+    std::fs::write(p.path().join(".env"), "FIXTURE_TOKEN=sup3r-s3cret-value\n").unwrap();
+    let m = Machine::new(true);
+    let (code, _, err) = p.run_on(&m, &["tap-fixture:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("skipping a line that is not JSON"), "{err}");
+    assert_eq!(err.matches("not a Singer message").count(), 5, "{err}");
+    // The junk line holds the secret: it is redacted.
+    assert!(
+        err.contains("line 1 (not a Singer message: not JSON (at byte 0)), skipped: ********"),
+        "{err}"
+    );
+    assert!(err.contains("not json \\u{1b}[2J"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+    assert!(!err.contains("sup3r-s3cret-value"), "{err}");
+    for entry in std::fs::read_dir(p.path().join(".alto/logs/dev")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains("sup3r-s3cret-value"), "{text}");
+        assert!(text.contains("skipped) | ********"), "{text}");
+    }
+    assert_eq!(ids(&p.path().join("out/raw/users.jsonl")).len(), 5);
+}
+
+/// `alto select TAP --list` shows which fields a `~` rule hashes.
+#[test]
+fn hash_rules_show_in_select_list() {
+    let p = plugin_project(&config(
+        "        address: true\n      select: [\"*.*\", \"~users.email\", \"~users.address\"]\n",
+        "",
+    ));
+    let m = Machine::new(true);
+    let (code, out, err) = p.run_on(&m, &["select", "tap-fixture", "--list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[hashed   ]     users.email\n"), "{out}");
+    assert!(
+        out.contains("[hashed   ]     users.address.city\n"),
+        "{out}"
+    );
+    assert!(out.contains("[selected ]     users.name\n"), "{out}");
+    assert!(out.contains("[selected ]     orders.amount\n"), "{out}");
+    let rows = p.json_on(&m, &["select", "tap-fixture", "--list"]);
+    let row = |field: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["stream"] == "users" && r["field"] == serde_json::json!([field]))
+            .unwrap_or_else(|| panic!("{field}: {rows}"))
+            .clone()
+    };
+    assert_eq!(row("email")["hashed"], true);
+    assert_eq!(row("address")["hashed"], true);
+    assert_eq!(row("name")["hashed"], false);
+}

@@ -79,7 +79,7 @@ pub fn select_list(g: &Global, project: &Project, tap: &str) -> Result<(), Error
         if g.printer().json() {
             print_json(&Value::Array(
                 rows.iter()
-                    .map(|r| json!({"stream": r.stream, "field": r.field, "inclusion": r.inclusion, "selected": r.selected}))
+                    .map(|r| json!({"stream": r.stream, "field": r.field, "inclusion": r.inclusion, "selected": r.selected, "hashed": r.hashed}))
                     .collect(),
             ));
             return Ok(());
@@ -87,6 +87,8 @@ pub fn select_list(g: &Global, project: &Project, tap: &str) -> Result<(), Error
         let mut text = format!("{} select rules: {}\n", tap.name, tap.select().join(", "));
         for r in rows {
             let mark = match (r.selected, r.inclusion.as_str()) {
+                // Selected, its values hashed by a `~` rule.
+                (true, _) if r.hashed => "[hashed   ]",
                 (true, "automatic") => "[automatic]",
                 (true, _) => "[selected ]",
                 (false, "unsupported") => "[unsupported]",

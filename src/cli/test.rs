@@ -60,7 +60,7 @@ pub fn test(
         let Some(stdout) = stdout else { return };
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Ok(head) = serde_json::from_str::<crate::singer::message::Head>(&line)
+            if let Ok(head) = crate::singer::message::head(line.as_bytes())
                 && head.kind == "RECORD"
             {
                 let _ = tx.send(true);

@@ -1417,28 +1417,56 @@ pub fn python_str(v: &Value) -> String {
     }
 }
 
-/// Python's float repr: shortest round-trip digits, exponent form below 1e-4
-/// and from 1e16.
-fn python_float(f: f64) -> String {
+/// Python's float repr: the shortest digits that read back as the same
+/// float, of those the nearest to it (a tie goes to the even digit, as
+/// Python's dtoa does); exponent form below 1e-4 and from 1e16.
+pub fn python_float(f: f64) -> String {
     if f.is_nan() {
         return "nan".into();
     }
     if f.is_infinite() {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
-        let s = format!("{f:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    // Rust's shortest digits; their count, rounded exactly (half to even).
+    let shortest = format!("{:e}", f.abs());
+    let count = shortest
+        .split('e')
+        .next()
+        .map_or(1, |m| m.bytes().filter(u8::is_ascii_digit).count());
+    let exact = format!("{:.*e}", count.saturating_sub(1), f.abs());
+    let chosen = if exact.parse::<f64>() == Ok(f.abs()) {
+        exact
+    } else {
+        shortest
+    };
+    let (mantissa, exp) = chosen.split_once('e').unwrap_or((&chosen, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if f < 0.0 { "-" } else { "" };
+    if !(-4..16).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
         return format!(
-            "{mantissa}e{}{:02}",
+            "{sign}{first}{dot}{rest}e{}{:02}",
             if exp < 0 { '-' } else { '+' },
             exp.abs()
         );
     }
-    let s = format!("{f}");
-    if s.contains('.') { s } else { format!("{s}.0") }
+    if exp < 0 {
+        let zeros = "0".repeat((-exp - 1) as usize);
+        return format!("{sign}0.{zeros}{digits}");
+    }
+    let int_len = exp as usize + 1;
+    if digits.len() <= int_len {
+        let zeros = "0".repeat(int_len - digits.len());
+        format!("{sign}{digits}{zeros}.0")
+    } else {
+        let (int, frac) = digits.split_at(int_len);
+        format!("{sign}{int}.{frac}")
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! STATE lines merged into the state and committed as they arrive. The run's
 //! lifecycle (lock, configs, logs, signals, teardown) is `run`'s.
 
-use std::io::{BufReader, BufWriter, Write};
+mod middle;
+
 use std::process::Stdio;
 
 use serde_json::{Map, Value};
@@ -21,6 +22,8 @@ pub struct RunSummary {
     pub state_commits: usize,
     /// STATE lines the target sent back.
     pub confirmations: usize,
+    /// Lines skipped: the target's stdout lines that are not state, and,
+    /// with alto in the pipe, the tap's lines that are not Singer messages.
     pub skipped_lines: usize,
     pub seconds: f64,
     pub state: Value,
@@ -96,42 +99,22 @@ pub fn run(
         let mut launched = session.launch(&prepared, i, args, stdin)?;
         let child = launched.process.child();
         if i == 1
-            && let (Some(mut h), Some(from), Some(to)) =
+            && let (Some(h), Some(from), Some(to)) =
                 (hasher.take(), upstream.take(), child.stdin.take())
         {
             // alto in the pipe: only the affected streams' messages are parsed.
             let tap_name = tap_name.to_string();
-            middle = Some(std::thread::spawn(move || -> Result<(), RunError> {
-                let mut reader = BufReader::with_capacity(1 << 16, from);
-                let mut writer = BufWriter::with_capacity(1 << 16, to);
-                let mut line = Vec::new();
-                let max = line::max_line_bytes();
-                loop {
-                    line.clear();
-                    line::shrink(&mut line);
-                    match line::read_line(&mut reader, &mut line, max) {
-                        Ok(line::Read::Line(_)) => {}
-                        Ok(line::Read::End) | Err(_) => break,
-                        // Both pipes close with this thread: the tap stops
-                        // on a broken pipe, the target at the end of input.
-                        Ok(line::Read::TooLong) => {
-                            return Err(RunError::LineTooLong {
-                                plugin: tap_name,
-                                limit: max,
-                            });
-                        }
-                    }
-                    let body = line.strip_suffix(b"\n").unwrap_or(&line);
-                    let written = match h.transform(body) {
-                        Some(out) => writer.write_all(&out).and_then(|_| writer.write_all(b"\n")),
-                        None => writer.write_all(&line),
-                    };
-                    if written.is_err() {
-                        break;
-                    }
-                }
-                let _ = writer.flush();
-                Ok(())
+            let redactor = prepared.redactor.clone();
+            let log = prepared.log.clone();
+            run::widen_pipe(&from);
+            run::widen_pipe(&to);
+            middle = Some(std::thread::spawn(move || -> Result<u64, RunError> {
+                let report = middle::Report {
+                    tap: &tap_name,
+                    redactor: &redactor,
+                    log: Some(&log),
+                };
+                middle::run(from, to, h, report, line::max_line_bytes())
             }));
         }
         if i + 1 == roles.len() {
@@ -179,7 +162,11 @@ pub fn run(
     statuses.reverse();
     // A line too long between tap and target fails the run, after what the
     // target confirmed is committed below.
-    let middle_error = middle.and_then(|m| m.join().ok()).and_then(Result::err);
+    let (middle_skipped, middle_error) = match middle.and_then(|m| m.join().ok()) {
+        Some(Ok(skipped)) => (skipped, None),
+        Some(Err(e)) => (0, Some(e)),
+        None => (0, None),
+    };
     if let Some(e) = read.error {
         return Err(e);
     }
@@ -214,7 +201,7 @@ pub fn run(
         pipeline: format!("{name}:{target_name}"),
         state_commits: commits,
         confirmations: read.states,
-        skipped_lines: read.skipped,
+        skipped_lines: read.skipped + middle_skipped as usize,
         seconds: session.start.elapsed().as_secs_f64(),
         state: Value::Object(state),
     })

@@ -22,7 +22,7 @@ use crate::realize::{Options, Realizer};
 use crate::run::{
     self, Launched, Redactor, Role, RunError, RunLog, RunOptions, Session, StateStore,
 };
-use crate::singer::message::{Head, StreamHasher};
+use crate::singer::message::{self, StreamHasher};
 use crate::singer::state;
 use crate::store::Remote;
 
@@ -126,6 +126,8 @@ pub struct Ingestor {
     line_no: u64,
     redactor: Redactor,
     log: Option<Arc<RunLog>>,
+    /// A line the hash rules rewrote.
+    out: Vec<u8>,
     pub stats: IngestStats,
 }
 
@@ -192,6 +194,7 @@ impl Ingestor {
             line_no: 0,
             redactor: Redactor::default(),
             log: None,
+            out: Vec::new(),
             stats: IngestStats::default(),
         })
     }
@@ -208,44 +211,50 @@ impl Ingestor {
 
     fn skip(&mut self, line: &[u8], why: &str) {
         self.stats.skipped_lines += 1;
-        let text = self
-            .redactor
-            .redact(String::from_utf8_lossy(line).trim_end());
-        let short: String = text.chars().take(200).collect();
-        let short = run::printable(&short);
-        tracing::warn!(
-            "{} line {} ({why}), skipped: {short}",
-            self.tap,
-            self.line_no
+        run::skipped_line(
+            &self.tap,
+            self.line_no,
+            why,
+            line,
+            &self.redactor,
+            self.log.as_deref(),
         );
-        if let Some(log) = &self.log {
-            log.line(&format!(
-                "{} (stdout line {}, skipped) | {text}",
-                self.tap, self.line_no
-            ));
-        }
     }
 
-    /// Takes one line of the tap's output (without its newline).
+    /// Takes one line of the tap's output (without its newline). It is read
+    /// as a Python target reads it (the last of duplicate keys wins), with
+    /// the hash rules applied, the same way alto in a pipe does.
     pub fn line(&mut self, line: &[u8]) -> Result<(), ReservoirError> {
         self.line_no += 1;
         let line = partition::trim_newline(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        if let Some(stream) = fast_record_stream(line) {
-            return self.record(stream, line, "RECORD", false);
-        }
-        let head: Head = match serde_json::from_slice(line) {
-            Ok(h) => h,
-            Err(_) => {
-                self.skip(line, "not a Singer message");
+        let mut out = std::mem::take(&mut self.out);
+        let result = self.message(line, &mut out);
+        self.out = out;
+        crate::singer::line::shrink(&mut self.out);
+        result
+    }
+
+    fn message(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<(), ReservoirError> {
+        let read = match &mut self.hasher {
+            Some(h) => h.apply(line, out),
+            None => message::head(line).map(|head| message::Applied {
+                head,
+                rewritten: false,
+            }),
+        };
+        let applied = match read {
+            Ok(a) => a,
+            Err(why) => {
+                self.skip(line, &why.to_string());
                 return Ok(());
             }
         };
-        let kind = head.kind.to_string();
-        let stream = head.stream.map(|s| s.into_owned());
-        match (kind.as_str(), stream) {
+        let data: &[u8] = if applied.rewritten { out } else { line };
+        let head = applied.head;
+        match (&*head.kind, head.stream) {
             ("STATE", _) => {
                 let msg: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
                 match msg.get("value") {
@@ -260,28 +269,21 @@ impl Ingestor {
                 }
                 Ok(())
             }
-            ("SCHEMA", Some(stream)) => self.schema(stream, line),
-            ("RECORD" | "ACTIVATE_VERSION" | "BATCH", Some(stream)) => {
-                self.record(&stream, line, &kind, true)
+            ("SCHEMA", Some(stream)) => self.schema(stream.into_owned(), data),
+            (kind, Some(stream)) => {
+                // Checked on the way, or rewritten by alto: no need to check again.
+                let parsed = head.checked || applied.rewritten;
+                self.record(&stream, data, kind, parsed)
             }
-            ("RECORD" | "ACTIVATE_VERSION" | "BATCH" | "SCHEMA", None) => {
+            (_, None) => {
                 self.skip(line, "a message without a stream");
-                Ok(())
-            }
-            // Not a Singer message type: never stored, never counted.
-            (other, _) => {
-                let why = format!("an unknown message type `{}`", run::printable(other));
-                self.skip(line, &why);
                 Ok(())
             }
         }
     }
 
     fn schema(&mut self, stream: String, line: &[u8]) -> Result<(), ReservoirError> {
-        let stored = match self.hasher.as_mut().and_then(|h| h.transform(line)) {
-            Some(t) => t,
-            None => line.to_vec(),
-        };
+        let stored = line.to_vec();
         let msg: Value = match serde_json::from_slice(&stored) {
             Ok(v) => v,
             Err(_) => {
@@ -318,11 +320,6 @@ impl Ingestor {
         kind: &str,
         parsed: bool,
     ) -> Result<(), ReservoirError> {
-        let hashed = match &mut self.hasher {
-            // The stream is known: other streams' records are not parsed again.
-            Some(h) if kind == "RECORD" => h.affects(stream).then(|| h.transform(line)).flatten(),
-            _ => None,
-        };
         let Some(buf) = self.streams.get_mut(stream) else {
             return Err(ReservoirError::RecordBeforeSchema {
                 tap: self.tap.clone(),
@@ -331,9 +328,7 @@ impl Ingestor {
                 line: self.line_no,
             });
         };
-        // A hashed line was parsed and written by alto itself.
-        let parsed = parsed || hashed.is_some();
-        let data = hashed.as_deref().unwrap_or(line);
+        let data = line;
         buf.body.extend_from_slice(data);
         buf.body.push(b'\n');
         buf.ends.push(buf.body.len() as u32);
@@ -429,7 +424,11 @@ impl Ingestor {
             for text in std::mem::take(&mut p.invalid) {
                 self.stats.skipped_lines += 1;
                 let text = self.redactor.redact(&text);
-                tracing::warn!("{}: a line that is not JSON, skipped: {text}", self.tap);
+                tracing::warn!(
+                    "{}: a line that is not JSON, skipped: {}",
+                    self.tap,
+                    run::printable(&text)
+                );
                 if let Some(log) = &self.log {
                     log.line(&format!("{} (stdout, skipped) | {text}", self.tap));
                 }
@@ -570,19 +569,6 @@ fn store_partition(remote: &Remote, job: Job, level: i32) -> Result<(usize, Part
             created: crate::store::now_rfc3339(),
         },
     ))
-}
-
-/// The stream of a RECORD line in the common compact or spaced form, found
-/// without parsing it; `None` sends the line down the full parse.
-fn fast_record_stream(line: &[u8]) -> Option<&str> {
-    let rest = line
-        .strip_prefix(br#"{"type":"RECORD","stream":""#)
-        .or_else(|| line.strip_prefix(br#"{"type": "RECORD", "stream": ""#))?;
-    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-    if rest[end] != b'"' || !line.ends_with(b"}") {
-        return None;
-    }
-    std::str::from_utf8(&rest[..end]).ok()
 }
 
 /// What `alto TAP:reservoir` reports.

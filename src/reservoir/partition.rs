@@ -143,7 +143,7 @@ pub fn for_each_line(
         let kind = if line.iter().all(u8::is_ascii_whitespace) {
             Line::Skip
         } else if first || encoding == Encoding::Gzip {
-            match serde_json::from_slice::<crate::singer::message::Head>(line) {
+            match crate::singer::message::head(line) {
                 Ok(h) if h.kind == "SCHEMA" => Line::Schema(line),
                 Ok(h) if h.kind == "STATE" => Line::Skip,
                 Ok(_) => Line::Message(line),

@@ -30,6 +30,31 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// Reports a line of a plugin's stdout that alto skips (not a Singer
+/// message): on the console redacted, cut to 200 characters and with control
+/// characters escaped; in the run's log redacted, in full.
+pub fn skipped_line(
+    plugin: &str,
+    line_no: u64,
+    why: &str,
+    line: &[u8],
+    redactor: &Redactor,
+    log: Option<&RunLog>,
+) {
+    let text = redactor.redact(String::from_utf8_lossy(line).trim_end());
+    let short: String = text.chars().take(200).collect();
+    tracing::warn!(
+        "{plugin} line {line_no} ({}), skipped: {}",
+        printable(why),
+        printable(&short)
+    );
+    if let Some(log) = log {
+        log.line(&format!(
+            "{plugin} (stdout line {line_no}, skipped) | {text}"
+        ));
+    }
+}
+
 /// The last lines a plugin wrote on stderr, for error messages.
 pub type Tail = Arc<Mutex<Vec<String>>>;
 

@@ -283,6 +283,29 @@ impl HashRule {
         }
         self.rule.matches(&crumb)
     }
+
+    /// Whether the rule names the field at `crumb` (`stream.a.b`) itself.
+    /// A rule covers the field it names and everything below it.
+    pub fn names(&self, crumb: &str) -> bool {
+        self.rule.matches(crumb)
+    }
+
+    /// Whether the rule could name a field below `crumb` (`stream` or
+    /// `stream.a`): whether some `crumb.x...` matches it.
+    pub fn may_name_below(&self, crumb: &str) -> bool {
+        self.rule.matches_some_extension(&format!("{crumb}."))
+    }
+}
+
+/// Whether a `~` rule covers the (nested) field `field` of `stream`: names
+/// it or a field it is in.
+pub fn hashed(rules: &[HashRule], stream: &str, field: &[String]) -> bool {
+    let mut crumb = stream.to_string();
+    field.iter().any(|name| {
+        crumb.push('.');
+        crumb.push_str(name);
+        rules.iter().any(|r| r.names(&crumb))
+    })
 }
 
 /// One row of `alto select TAP --list`.
@@ -294,6 +317,8 @@ pub struct Selection {
     /// `available`, `automatic` or `unsupported`, as the tap declares it.
     pub inclusion: String,
     pub selected: bool,
+    /// Whether a `~` rule hashes its values (it or a field it is in).
+    pub hashed: bool,
 }
 
 /// Every stream and (nested) property of the catalog, with whether the
@@ -301,6 +326,7 @@ pub struct Selection {
 pub fn list(base: &Value, select: &[String]) -> Result<Vec<Selection>, CatalogError> {
     let mut plans = plan_streams(base, &SelectRule::parse_list(select))?;
     keep_replication_keys(base, &mut plans, &mut Vec::new());
+    let rules = hash_rules(select);
     let mut rows = Vec::new();
     for plan in plans {
         rows.push(Selection {
@@ -308,13 +334,17 @@ pub fn list(base: &Value, select: &[String]) -> Result<Vec<Selection>, CatalogEr
             field: Vec::new(),
             inclusion: plan.root_inclusion.to_string(),
             selected: plan.selected,
+            hashed: false,
         });
         for (index, field) in plan.fields.iter().enumerate() {
+            let path = plan.path(index);
+            let selected = plan.selected && plan.field_selected[index];
             rows.push(Selection {
                 stream: plan.id.to_string(),
-                field: plan.path(index),
+                hashed: selected && hashed(&rules, plan.id, &path),
+                field: path,
                 inclusion: field.inclusion().to_string(),
-                selected: plan.selected && plan.field_selected[index],
+                selected,
             });
         }
     }
@@ -421,6 +451,39 @@ impl Glob {
             }
         }
         Some((Token::Class { negated, ranges }, i + 1))
+    }
+
+    /// Whether some text that starts with `prefix` and goes on past it
+    /// matches (the glob could match something below a crumb).
+    pub fn matches_some_extension(&self, prefix: &str) -> bool {
+        let n = self.tokens.len();
+        // The positions in the pattern reachable after the text so far.
+        let close = |live: &mut Vec<bool>| {
+            for p in 0..n {
+                if live[p] && self.tokens[p] == Token::AnyRun {
+                    live[p + 1] = true;
+                }
+            }
+        };
+        let mut live = vec![false; n + 1];
+        live[0] = true;
+        close(&mut live);
+        for c in prefix.chars() {
+            let mut next = vec![false; n + 1];
+            for p in 0..n {
+                if live[p] {
+                    match &self.tokens[p] {
+                        Token::AnyRun => next[p] = true,
+                        token if token.matches(c) => next[p + 1] = true,
+                        _ => {}
+                    }
+                }
+            }
+            close(&mut next);
+            live = next;
+        }
+        // Somewhere short of the pattern's end: more text can follow.
+        live[..n].iter().any(|&l| l)
     }
 
     pub fn matches(&self, text: &str) -> bool {

@@ -1,6 +1,7 @@
 //! Singer: message scanning, the catalog model, select/metadata rules, state merging.
 
 pub mod catalog;
+pub mod json;
 pub mod line;
 pub mod message;
 pub mod state;

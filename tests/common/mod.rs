@@ -481,3 +481,29 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// What the original's `~` hash rules make of `lines` (rules without their
+/// `~`), computed by Python itself (`tests/hash_reference.py`): each line as
+/// a Python target reads it, `null` for a line `json.loads` refuses.
+pub fn hash_reference(rules: &[&str], lines: &[String]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hash_reference.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(rules)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = lines.join("\n") + "\n";
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "hash_reference.py failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

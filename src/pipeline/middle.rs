@@ -1,0 +1,217 @@
+//! alto in the pipe between tap and target, when `~` hash rules apply.
+//!
+//! Lines are taken from the read buffer in place: a run of lines that pass
+//! unchanged is written on in one piece, a rewritten line is written from
+//! alto's buffer. A line of a stream no rule can touch is not parsed (see
+//! [`crate::singer::message`]); every other line is scanned once, as a
+//! Python target would read it. A line that is not a Singer message is
+//! logged (redacted, control characters escaped) and skipped, as the
+//! reservoir does; whitespace-only lines pass.
+
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
+
+use crate::run::{Redactor, RunError, RunLog};
+use crate::singer::line;
+use crate::singer::message::StreamHasher;
+
+/// Where skipped lines are reported.
+pub struct Report<'a> {
+    pub tap: &'a str,
+    pub redactor: &'a Redactor,
+    pub log: Option<&'a RunLog>,
+}
+
+/// What became of one line.
+enum Fate {
+    Pass,
+    Rewritten,
+    Skipped,
+}
+
+struct Middle<'a> {
+    hasher: StreamHasher,
+    out: Vec<u8>,
+    line_no: u64,
+    skipped: u64,
+    report: Report<'a>,
+}
+
+impl Middle<'_> {
+    /// One line, without its newline.
+    fn line(&mut self, body: &[u8]) -> Fate {
+        self.line_no += 1;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Fate::Pass;
+        }
+        match self.hasher.apply(body, &mut self.out) {
+            Ok(a) if a.rewritten => Fate::Rewritten,
+            Ok(_) => Fate::Pass,
+            Err(why) => {
+                self.skipped += 1;
+                crate::run::skipped_line(
+                    self.report.tap,
+                    self.line_no,
+                    &why.to_string(),
+                    body,
+                    self.report.redactor,
+                    self.report.log,
+                );
+                Fate::Skipped
+            }
+        }
+    }
+}
+
+/// Copies the tap's output to the target, applying the hash rules, until
+/// the tap's output ends or the target stops reading. The number of lines
+/// skipped; a line longer than `max` bytes fails.
+pub fn run(
+    from: impl Read,
+    to: impl Write,
+    hasher: StreamHasher,
+    report: Report,
+    max: usize,
+) -> Result<u64, RunError> {
+    let mut reader = BufReader::with_capacity(1 << 16, from);
+    let mut writer = BufWriter::with_capacity(1 << 16, to);
+    let mut m = Middle {
+        hasher,
+        out: Vec::new(),
+        line_no: 0,
+        skipped: 0,
+        report,
+    };
+    let too_long = |tap: &str| RunError::LineTooLong {
+        plugin: tap.to_string(),
+        limit: max,
+    };
+    let mut long = Vec::new();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // Both pipes close with this thread: the tap stops on a broken
+            // pipe, the target at the end of its input.
+            Err(_) => break,
+        };
+        if buf.is_empty() {
+            break;
+        }
+        // Whole lines in the buffer, in place.
+        let mut pos = 0;
+        let mut pending = 0;
+        let mut failed = false;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
+            let end = pos + nl + 1;
+            let body = &buf[pos..end - 1];
+            if body.len() > max {
+                return Err(too_long(m.report.tap));
+            }
+            match m.line(body) {
+                Fate::Pass => {}
+                fate => {
+                    let mut w = writer.write_all(&buf[pending..pos]);
+                    if let Fate::Rewritten = fate {
+                        w = w
+                            .and_then(|_| writer.write_all(&m.out))
+                            .and_then(|_| writer.write_all(b"\n"));
+                    }
+                    failed |= w.is_err();
+                    pending = end;
+                }
+            }
+            pos = end;
+        }
+        if failed || writer.write_all(&buf[pending..pos]).is_err() {
+            break;
+        }
+        if pos > 0 {
+            reader.consume(pos);
+            continue;
+        }
+        // A line longer than the buffer, or the last one without a newline.
+        long.clear();
+        line::shrink(&mut long);
+        match line::read_line(&mut reader, &mut long, max) {
+            Ok(line::Read::Line(_)) => {}
+            Ok(line::Read::End) | Err(_) => break,
+            Ok(line::Read::TooLong) => return Err(too_long(m.report.tap)),
+        }
+        let (body, newline) = match long.strip_suffix(b"\n") {
+            Some(b) => (b, true),
+            None => (&long[..], false),
+        };
+        let written = match m.line(body) {
+            Fate::Pass => writer.write_all(&long),
+            Fate::Rewritten => writer.write_all(&m.out).and_then(|_| {
+                if newline {
+                    writer.write_all(b"\n")
+                } else {
+                    Ok(())
+                }
+            }),
+            Fate::Skipped => Ok(()),
+        };
+        if written.is_err() {
+            break;
+        }
+    }
+    let _ = writer.flush();
+    Ok(m.skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn through(input: &[u8], cap: usize) -> (Vec<u8>, u64) {
+        let hasher = StreamHasher::new(&["*.*".into(), "~users.email".into()]).unwrap();
+        let redactor = Redactor::default();
+        let mut out = Vec::new();
+        let skipped = run(
+            std::io::BufReader::with_capacity(cap, input),
+            &mut out,
+            hasher,
+            Report {
+                tap: "tap-x",
+                redactor: &redactor,
+                log: None,
+            },
+            1 << 20,
+        )
+        .unwrap();
+        (out, skipped)
+    }
+
+    /// Lines pass in order, byte for byte unless hashed; what is not a
+    /// Singer message is dropped; long lines and a last line without a
+    /// newline are handled too.
+    #[test]
+    fn lines_pass_hashed_or_skipped_in_order() {
+        let long = format!(
+            r#"{{"type":"RECORD","stream":"other","record":{{"n":"{}"}}}}"#,
+            "x".repeat(200_000)
+        );
+        let input = format!(
+            "{}\nnot json\n{}\n\n{}\n{}\n{}",
+            r#"{"type":"SCHEMA","stream":"users","schema":{"properties":{"email":{"type":"string"}}}}"#,
+            r#"{"type":"RECORD","stream":"users","record":{"email":"a@b.c"}}"#,
+            long,
+            r#"{"type":"STATE","value":{"x":1}}"#,
+            r#"{"type":"RECORD","stream":"users","record":{"email":"last"}}"#,
+        );
+        let (out, skipped) = through(input.as_bytes(), 64);
+        let (again, _) = through(input.as_bytes(), 1 << 16);
+        assert_eq!(out, again);
+        assert_eq!(skipped, 1);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.len(), 6, "{text:.300}");
+        assert!(lines[0].contains(r#""format":"hash""#));
+        assert!(!lines[1].contains("a@b.c") && lines[1].contains(r#""email":""#));
+        assert_eq!(lines[2], "");
+        assert_eq!(lines[3], long);
+        assert_eq!(lines[4], r#"{"type":"STATE","value":{"x":1}}"#);
+        assert!(!lines[5].contains("last") && lines[5].ends_with("}}"));
+    }
+}

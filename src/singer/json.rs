@@ -1,0 +1,621 @@
+//! A byte-level JSON scanner for Singer lines: it walks a line in place,
+//! skipping (and checking) what alto does not need, so that a hash rule
+//! rewrites only the bytes of the values it hashes and everything else is
+//! copied as it came.
+//!
+//! It accepts what Python's `json.loads` accepts (what Singer targets read):
+//! the JSON grammar, plus `NaN`, `Infinity` and `-Infinity`; whitespace is
+//! space, tab, CR and LF; control characters inside strings are refused;
+//! integers of more than 4300 digits are refused (Python's limit on
+//! converting them). Strings are decoded only when alto needs their text.
+
+use std::borrow::Cow;
+
+/// Deeper nesting is refused (Python's recursion limit is about this).
+pub const MAX_DEPTH: usize = 1000;
+
+/// Python refuses to convert integers with more digits than this.
+const MAX_INT_DIGITS: usize = 4300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    #[error("not JSON (at byte {0})")]
+    Invalid(usize),
+    #[error("JSON nested more than {MAX_DEPTH} deep")]
+    TooDeep,
+    #[error("a string that is not UTF-8 or holds a lone surrogate (at byte {0})")]
+    BadString(usize),
+}
+
+/// A position in a line being scanned.
+pub struct Scanner<'a> {
+    pub bytes: &'a [u8],
+    pub pos: usize,
+}
+
+/// A string as it stands in the line: `start..end` is its content between
+/// the quotes; `escaped` tells whether it holds backslash escapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawStr {
+    pub start: usize,
+    pub end: usize,
+    pub escaped: bool,
+}
+
+/// What a scalar is, for Python's `str()` of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scalar {
+    Str(RawStr),
+    Number { start: usize, end: usize },
+    True,
+    False,
+    Null,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(bytes: &'a [u8]) -> Scanner<'a> {
+        Scanner { bytes, pos: 0 }
+    }
+
+    fn invalid(&self) -> ScanError {
+        ScanError::Invalid(self.pos)
+    }
+
+    /// Skips whitespace; the next byte, if any.
+    #[inline]
+    pub fn peek(&mut self) -> Option<u8> {
+        while let Some(&c) = self.bytes.get(self.pos) {
+            if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                self.pos += 1;
+            } else {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Skips whitespace and `c`, or fails.
+    #[inline]
+    pub fn expect(&mut self, c: u8) -> Result<(), ScanError> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.invalid())
+        }
+    }
+
+    /// Whether only whitespace is left.
+    pub fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    /// After a member of an object (or array): `true` if another follows
+    /// (a `,` was eaten), `false` at the closing `close` (eaten).
+    #[inline]
+    pub fn more(&mut self, close: u8) -> Result<bool, ScanError> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => Err(self.invalid()),
+        }
+    }
+
+    /// At `{` or `[` (eaten): `true` if the container has members.
+    #[inline]
+    pub fn open(&mut self, close: u8) -> Result<bool, ScanError> {
+        self.pos += 1;
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// A string at the cursor (after whitespace).
+    #[inline]
+    pub fn string(&mut self) -> Result<RawStr, ScanError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.invalid());
+        }
+        let start = self.pos + 1;
+        let mut i = start;
+        let mut escaped = false;
+        let b = self.bytes;
+        loop {
+            let Some(off) = memchr::memchr2(b'"', b'\\', &b[i..]) else {
+                self.pos = b.len();
+                return Err(self.invalid());
+            };
+            let stop = i + off;
+            // Control characters are not allowed in a JSON string.
+            if b[i..stop].iter().fold(false, |acc, &c| acc | (c < 0x20)) {
+                self.pos = i;
+                return Err(self.invalid());
+            }
+            if b[stop] == b'"' {
+                self.pos = stop + 1;
+                return Ok(RawStr {
+                    start,
+                    end: stop,
+                    escaped,
+                });
+            }
+            escaped = true;
+            i = stop + 1;
+            match b.get(i) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 1,
+                Some(b'u') => {
+                    let hex = b.get(i + 1..i + 5).ok_or(ScanError::Invalid(i))?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(ScanError::Invalid(i));
+                    }
+                    i += 5;
+                }
+                _ => return Err(ScanError::Invalid(i)),
+            }
+        }
+    }
+
+    /// A number at the cursor (after whitespace), Python's `NaN` and
+    /// `Infinity` included.
+    fn number(&mut self) -> Result<(usize, usize), ScanError> {
+        let b = self.bytes;
+        let start = self.pos;
+        let mut i = start;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let digits = |i: &mut usize| {
+            let from = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i - from
+        };
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            Some(b'I') if b[i..].starts_with(b"Infinity") => {
+                self.pos = i + 8;
+                return Ok((start, self.pos));
+            }
+            Some(b'N') if i == start && b[i..].starts_with(b"NaN") => {
+                self.pos = i + 3;
+                return Ok((start, self.pos));
+            }
+            _ => return Err(ScanError::Invalid(i)),
+        }
+        let int_end = i;
+        let mut float = false;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                return Err(ScanError::Invalid(i));
+            }
+            float = true;
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if digits(&mut i) == 0 {
+                return Err(ScanError::Invalid(i));
+            }
+            float = true;
+        }
+        if !float && int_end - start > MAX_INT_DIGITS {
+            return Err(ScanError::Invalid(start));
+        }
+        self.pos = i;
+        Ok((start, i))
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), ScanError> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.invalid())
+        }
+    }
+
+    /// A scalar at the cursor; `None` (nothing eaten) at `{` or `[`.
+    #[inline]
+    pub fn scalar(&mut self) -> Result<Option<Scalar>, ScanError> {
+        Ok(Some(match self.peek() {
+            Some(b'"') => Scalar::Str(self.string()?),
+            Some(b'{' | b'[') => return Ok(None),
+            Some(b't') => {
+                self.literal(b"true")?;
+                Scalar::True
+            }
+            Some(b'f') => {
+                self.literal(b"false")?;
+                Scalar::False
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                Scalar::Null
+            }
+            Some(_) => {
+                let (start, end) = self.number()?;
+                Scalar::Number { start, end }
+            }
+            None => return Err(self.invalid()),
+        }))
+    }
+
+    /// Skips (and checks) one value; `depth` is the nesting it starts at.
+    pub fn skip(&mut self, depth: usize) -> Result<(), ScanError> {
+        if depth > MAX_DEPTH {
+            return Err(ScanError::TooDeep);
+        }
+        match self.scalar()? {
+            Some(_) => Ok(()),
+            None if self.bytes[self.pos] == b'{' => {
+                if self.open(b'}')? {
+                    loop {
+                        self.string()?;
+                        self.expect(b':')?;
+                        self.skip(depth + 1)?;
+                        if !self.more(b'}')? {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            None => {
+                if self.open(b']')? {
+                    loop {
+                        self.skip(depth + 1)?;
+                        if !self.more(b']')? {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The text of a string. `lossy`: a lone surrogate or a byte that is
+    /// not UTF-8 becomes U+FFFD (for keys, matched against rules);
+    /// otherwise either is an error (a value Python could not encode).
+    pub fn text(&self, s: RawStr, lossy: bool) -> Result<Cow<'a, str>, ScanError> {
+        let raw = &self.bytes[s.start..s.end];
+        let bad = ScanError::BadString(s.start);
+        if !s.escaped {
+            return match std::str::from_utf8(raw) {
+                Ok(t) => Ok(Cow::Borrowed(t)),
+                Err(_) if lossy => Ok(String::from_utf8_lossy(raw)),
+                Err(_) => Err(bad),
+            };
+        }
+        let mut out = String::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            let Some(off) = memchr::memchr(b'\\', &raw[i..]) else {
+                push_utf8(&mut out, &raw[i..], lossy).ok_or(bad)?;
+                break;
+            };
+            push_utf8(&mut out, &raw[i..i + off], lossy).ok_or(bad)?;
+            i += off + 1;
+            let c = raw[i];
+            i += 1;
+            match c {
+                b'b' => out.push('\u{8}'),
+                b'f' => out.push('\u{c}'),
+                b'n' => out.push('\n'),
+                b'r' => out.push('\r'),
+                b't' => out.push('\t'),
+                b'u' => {
+                    let unit = hex4(&raw[i..i + 4]);
+                    i += 4;
+                    let c = if (0xD800..0xDC00).contains(&unit)
+                        && raw.get(i..i + 2) == Some(&b"\\u"[..])
+                        && raw.len() >= i + 6
+                        && (0xDC00..0xE000).contains(&hex4(&raw[i + 2..i + 6]))
+                    {
+                        let low = hex4(&raw[i + 2..i + 6]);
+                        i += 6;
+                        char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                    } else {
+                        char::from_u32(unit)
+                    };
+                    match c {
+                        Some(c) => out.push(c),
+                        None if lossy => out.push('\u{FFFD}'),
+                        None => return Err(bad),
+                    }
+                }
+                other => out.push(other as char),
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+}
+
+fn hex4(h: &[u8]) -> u32 {
+    h.iter().fold(0, |acc, &c| {
+        acc * 16
+            + match c {
+                b'0'..=b'9' => u32::from(c - b'0'),
+                b'a'..=b'f' => u32::from(c - b'a' + 10),
+                _ => u32::from(c.wrapping_sub(b'A') + 10),
+            }
+    })
+}
+
+fn push_utf8(out: &mut String, bytes: &[u8], lossy: bool) -> Option<()> {
+    match std::str::from_utf8(bytes) {
+        Ok(t) => out.push_str(t),
+        Err(_) if lossy => out.push_str(&String::from_utf8_lossy(bytes)),
+        Err(_) => return None,
+    }
+    Some(())
+}
+
+/// Python's `str()` of a JSON number as `json.loads` reads it: integers as
+/// written (`-0` is `0`), floats as Python's `repr` (`1.0`, `1e+16`),
+/// `NaN` and `Infinity` as `nan` and `inf`.
+pub fn python_number(text: &str) -> Cow<'_, str> {
+    match text {
+        "NaN" => return Cow::Borrowed("nan"),
+        "Infinity" => return Cow::Borrowed("inf"),
+        "-Infinity" => return Cow::Borrowed("-inf"),
+        "-0" => return Cow::Borrowed("0"),
+        _ => {}
+    }
+    if !text.contains(['.', 'e', 'E']) {
+        return Cow::Borrowed(text);
+    }
+    if repr_is_text(text) {
+        return Cow::Borrowed(text);
+    }
+    // Rust's parse rounds correctly, as Python's float() does; out of range
+    // is infinity in both.
+    let f: f64 = text.parse().unwrap_or(f64::NAN);
+    Cow::Owned(crate::config::project::python_float(f))
+}
+
+/// Whether Python's `repr(float(text))` is `text` itself, seen without
+/// converting: a plain decimal (`-?int.frac`, no exponent) of at most 15
+/// significant digits (so no shorter decimal reads as the same float, and
+/// it reads back as itself), not below 1e-4 (Python's exponent form), with
+/// no trailing zero but in `.0`.
+fn repr_is_text(text: &str) -> bool {
+    let t = text.strip_prefix('-').unwrap_or(text);
+    let Some((int, frac)) = t.split_once('.') else {
+        return false;
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || !all_digits(frac) || (frac.len() > 1 && frac.ends_with('0')) {
+        return false;
+    }
+    let significant = if int == "0" {
+        let zeros = frac.len() - frac.trim_start_matches('0').len();
+        if zeros == frac.len() {
+            // Zero itself: `0.0` (the trailing-zero rule left only this).
+            return true;
+        }
+        if zeros >= 4 {
+            return false;
+        }
+        frac.len() - zeros
+    } else {
+        int.len() + frac.len()
+    };
+    significant <= 15
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skip(text: &str) -> Result<(), ScanError> {
+        let mut s = Scanner::new(text.as_bytes());
+        s.skip(0)?;
+        if s.at_end() {
+            Ok(())
+        } else {
+            Err(ScanError::Invalid(s.pos))
+        }
+    }
+
+    #[test]
+    fn what_python_accepts() {
+        for ok in [
+            r#"{"a": [1, -0, 0.5, 1e5, 1E-5, -1.5e+3, true, false, null, "x\"\\\/\b\f\n\r\t\u00e9"], "b": {}}"#,
+            "[]",
+            " [ NaN , Infinity , -Infinity ] ",
+            "\"\u{1F600}\"",
+        ] {
+            assert_eq!(skip(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "{",
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "+1",
+            "tru",
+            "nul",
+            "\"a\tb\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "{a: 1}",
+            "[1 2]",
+            "'a'",
+            "-NaN",
+            "{\"a\" 1}",
+        ] {
+            assert!(skip(bad).is_err(), "{bad}");
+        }
+        let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
+        assert_eq!(skip(&deep), Err(ScanError::TooDeep));
+        let long = "1".repeat(4301);
+        assert!(skip(&long).is_err());
+        assert!(skip(&format!("{long}.5")).is_ok());
+    }
+
+    #[test]
+    fn strings_decode_as_python_does() {
+        let text = |s: &str, lossy: bool| {
+            let mut sc = Scanner::new(s.as_bytes());
+            let raw = sc.string().unwrap();
+            sc.text(raw, lossy).map(|c| c.into_owned())
+        };
+        assert_eq!(text(r#""plain""#, false).unwrap(), "plain");
+        assert_eq!(
+            text(r#""a\u00e9\n\/\ud83d\ude00""#, false).unwrap(),
+            "aé\n/😀"
+        );
+        assert!(text(r#""\ud800""#, false).is_err());
+        assert_eq!(text(r#""\ud800x""#, true).unwrap(), "\u{FFFD}x");
+        assert_eq!(text(r#""\uDC00\uD800""#, true).unwrap(), "\u{FFFD}\u{FFFD}");
+    }
+
+    #[test]
+    fn numbers_print_as_python_does() {
+        for (json, py) in [
+            ("1", "1"),
+            ("-0", "0"),
+            ("-0.0", "-0.0"),
+            ("1.0", "1.0"),
+            ("1e16", "1e+16"),
+            ("1E2", "100.0"),
+            ("0.00001", "1e-05"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+            ("1e400", "inf"),
+            ("-1e400", "-inf"),
+            ("NaN", "nan"),
+            ("-Infinity", "-inf"),
+            ("0.1", "0.1"),
+            ("2.5e-300", "2.5e-300"),
+        ] {
+            assert_eq!(python_number(json), py, "{json}");
+        }
+    }
+
+    /// Python's `str(float(text))` of many decimal texts, against alto's.
+    #[test]
+    fn decimal_texts_print_as_python_prints_them() {
+        use std::io::Write;
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut texts: Vec<String> = Vec::new();
+        for _ in 0..4000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let int = match x % 4 {
+                0 => "0".to_string(),
+                1 => {
+                    let digits = (x >> 8).to_string();
+                    let n = (((x >> 3) % 17 + 1) as usize).min(digits.len());
+                    digits[..n].to_string()
+                }
+                2 => ((x >> 16) % 1000).to_string(),
+                _ => "-".to_string() + &((x >> 20) % 100).to_string(),
+            };
+            let frac = format!("{:020}", x >> 30)[..((x >> 5) % 12 + 1) as usize].to_string();
+            let zeros = "0".repeat(((x >> 50) % 6) as usize);
+            texts.push(format!("{int}.{zeros}{frac}"));
+            texts.push(format!("{int}.{frac}0"));
+        }
+        texts.extend(
+            [
+                "0.0",
+                "-0.0",
+                "1.0",
+                "0.0001",
+                "0.00001",
+                "123456789012345.5",
+                "12345678901234.5",
+            ]
+            .map(String::from),
+        );
+        let input: String = texts.iter().map(|t| format!("{t}\n")).collect();
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", "import sys\nfor l in sys.stdin: print(str(float(l)))"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        let want = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(want.lines().count(), texts.len());
+        for (t, py) in texts.iter().zip(want.lines()) {
+            assert_eq!(python_number(t), py, "{t}");
+        }
+    }
+
+    /// Python's repr of many floats (random bits, halfway ties, powers of
+    /// ten), from Python itself, against alto's.
+    #[test]
+    fn floats_print_as_python_prints_them() {
+        use std::io::Write;
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut floats: Vec<f64> = Vec::new();
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if f.is_finite() {
+                floats.push(f);
+            }
+            // Short decimals and exact binary fractions (ties).
+            floats.push((x % 1_000_000) as f64 / 64.0 + (x >> 40) as f64 * 1e3);
+            floats.push((x % 100_000) as f64 * 10f64.powi((x % 40) as i32 - 20));
+        }
+        floats.extend([
+            -85911400775.0 - 1.0 / 64.0,
+            1e16,
+            9999999999999998.0,
+            1e-4,
+            1e-5,
+            5e-324,
+            0.5,
+        ]);
+        let text: String = floats.iter().map(|f| format!("{:e}\n", f)).collect();
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys\nfor l in sys.stdin: print(repr(float(l)))",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        let want = String::from_utf8(out.stdout).unwrap();
+        for (f, py) in floats.iter().zip(want.lines()) {
+            assert_eq!(crate::config::project::python_float(*f), py, "{f:e}");
+        }
+        assert_eq!(want.lines().count(), floats.len());
+    }
+}
