@@ -1,6 +1,11 @@
 //! `alto run` against the raw shell pipe `tap | target` running the same PEX
 //! files: 2 million synthetic records into a sink, a tiny run's fixed
-//! overhead, a hash rule's cost, and alto's peak memory. Prints medians.
+//! overhead, alto's peak memory, and what `~` hash rules cost: one rule on
+//! 4-field records, three rules on 10-field records, into the sink and into
+//! the reservoir (against the same ingest without rules). Prints medians and
+//! the load average (the machine is shared).
+//! `ALTO_BENCH_RECORDS` and `ALTO_BENCH_RUNS` change the size and count;
+//! `ALTO_BENCH_BIN` measures another alto binary (before and after a change).
 
 mod common;
 
@@ -45,7 +50,9 @@ struct Bench {
 
 impl Bench {
     fn alto(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_alto"));
+        // ALTO_BENCH_BIN: another build of alto to measure (an older one).
+        let bin = std::env::var("ALTO_BENCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_alto").into());
+        let mut c = Command::new(bin);
         c.current_dir(&self.project)
             .env("HOME", &self.home)
             .env("ALTO_CACHE_DIR", &self.cache)
@@ -53,22 +60,42 @@ impl Bench {
         c
     }
 
-    fn configure(&self, records: u64, hash: bool) {
-        let select = if hash {
-            "      select: [\"*.*\", \"~events.email\"]\n"
+    /// `rules`: the `~` rules (none: alto is not in the pipe); `fields`:
+    /// 10 for the wide records.
+    fn configure(&self, records: u64, rules: &[&str], fields: u32) {
+        let select = if rules.is_empty() {
+            String::new()
         } else {
-            ""
+            let rules: Vec<String> = rules.iter().map(|r| format!("\"~{r}\"")).collect();
+            format!("      select: [\"*.*\", {}]\n", rules.join(", "))
         };
         std::fs::write(
             self.project.join("alto.yaml"),
-            format!("default:\n  project_name: bench\n  taps:\n    tap-synthetic:\n      pip_url: ./plugins/tap-synthetic\n      capabilities: [catalog]\n{select}      config:\n        records: {records}\n  targets:\n    target-sink:\n      pip_url: ./plugins/target-sink\n"),
+            format!("default:\n  project_name: bench\n  taps:\n    tap-synthetic:\n      pip_url: ./plugins/tap-synthetic\n      capabilities: [catalog]\n{select}      config:\n        records: {records}\n        fields: {fields}\n  targets:\n    target-sink:\n      pip_url: ./plugins/target-sink\n"),
         )
         .unwrap();
         std::fs::write(
             self.project.join("tap.json"),
-            format!("{{\"records\": {records}}}"),
+            format!("{{\"records\": {records}, \"fields\": {fields}}}"),
         )
         .unwrap();
+    }
+
+    /// The median of `runs` runs of `alto run TASK`, and alto's peak RSS.
+    /// An ingest starts from an empty reservoir.
+    fn alto_run(&self, task: &str, runs: usize) -> (Duration, i64) {
+        let mut peak = 0;
+        let d = median(
+            (0..runs)
+                .map(|_| {
+                    let _ = std::fs::remove_dir_all(self.home.join(".alto/bench/reservoir"));
+                    let (d, rss) = timed(self.alto().args(["run", task]));
+                    peak = peak.max(rss);
+                    d
+                })
+                .collect(),
+        );
+        (d, peak)
     }
 
     fn pex(&self, plugin: &str) -> PathBuf {
@@ -102,61 +129,118 @@ fn main() {
     std::fs::create_dir_all(&b.home).unwrap();
     common::cache_dir(&root, &b.cache);
     copy_dir(&root.join("fixtures/plugins"), &b.project.join("plugins"));
-    b.configure(10, false);
+    b.configure(10, &[], 0);
     assert!(b.alto().arg("build").status().unwrap().success());
     let records: u64 = std::env::var("ALTO_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000);
-    let runs = 3;
+    let runs: usize = std::env::var("ALTO_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let x = |base: Duration, d: Duration| base.as_secs_f64() / d.as_secs_f64();
 
-    println!("tap-synthetic → target-sink (2 cores; medians of {runs})");
+    println!(
+        "tap-synthetic → target-sink (2 cores; medians of {runs}; load average {})",
+        load()
+    );
     // Warm both plugins' venvs.
     timed(&mut b.raw());
-    for (label, n) in [("tiny (10 records)", 10u64), ("2M records", records)] {
-        b.configure(n, false);
-        let k = if n < 1000 { 15 } else { runs };
-        let raw = median((0..k).map(|_| timed(&mut b.raw()).0).collect());
-        let mut peak = 0;
-        let ours = median(
-            (0..k)
-                .map(|_| {
-                    let (d, rss) = timed(b.alto().args(["run", "tap-synthetic:target-sink"]));
-                    peak = peak.max(rss);
-                    d
-                })
-                .collect(),
-        );
-        println!(
-            "  {label:<18} raw pipe {:8.0} ms   alto run {:8.0} ms   {:+6.1}% ({:+.0} ms)   alto peak {:5.1} MiB",
-            raw.as_secs_f64() * 1e3,
-            ours.as_secs_f64() * 1e3,
-            (ours.as_secs_f64() / raw.as_secs_f64() - 1.0) * 100.0,
-            (ours.as_secs_f64() - raw.as_secs_f64()) * 1e3,
-            peak as f64 / 1024.0
-        );
-        if n >= 1000 {
-            b.configure(n, true);
-            let mut peak = 0;
-            let hashed = median(
-                (0..runs)
-                    .map(|_| {
-                        let (d, rss) = timed(b.alto().args(["run", "tap-synthetic:target-sink"]));
-                        peak = peak.max(rss);
-                        d
-                    })
-                    .collect(),
-            );
-            println!(
-                "  {:<18} with ~events.email: alto run {:8.0} ms = {:.2}x the raw pipe's throughput, alto peak {:5.1} MiB",
-                label,
-                hashed.as_secs_f64() * 1e3,
-                raw.as_secs_f64() / hashed.as_secs_f64(),
-                peak as f64 / 1024.0
-            );
+    // The tiny run: alto's fixed overhead.
+    b.configure(10, &[], 0);
+    let raw = median((0..15).map(|_| timed(&mut b.raw()).0).collect());
+    let (ours, peak) = b.alto_run("tap-synthetic:target-sink", 15);
+    println!(
+        "  {:<18} raw pipe {:8.0} ms   alto run {:8.0} ms   {:+6.1}% ({:+.0} ms)   alto peak {:5.1} MiB",
+        "tiny (10 records)",
+        ms(raw),
+        ms(ours),
+        (ours.as_secs_f64() / raw.as_secs_f64() - 1.0) * 100.0,
+        ms(ours) - ms(raw),
+        peak as f64 / 1024.0
+    );
+    // The big runs, interleaved: each round runs every case once, so that
+    // a change of load on the shared machine hits every case alike.
+    let n = records;
+    let label = format!("{}M records", n as f64 / 1e6);
+    let one = ["events.email"];
+    let three = ["events.f1", "events.f4", "events.f7"];
+    let sink = Some("tap-synthetic:target-sink");
+    let reservoir = Some("tap-synthetic:reservoir");
+    // (rules, fields, task: None for the raw pipe)
+    let cases: [(&[&str], u32, Option<&str>); 9] = [
+        (&[], 0, None),
+        (&[], 0, sink),
+        (&one, 0, sink),
+        (&[], 10, None),
+        (&three, 10, sink),
+        (&[], 0, reservoir),
+        (&one, 0, reservoir),
+        (&[], 10, reservoir),
+        (&three, 10, reservoir),
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    let mut peaks = vec![0i64; cases.len()];
+    for _ in 0..runs {
+        for (i, (rules, fields, task)) in cases.iter().enumerate() {
+            b.configure(n, rules, *fields);
+            let (d, rss) = match task {
+                None => timed(&mut b.raw()),
+                Some(task) => {
+                    // Each ingest starts from an empty reservoir.
+                    let _ = std::fs::remove_dir_all(b.home.join(".alto/bench/reservoir"));
+                    timed(b.alto().args(["run", task]))
+                }
+            };
+            times[i].push(d);
+            peaks[i] = peaks[i].max(rss);
         }
     }
+    let t: Vec<Duration> = times.into_iter().map(median).collect();
+    let mib = |i: usize| peaks[i] as f64 / 1024.0;
     println!(
-        "  targets: 2M within 5% of the raw pipe; tiny under 50 ms above it; peak under 50 MiB"
+        "  {label:<18} raw pipe {:8.0} ms   alto run {:8.0} ms   {:+6.1}% ({:+.0} ms)   alto peak {:5.1} MiB",
+        ms(t[0]),
+        ms(t[1]),
+        (t[1].as_secs_f64() / t[0].as_secs_f64() - 1.0) * 100.0,
+        ms(t[1]) - ms(t[0]),
+        mib(1)
     );
+    println!(
+        "  {label:<18} 1 rule (~events.email): alto run {:8.0} ms = {:.2}x the raw pipe's throughput (target 0.9x), alto peak {:5.1} MiB",
+        ms(t[2]),
+        x(t[0], t[2]),
+        mib(2)
+    );
+    println!(
+        "  {label:<18} 10 fields: raw pipe {:8.0} ms; 3 rules (~events.f1, f4, f7): alto run {:8.0} ms = {:.2}x (target 0.8x)",
+        ms(t[3]),
+        ms(t[4]),
+        x(t[3], t[4])
+    );
+    println!(
+        "  {label:<18} tap:reservoir no rule {:8.0} ms; 1 rule {:8.0} ms = {:.2}x (target 0.9x)",
+        ms(t[5]),
+        ms(t[6]),
+        x(t[5], t[6])
+    );
+    println!(
+        "  {label:<18} tap:reservoir 10 fields, no rule {:8.0} ms; 3 rules {:8.0} ms = {:.2}x (target 0.8x)",
+        ms(t[7]),
+        ms(t[8]),
+        x(t[7], t[8])
+    );
+    println!(
+        "  targets: 2M within 5% of the raw pipe; tiny under 50 ms above it; peak under 50 MiB; load average now {}",
+        load()
+    );
+}
+
+/// The load averages (1, 5, 15 minutes).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

@@ -6,7 +6,8 @@
 //! [`crate::singer::message`]); every other line is scanned once, as a
 //! Python target would read it. A line that is not a Singer message is
 //! logged (redacted, control characters escaped) and skipped, as the
-//! reservoir does; whitespace-only lines pass.
+//! reservoir does; whitespace-only lines pass. What alto holds is flushed
+//! to the target whenever the tap's output is drained for now.
 
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 
@@ -72,7 +73,8 @@ pub fn run(
     report: Report,
     max: usize,
 ) -> Result<u64, RunError> {
-    let mut reader = BufReader::with_capacity(1 << 16, from);
+    let capacity = 1 << 16;
+    let mut reader = BufReader::with_capacity(capacity, from);
     let mut writer = BufWriter::with_capacity(1 << 16, to);
     let mut m = Middle {
         hasher,
@@ -97,6 +99,9 @@ pub fn run(
         if buf.is_empty() {
             break;
         }
+        // A short read: the tap has nothing more for now, so what alto
+        // holds goes on to the target (a slow tap's STATE is not kept back).
+        let drained = buf.len() < capacity;
         // Whole lines in the buffer, in place.
         let mut pos = 0;
         let mut pending = 0;
@@ -127,6 +132,9 @@ pub fn run(
         }
         if pos > 0 {
             reader.consume(pos);
+            if drained && writer.flush().is_err() {
+                break;
+            }
             continue;
         }
         // A line longer than the buffer, or the last one without a newline.
@@ -213,5 +221,62 @@ mod tests {
         assert_eq!(lines[3], long);
         assert_eq!(lines[4], r#"{"type":"STATE","value":{"x":1}}"#);
         assert!(!lines[5].contains("last") && lines[5].ends_with("}}"));
+    }
+
+    /// A reader that hands out one chunk a read, as a slow tap's pipe does.
+    struct Chunks(Vec<Vec<u8>>);
+
+    impl std::io::Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.0.remove(0);
+            buf[..chunk.len()].copy_from_slice(&chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    /// What had reached the target at each flush.
+    #[derive(Default)]
+    struct Flushes {
+        data: Vec<u8>,
+        at: Vec<usize>,
+    }
+
+    impl std::io::Write for &mut Flushes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.data.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.at.push(self.data.len());
+            Ok(())
+        }
+    }
+
+    /// Each line a slow tap sends reaches the target before the next comes.
+    #[test]
+    fn a_slow_taps_lines_are_not_held_back() {
+        let lines: Vec<Vec<u8>> = [
+            r#"{"type":"RECORD","stream":"users","record":{"email":"a"}}"#,
+            r#"{"type":"STATE","value":{"n":1}}"#,
+        ]
+        .iter()
+        .map(|l| format!("{l}\n").into_bytes())
+        .collect();
+        let mut flushes = Flushes::default();
+        let hasher = StreamHasher::new(&["~users.email".into()]).unwrap();
+        let redactor = Redactor::default();
+        let report = Report {
+            tap: "tap-x",
+            redactor: &redactor,
+            log: None,
+        };
+        run(Chunks(lines.clone()), &mut flushes, hasher, report, 1 << 20).unwrap();
+        let first = flushes.data.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert_eq!(flushes.at[0], first, "the first line went on alone");
+        assert_eq!(flushes.at[1], flushes.data.len());
+        assert!(flushes.data.ends_with(&lines[1]));
     }
 }

@@ -27,6 +27,19 @@ pub enum ScanError {
     BadString(usize),
 }
 
+/// The bytes that end a run of plain string content.
+static STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// A position in a line being scanned.
 pub struct Scanner<'a> {
     pub bytes: &'a [u8],
@@ -129,26 +142,32 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         let b = self.bytes;
         loop {
-            let Some(off) = memchr::memchr2(b'"', b'\\', &b[i..]) else {
-                self.pos = b.len();
-                return Err(self.invalid());
-            };
-            let stop = i + off;
-            // Control characters are not allowed in a JSON string.
-            if b[i..stop].iter().fold(false, |acc, &c| acc | (c < 0x20)) {
-                self.pos = i;
-                return Err(self.invalid());
+            // Up to the next quote, backslash or control character: one
+            // table look-up a byte (strings in records are short).
+            while let Some(&c) = b.get(i) {
+                if STOP[c as usize] {
+                    break;
+                }
+                i += 1;
             }
-            if b[stop] == b'"' {
-                self.pos = stop + 1;
-                return Ok(RawStr {
-                    start,
-                    end: stop,
-                    escaped,
-                });
+            match b.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(RawStr {
+                        start,
+                        end: i,
+                        escaped,
+                    });
+                }
+                Some(b'\\') => {}
+                // A control character, or the end of the line.
+                _ => {
+                    self.pos = i;
+                    return Err(self.invalid());
+                }
             }
             escaped = true;
-            i = stop + 1;
+            i += 1;
             match b.get(i) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 1,
                 Some(b'u') => {

@@ -453,12 +453,13 @@ impl Walk<'_, '_, '_> {
 /// The `~` hash rules of a tap, applied to its messages.
 pub struct StreamHasher {
     rules: Vec<HashRule>,
-    /// Each stream's paths; the root's `descend` says whether any rule can
-    /// touch the stream.
-    streams: HashMap<String, Node>,
+    /// Each stream's paths (an index into `roots`); a root's `descend`
+    /// says whether any rule can touch the stream.
+    streams: HashMap<String, usize>,
+    roots: Vec<Node>,
     budget: usize,
-    /// The stream asked about last, and the answer (lines come in runs).
-    last: Option<(Box<str>, bool)>,
+    /// The stream asked about last, and its root (lines come in runs).
+    last: Option<(Box<str>, usize)>,
 }
 
 impl StreamHasher {
@@ -468,6 +469,7 @@ impl StreamHasher {
         (!rules.is_empty()).then(|| StreamHasher {
             rules,
             streams: HashMap::new(),
+            roots: Vec::new(),
             budget: MAX_NODES,
             last: None,
         })
@@ -476,35 +478,41 @@ impl StreamHasher {
     /// Whether any rule can touch this stream's messages (its root node
     /// remembered from now on).
     pub fn affects(&mut self, stream: &str) -> bool {
-        if let Some((last, descend)) = &self.last
-            && **last == *stream
-        {
-            return *descend;
-        }
-        let descend = self.root_descend(stream);
-        self.last = Some((stream.into(), descend));
-        descend
+        let at = self.root(stream);
+        self.roots[at].descend
     }
 
-    fn root_descend(&mut self, stream: &str) -> bool {
-        if let Some(node) = self.streams.get(stream) {
-            return node.descend;
+    /// The index of the stream's root node, made when first asked.
+    fn root(&mut self, stream: &str) -> usize {
+        if let Some((last, at)) = &self.last
+            && **last == *stream
+        {
+            return *at;
         }
-        if self.streams.len() >= MAX_CHILDREN * 16 {
-            // A tap inventing streams: start over rather than grow.
-            self.streams.clear();
-            self.budget = MAX_NODES;
-        }
-        let descend = self.rules.iter().any(|r| r.may_name_below(stream));
-        let node = Node {
-            crumb: stream.into(),
-            covered: false,
-            descend,
-            children: Vec::new(),
-            next: 0,
+        let at = match self.streams.get(stream) {
+            Some(&at) => at,
+            None => {
+                if self.roots.len() >= MAX_CHILDREN * 16 {
+                    // A tap inventing streams: start over rather than grow.
+                    self.streams.clear();
+                    self.roots.clear();
+                    self.budget = MAX_NODES;
+                }
+                let descend = self.rules.iter().any(|r| r.may_name_below(stream));
+                self.roots.push(Node {
+                    crumb: stream.into(),
+                    covered: false,
+                    descend,
+                    children: Vec::new(),
+                    next: 0,
+                });
+                self.streams
+                    .insert(stream.to_string(), self.roots.len() - 1);
+                self.roots.len() - 1
+            }
         };
-        self.streams.insert(stream.to_string(), node);
-        descend
+        self.last = Some((stream.into(), at));
+        at
     }
 
     /// Reads one line (without its newline) as a Python target would and
@@ -565,16 +573,14 @@ impl StreamHasher {
         after: usize,
         out: &mut Vec<u8>,
     ) -> Result<Option<bool>, NotSinger> {
-        self.affects(stream);
+        let at = self.root(stream);
         let StreamHasher {
             rules,
-            streams,
+            roots,
             budget,
             ..
         } = self;
-        let Some(root) = streams.get_mut(stream) else {
-            return Ok(Some(false));
-        };
+        let root = &mut roots[at];
         let mut walk = Walk {
             rules: rules.as_slice(),
             budget,
@@ -611,16 +617,14 @@ impl StreamHasher {
         starts: &[usize],
         out: &mut Vec<u8>,
     ) -> Result<bool, NotSinger> {
-        self.affects(stream);
+        let at = self.root(stream);
         let StreamHasher {
             rules,
-            streams,
+            roots,
             budget,
             ..
         } = self;
-        let Some(root) = streams.get_mut(stream) else {
-            return Ok(false);
-        };
+        let root = &mut roots[at];
         let mut walk = Walk {
             rules: rules.as_slice(),
             budget,
