@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 
 /// Runs a command; wall time and its own peak RSS in KiB (not its children's).
 fn timed(c: &mut Command) -> (Duration, i64) {
+    let (d, rss, _) = timed_cpu(c);
+    (d, rss)
+}
+
+/// As [`timed`], with the CPU time (user + system) of the command and of
+/// every process it waited for: a shell pipe's tap and sink, alto's plugins.
+fn timed_cpu(c: &mut Command) -> (Duration, i64, Duration) {
     let start = Instant::now();
     let child = c
         .stdout(std::process::Stdio::null())
@@ -33,7 +40,12 @@ fn timed(c: &mut Command) -> (Duration, i64) {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "{c:?} failed"
     );
-    (start.elapsed(), usage.ru_maxrss)
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (
+        start.elapsed(),
+        usage.ru_maxrss,
+        tv(usage.ru_utime) + tv(usage.ru_stime),
+    )
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -102,6 +114,23 @@ impl Bench {
         common::pex_path(self.alto(), plugin)
     }
 
+    /// The tap alone into /dev/null: what the tap costs by itself.
+    fn tap_alone(&self) -> Command {
+        self.shell(format!(
+            "PEX_SCRIPT=tap-synthetic {py} {tap} --config tap.json > /dev/null",
+            py = self.python,
+            tap = self.pex("tap-synthetic").display(),
+        ))
+    }
+
+    fn shell(&self, script: String) -> Command {
+        let mut c = Command::new("sh");
+        c.current_dir(&self.project)
+            .env("PEX_ROOT", self.cache.join("pex-root"))
+            .args(["-c", &script]);
+        c
+    }
+
     fn raw(&self) -> Command {
         let script = format!(
             "PEX_SCRIPT=tap-synthetic {py} {tap} --config tap.json | PEX_SCRIPT=target-sink {py} {sink} > /dev/null",
@@ -109,11 +138,7 @@ impl Bench {
             tap = self.pex("tap-synthetic").display(),
             sink = self.pex("target-sink").display()
         );
-        let mut c = Command::new("sh");
-        c.current_dir(&self.project)
-            .env("PEX_ROOT", self.cache.join("pex-root"))
-            .args(["-c", &script]);
-        c
+        self.shell(script)
     }
 }
 
@@ -169,8 +194,10 @@ fn main() {
     let three = ["events.f1", "events.f4", "events.f7"];
     let sink = Some("tap-synthetic:target-sink");
     let reservoir = Some("tap-synthetic:reservoir");
-    // (rules, fields, task: None for the raw pipe)
-    let cases: [(&[&str], u32, Option<&str>); 9] = [
+    let tap = Some("tap alone");
+    // (rules, fields, task: None for the raw pipe, "tap alone" for the tap
+    // into /dev/null)
+    let cases: [(&[&str], u32, Option<&str>); 11] = [
         (&[], 0, None),
         (&[], 0, sink),
         (&one, 0, sink),
@@ -180,25 +207,36 @@ fn main() {
         (&one, 0, reservoir),
         (&[], 10, reservoir),
         (&three, 10, reservoir),
+        (&[], 0, tap),
+        (&[], 10, tap),
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    let mut cpus: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     let mut peaks = vec![0i64; cases.len()];
     for _ in 0..runs {
         for (i, (rules, fields, task)) in cases.iter().enumerate() {
             b.configure(n, rules, *fields);
-            let (d, rss) = match task {
-                None => timed(&mut b.raw()),
+            let (d, rss, cpu) = match *task {
+                None => timed_cpu(&mut b.raw()),
+                Some("tap alone") => timed_cpu(&mut b.tap_alone()),
                 Some(task) => {
                     // Each ingest starts from an empty reservoir.
                     let _ = std::fs::remove_dir_all(b.home.join(".alto/bench/reservoir"));
-                    timed(b.alto().args(["run", task]))
+                    timed_cpu(b.alto().args(["run", task]))
                 }
             };
             times[i].push(d);
+            cpus[i].push(cpu);
             peaks[i] = peaks[i].max(rss);
         }
     }
     let t: Vec<Duration> = times.into_iter().map(median).collect();
+    let cpu: Vec<Duration> = cpus.into_iter().map(median).collect();
+    // CPU per record in µs: what alto adds to the raw pipe, against what
+    // the tap costs by itself (with a core per process, the slowest one
+    // sets the pace; on 2 cores every process's CPU adds up).
+    let per = |d: f64| d * 1e6 / n as f64;
+    let added = |with: usize, base: usize| per(cpu[with].as_secs_f64() - cpu[base].as_secs_f64());
     let mib = |i: usize| peaks[i] as f64 / 1024.0;
     println!(
         "  {label:<18} raw pipe {:8.0} ms   alto run {:8.0} ms   {:+6.1}% ({:+.0} ms)   alto peak {:5.1} MiB",
@@ -231,6 +269,15 @@ fn main() {
         ms(t[7]),
         ms(t[8]),
         x(t[7], t[8])
+    );
+    println!(
+        "  {label:<18} CPU per record: tap alone {:.2} µs (10 fields {:.2} µs), tap | sink {:.2} µs (10 fields {:.2} µs); alto adds {:.2} µs with 1 rule, {:.2} µs with 3 rules on 10 fields",
+        per(cpu[9].as_secs_f64()),
+        per(cpu[10].as_secs_f64()),
+        per(cpu[0].as_secs_f64()),
+        per(cpu[3].as_secs_f64()),
+        added(2, 0),
+        added(4, 3)
     );
     println!(
         "  targets: 2M within 5% of the raw pipe; tiny under 50 ms above it; peak under 50 MiB; load average now {}",
