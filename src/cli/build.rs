@@ -34,10 +34,10 @@ fn remote_unreachable(project: &Project, e: &dyn std::error::Error, action: &str
             "`bucket`, `bucket_path` and `s3_settings` (endpoint, region, access_key_id, secret_access_key) in the config, then AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT and the instance's metadata service"
         }
         "gcs" | "gs" => {
-            "`bucket`, `bucket_path` and `gcs_settings` (service_account_path, service_account_key) in the config, then GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY, GOOGLE_APPLICATION_CREDENTIALS and the instance's metadata service"
+            "`bucket`, `bucket_path` and `gcs_settings` (token, endpoint_url, service_account_path, service_account_key) in the config, then GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY, GOOGLE_APPLICATION_CREDENTIALS and the instance's metadata service"
         }
         "azure" | "az" | "adls" | "abfs" => {
-            "`bucket` (the container), `bucket_path` and `azure_settings` (account_name, access_key, sas_key, use_emulator) in the config, then AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY and AZURE_CLIENT_ID/SECRET/TENANT_ID"
+            "`bucket` (the container), `bucket_path` and `azure_settings` (connection_string, account_name, account_key, sas_token, account_host) in the config, then AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY and AZURE_CLIENT_ID/SECRET/TENANT_ID"
         }
         _ => {
             "`filesystem`, `bucket` and `bucket_path` in the config (a directory remote needs a writable directory)"

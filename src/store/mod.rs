@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod local;
+pub mod options;
 pub mod remote;
 pub mod roots;
 pub mod signing;

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
-use serde_json::Value;
 
 use super::{ObjectMeta, StoreError};
 use crate::config::{Project, RemoteSettings};
@@ -71,50 +70,6 @@ fn strip_scheme(bucket: &str) -> &str {
         }
     }
     bucket.trim_end_matches('/')
-}
-
-/// fsspec-style names (the original's `<fs>_settings`) for object_store's keys.
-fn alias<'a>(fs: &str, key: &'a str) -> &'a str {
-    match key {
-        "key" | "aws_access_key_id" => "access_key_id",
-        "secret" | "aws_secret_access_key" => "secret_access_key",
-        "endpoint_url" => "endpoint",
-        "region_name" => "region",
-        "token" if fs == "gcs" || fs == "gs" => "service_account_path",
-        other => other,
-    }
-}
-
-/// fsspec options that have no object_store counterpart and change nothing
-/// about where objects live: accepted and ignored.
-const IGNORED_FSSPEC: [&str; 8] = [
-    "project",
-    "requester_pays",
-    "consistency",
-    "cache_timeout",
-    "skip_instance_cache",
-    "use_listings_cache",
-    "auto_mkdir",
-    "default_fill_cache",
-];
-
-/// Flattens settings into (key, string value) pairs; fsspec's nested
-/// `client_kwargs` is read as part of the map.
-fn settings_pairs(fs: &str, map: &serde_json::Map<String, Value>, out: &mut Vec<(String, String)>) {
-    for (k, v) in map {
-        if IGNORED_FSSPEC.contains(&k.as_str()) {
-            tracing::debug!("remote setting `{k}` has no meaning for alto; ignored");
-            continue;
-        }
-        match v {
-            Value::Object(inner) if k == "client_kwargs" || k == "config_kwargs" => {
-                settings_pairs(fs, inner, out)
-            }
-            Value::Null => {}
-            Value::String(s) => out.push((alias(fs, k).to_string(), s.clone())),
-            other => out.push((alias(fs, k).to_string(), other.to_string())),
-        }
-    }
 }
 
 /// How long a remote may stay silent (`ALTO_REMOTE_TIMEOUT` seconds, default
@@ -173,11 +128,8 @@ impl Remote {
             .map(|b| strip_scheme(b).to_string())
             .filter(|b| !b.is_empty());
         let bucket_path = remote.bucket_path.clone();
-        let mut settings = Vec::new();
         let fs_name = filesystem.clone().unwrap_or_else(|| "file".into());
-        for (_, m) in &remote.options {
-            settings_pairs(&fs_name, m, &mut settings);
-        }
+        let settings = super::options::backend_options(&fs_name, &remote.options)?;
         let need_bucket = |fs: &str| {
             bucket.clone().ok_or_else(|| StoreError::Setting {
                 key: "bucket".into(),

@@ -144,6 +144,31 @@ impl Project {
         )
     }
 
+    /// Starts alto on `machine` in the background, with `envs` added to the
+    /// same clean environment as `on`; its stderr goes to `log` (a pipe
+    /// nobody reads would stop it once full), its stdout nowhere.
+    pub fn spawn_on(
+        &self,
+        machine: &Machine,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: &Path,
+    ) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("alto"))
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env("ALTO_CACHE_DIR", machine.cache.path())
+            .envs(envs.iter().copied())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
     /// `alto --json ARGS` on `machine`, which must succeed.
     pub fn json_on(&self, machine: &Machine, args: &[&str]) -> serde_json::Value {
         let (code, out, err) = self.run_on(machine, &[&["--json"], args].concat());
@@ -210,6 +235,207 @@ impl Moto {
 }
 
 impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (for servers that cannot report their own).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Reads a child's stdout until a line containing `marker`, returns the
+/// rest of that line after it, and keeps draining the pipe so the child
+/// never blocks on it.
+fn read_until(child: &mut std::process::Child, marker: &str, what: &str) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = lines.read_line(&mut line).unwrap_or(0);
+        assert!(n > 0, "{what} exited before it was ready");
+        if let Some(at) = line.find(marker) {
+            let rest = line[at + marker.len()..].trim().to_string();
+            std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+            return rest;
+        }
+    }
+}
+
+/// A raw HTTP/1.1 PUT with an empty body; the status line of the answer.
+fn http_put(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.lines().next().unwrap_or_default().to_string()
+}
+
+/// The in-memory fake of the GCS XML API (`tests/support/gcs_fake.py`,
+/// Python's standard library only) on a free loopback port, stopped when
+/// dropped (and by itself if this process dies: it exits when its stdin
+/// closes).
+pub struct GcsFake {
+    child: std::process::Child,
+    pub port: u16,
+    /// Holds `token.json`, the credentials file alto is given.
+    dir: tempfile::TempDir,
+}
+
+impl GcsFake {
+    /// A service account key that object_store accepts without OAuth:
+    /// requests go out with an empty bearer token, which the fake ignores.
+    pub const KEY: &str = r#"{"type":"service_account","private_key":"","private_key_id":"","client_email":"","disable_oauth":true}"#;
+
+    pub fn start() -> GcsFake {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/gcs_fake.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg("0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let addr = read_until(&mut child, "listening on 127.0.0.1:", "the GCS fake");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token.json"), Self::KEY).unwrap();
+        GcsFake {
+            port: addr.parse().expect("the GCS fake printed its port"),
+            child,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        let status = http_put(self.port, &format!("/{name}"));
+        assert!(status.contains(" 200"), "{status}");
+    }
+
+    /// The credentials file a user would name in `token`.
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("token.json")
+    }
+
+    /// Config lines pointing alto at this server, as a gcsfs user writes
+    /// them (`project`, `token`), plus where the API is.
+    pub fn config(&self, bucket: &str) -> String {
+        format!(
+            "  filesystem: gcs\n  bucket: {bucket}\n  gcs_settings:\n    project: alto-tests\n    token: {}\n    endpoint_url: {}\n",
+            self.token_file().display(),
+            self.url()
+        )
+    }
+}
+
+impl Drop for GcsFake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Azurite's Blob service (npm `azurite@3`, installed by `.ci/run` into
+/// `target/tools`, or found on PATH) on a free loopback port, in memory,
+/// stopped when dropped.
+pub struct Azurite {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Azurite {
+    /// The emulator's well-known development account and its published key.
+    pub const ACCOUNT: &str = "devstoreaccount1";
+    pub const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    fn bin() -> PathBuf {
+        let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tools/node_modules/.bin/azurite-blob");
+        if local.exists() {
+            local
+        } else {
+            PathBuf::from("azurite-blob")
+        }
+    }
+
+    pub fn start() -> Azurite {
+        let mut child = std::process::Command::new(Self::bin())
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                "0",
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--silent",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("azurite-blob (.ci/run installs npm's azurite@3 into target/tools)");
+        let addr = read_until(&mut child, "listens on http://127.0.0.1:", "Azurite");
+        Azurite {
+            port: addr.parse().expect("Azurite printed its port"),
+            child,
+        }
+    }
+
+    /// The account's path-style endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{}", self.port, Self::ACCOUNT)
+    }
+
+    /// What the Azure portal (and Azurite's documentation) hands out.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={};",
+            Self::ACCOUNT,
+            Self::KEY,
+            self.endpoint()
+        )
+    }
+
+    /// Creates a container (a Shared Key request made by
+    /// `tests/support/azure_container.py`).
+    pub fn create_container(&self, name: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/azure_container.py");
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .args([&self.endpoint(), Self::ACCOUNT, Self::KEY, name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Config lines pointing alto at this server with adlfs's
+    /// `connection_string`.
+    pub fn config(&self, container: &str) -> String {
+        format!(
+            "  filesystem: azure\n  bucket: {container}\n  azure_settings:\n    connection_string: \"{}\"\n",
+            self.connection_string()
+        )
+    }
+}
+
+impl Drop for Azurite {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
