@@ -187,14 +187,18 @@ pub fn realize_plugins(
 ) -> Result<Vec<PluginDerivation>, RunError> {
     let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
     let derivs = realizer.derivations(&names)?;
+    let mut touched_remote = false;
     for o in realizer.realize(&derivs, opts) {
         if let Some(e) = o.error {
             return Err(e.into());
         }
+        touched_remote |= o.status != crate::realize::Status::Local;
     }
+    // Plugins all present here: the remote is not asked anything.
     realizer.register_roots(
         &derivs.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
         false,
+        touched_remote,
     );
     let mut out = Vec::new();
     for p in plugins {

@@ -4,10 +4,12 @@
 //! key; a metadata record, written last, is the commit point.
 
 pub mod archive;
+pub mod gc;
 pub mod local;
 pub mod remote;
 pub mod roots;
 pub mod signing;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,7 @@ use thiserror::Error;
 use crate::eval::Key;
 
 pub use local::{LocalStatus, LocalStore};
-pub use remote::Remote;
+pub use remote::{Remote, RemoteObject};
 
 /// The metadata record format written beside each object.
 pub const META_FORMAT: &str = "alto-object/v1";
@@ -114,6 +116,15 @@ pub enum StoreError {
     #[error("the metadata record {path} is not valid: {message}")]
     #[diagnostic(code(alto::store::bad_meta))]
     BadMeta { path: String, message: String },
+
+    #[error("the gc roots {path} cannot be read: {message}")]
+    #[diagnostic(
+        code(alto::store::bad_roots),
+        help(
+            "gc stopped rather than collect what this file may protect; fix or remove it (`alto store pin` rewrites the pins, `alto build` a project's registry)"
+        )
+    )]
+    BadRoots { path: String, message: String },
 
     #[error("remote store setting `{key}`: {message}")]
     #[diagnostic(code(alto::store::setting))]

@@ -62,6 +62,24 @@ pub struct Versioned {
     pub version: UpdateVersion,
 }
 
+/// One object of a listing.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The path relative to the listed prefix.
+    pub name: String,
+    pub size: u64,
+    /// When it arrived (last modified), seconds since the epoch.
+    pub modified: u64,
+}
+
+/// A committed remote object: its record, and the name of its content under
+/// `.store/v1/data/` (the record's `content`, else the key).
+#[derive(Debug, Clone)]
+pub struct RemoteObject {
+    pub meta: ObjectMeta,
+    pub content: String,
+}
+
 fn strip_scheme(bucket: &str) -> &str {
     for scheme in [
         "s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "abfss://", "file://",
@@ -331,10 +349,6 @@ impl Remote {
         }
     }
 
-    fn data_rel(key: &Key) -> String {
-        format!(".store/v1/data/{}", key.0)
-    }
-
     fn meta_rel(key: &Key) -> String {
         format!(".store/v1/meta/{}.json", key.0)
     }
@@ -358,39 +372,70 @@ impl Remote {
         }
     }
 
-    /// Keys of every committed object (one listing).
+    /// Keys of every committed object: a listing of `.store/v1/meta/`, paged
+    /// through. Only `gc`, `store verify --remote` and `build --dry-run` list;
+    /// realization reads one record by key instead.
     pub fn meta_keys(&self) -> Result<HashSet<Key>, StoreError> {
-        let prefix = self.path(".store/v1/meta");
+        Ok(self
+            .list_entries(".store/v1/meta")?
+            .into_iter()
+            .filter_map(|e| e.name.strip_suffix(".json").and_then(Key::parse))
+            .collect())
+    }
+
+    /// Every object under a prefix of the remote root (recursively), paged
+    /// through: its name relative to the prefix, size and arrival time.
+    pub fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        let base = self.path(prefix);
+        let skip = base.as_ref().len() + 1;
         self.rt.block_on(async {
-            let mut out = HashSet::new();
-            let mut stream = self.store.list(Some(&prefix));
+            let mut out = Vec::new();
+            let mut stream = self.store.list(Some(&base));
             while let Some(item) = stream.next().await {
-                let meta = item.map_err(|e| self.err("list", &prefix, e))?;
-                if let Some(k) = meta
-                    .location
-                    .filename()
-                    .and_then(|f| f.strip_suffix(".json"))
-                    .and_then(Key::parse)
-                {
-                    out.insert(k);
-                }
+                let meta = match item {
+                    Ok(m) => m,
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(self.err("list", &base, e)),
+                };
+                let full = meta.location.as_ref();
+                out.push(Entry {
+                    name: full.get(skip..).unwrap_or(full).to_string(),
+                    size: meta.size,
+                    modified: u64::try_from(meta.last_modified.timestamp()).unwrap_or(0),
+                });
             }
             Ok(out)
         })
     }
 
-    /// The metadata record of an object, if committed.
-    pub fn meta(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
+    /// The committed object of `key`, if any: one read of its metadata
+    /// record (the only remote request a missing plugin costs).
+    pub fn object(&self, key: &Key) -> Result<Option<RemoteObject>, StoreError> {
         let path = self.path(&Self::meta_rel(key));
         let Some(bytes) = self.get(&path)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::BadMeta {
-                path: path.to_string(),
-                message: e.to_string(),
-            })
+        let bad = |message: String| StoreError::BadMeta {
+            path: path.to_string(),
+            message,
+        };
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let content = match value.get("content") {
+            None | Some(Value::Null) => key.0.clone(),
+            Some(Value::String(c)) if is_content_name(key, c) => c.clone(),
+            Some(other) => {
+                return Err(bad(format!(
+                    "`content` {other} is not a content name of {key}"
+                )));
+            }
+        };
+        let meta: ObjectMeta = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        Ok(Some(RemoteObject { meta, content }))
+    }
+
+    /// The metadata record of an object, if committed.
+    pub fn meta(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
+        Ok(self.object(key)?.map(|o| o.meta))
     }
 
     fn get(&self, path: &ObjectPath) -> Result<Option<Bytes>, StoreError> {
@@ -407,9 +452,14 @@ impl Remote {
         })
     }
 
-    /// Streams an object's content into `dest`, returning its blake3 and size.
-    pub fn download(&self, key: &Key, dest: &Path) -> Result<(String, u64), StoreError> {
-        let path = self.path(&Self::data_rel(key));
+    /// Streams an object's content into `dest` (or only hashes it, with
+    /// `None`), returning its blake3 and size.
+    pub fn download(
+        &self,
+        object: &RemoteObject,
+        dest: Option<&Path>,
+    ) -> Result<(String, u64), StoreError> {
+        let path = self.path(&data_rel(&object.content));
         if let Backend::Directory(dir) = &self.backend {
             // A plain copy runs at disk speed; object_store's local reads go
             // through small blocking chunks.
@@ -422,25 +472,37 @@ impl Remote {
                 .await
                 .map_err(|e| self.err("download", &path, e))?;
             let mut stream = result.into_stream();
-            let mut file =
-                std::fs::File::create(dest).map_err(StoreError::io("cannot create", dest))?;
+            let mut file = match dest {
+                Some(d) => {
+                    Some(std::fs::File::create(d).map_err(StoreError::io("cannot create", d))?)
+                }
+                None => None,
+            };
             let mut hasher = blake3::Hasher::new();
             let mut size = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.err("download", &path, e))?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
-                file.write_all(&chunk)
-                    .map_err(StoreError::io("cannot write", dest))?;
+                if let (Some(f), Some(d)) = (file.as_mut(), dest) {
+                    f.write_all(&chunk)
+                        .map_err(StoreError::io("cannot write", d))?;
+                }
             }
-            file.sync_all()
-                .map_err(StoreError::io("cannot sync", dest))?;
+            if let (Some(f), Some(d)) = (file, dest) {
+                f.sync_all().map_err(StoreError::io("cannot sync", d))?;
+            }
             Ok((hasher.finalize().to_hex().to_string(), size))
         })
     }
 
-    /// Uploads an object: the content, then the metadata (the commit point),
-    /// both create-only unless `replace` (a repair of a damaged copy).
+    /// Uploads an object. The content goes under a name made of the key and
+    /// its blake3 (`data/<key>.<32 hex>`), so whoever writes that name writes
+    /// the same bytes and a leftover of a crashed or racing upload can never
+    /// be described by another builder's record; then the metadata record,
+    /// naming that content, create-only (the commit point: losing the race
+    /// to another machine is success, its record names its own content).
+    /// `replace` (a repair) overwrites the record instead.
     pub fn upload(
         &self,
         key: &Key,
@@ -448,19 +510,91 @@ impl Remote {
         meta: &ObjectMeta,
         replace: bool,
     ) -> Result<Written, StoreError> {
-        let bytes = std::fs::read(src).map_err(StoreError::io("cannot read", src))?;
-        let data = self.path(&Self::data_rel(key));
-        let meta_path = self.path(&Self::meta_rel(key));
-        let meta_bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
-        if replace {
-            // Hide the damaged object first, so nobody substitutes it meanwhile.
-            self.delete(&meta_path)?;
-            self.put(&data, Bytes::from(bytes), PutMode::Overwrite)?;
-            return self.put(&meta_path, Bytes::from(meta_bytes), PutMode::Overwrite);
+        let content = content_name(key, &meta.blake3);
+        self.put_file(&data_rel(&content), src)?;
+        let mut record = serde_json::to_value(meta).map_err(|e| StoreError::BadMeta {
+            path: Self::meta_rel(key),
+            message: e.to_string(),
+        })?;
+        if let Value::Object(m) = &mut record {
+            m.insert("content".into(), Value::String(content));
         }
-        // Content first: a crash before the metadata leaves nothing that looks complete.
-        self.put(&data, Bytes::from(bytes), PutMode::Create)?;
-        self.put(&meta_path, Bytes::from(meta_bytes), PutMode::Create)
+        let bytes = Bytes::from(serde_json::to_vec_pretty(&record).unwrap_or_default());
+        let mode = if replace {
+            PutMode::Overwrite
+        } else {
+            PutMode::Create
+        };
+        self.put(&self.path(&Self::meta_rel(key)), bytes, mode)
+    }
+
+    /// Writes a file's bytes to `rel` (under the remote root), whatever is
+    /// there, streaming: a directory remote gets a copy renamed into place;
+    /// an object store one request, or a multipart upload above 8 MiB, so a
+    /// PEX is never held in memory whole.
+    fn put_file(&self, rel: &str, src: &Path) -> Result<(), StoreError> {
+        const PART: usize = 8 << 20;
+        let path = self.path(rel);
+        if let Backend::Directory(dir) = &self.backend {
+            let dest = dir.join(path.as_ref());
+            let parent = dest.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent).map_err(StoreError::io("cannot create", parent))?;
+            let tmp = parent.join(format!(".{}.tmp", crate::store::local::unique()));
+            let result = copy_hashing(src, Some(&tmp)).and_then(|_| {
+                std::fs::rename(&tmp, &dest).map_err(StoreError::io("cannot write", &dest))
+            });
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            return result;
+        }
+        let mut file = std::fs::File::open(src).map_err(StoreError::io("cannot read", src))?;
+        let size = file
+            .metadata()
+            .map_err(StoreError::io("cannot read", src))?
+            .len();
+        let read_part = |file: &mut std::fs::File| -> Result<Bytes, StoreError> {
+            use std::io::Read;
+            let mut buf = Vec::with_capacity(PART);
+            Read::take(Read::by_ref(file), PART as u64)
+                .read_to_end(&mut buf)
+                .map_err(StoreError::io("cannot read", src))?;
+            Ok(Bytes::from(buf))
+        };
+        if size <= PART as u64 {
+            let bytes = read_part(&mut file)?;
+            return self.put(&path, bytes, PutMode::Overwrite).map(|_| ());
+        }
+        self.rt.block_on(async {
+            let upload = self
+                .store
+                .put_multipart(&path)
+                .await
+                .map_err(|e| self.err("write", &path, e))?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+            loop {
+                let part = match read_part(&mut file) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = writer.abort().await;
+                        return Err(e);
+                    }
+                };
+                if part.is_empty() {
+                    break;
+                }
+                // At most two parts in flight: memory stays at a few parts.
+                if let Err(e) = writer.wait_for_capacity(2).await {
+                    return Err(self.err("write", &path, e));
+                }
+                writer.put(part);
+            }
+            writer
+                .finish()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.err("write", &path, e))
+        })
     }
 
     fn put(&self, path: &ObjectPath, bytes: Bytes, mode: PutMode) -> Result<Written, StoreError> {
@@ -496,15 +630,25 @@ impl Remote {
 
     /// The local path of a file under the project's prefix, for directory remotes.
     fn local_path(&self, rel: &str) -> Option<PathBuf> {
+        self.local_root_path(&self.project_rel(rel))
+    }
+
+    /// The local path of a file under the remote root, for directory remotes.
+    fn local_root_path(&self, rel: &str) -> Option<PathBuf> {
         match &self.backend {
-            Backend::Directory(dir) => Some(dir.join(self.path(&self.project_rel(rel)).as_ref())),
+            Backend::Directory(dir) => Some(dir.join(self.path(rel).as_ref())),
             _ => None,
         }
     }
 
     /// A file under the project's prefix, with the version to update it against.
     pub fn read_project_file(&self, rel: &str) -> Result<Option<Versioned>, StoreError> {
-        if let Some(path) = self.local_path(rel) {
+        self.read_root_file(&self.project_rel(rel))
+    }
+
+    /// A file under the remote root, with the version to update it against.
+    pub fn read_root_file(&self, rel: &str) -> Result<Option<Versioned>, StoreError> {
+        if let Some(path) = self.local_root_path(rel) {
             return match std::fs::read(&path) {
                 Ok(b) => Ok(Some(Versioned {
                     version: content_version(&b),
@@ -518,7 +662,7 @@ impl Remote {
                 }),
             };
         }
-        let path = self.path(&self.project_rel(rel));
+        let path = self.path(rel);
         self.rt.block_on(async {
             match self.store.get(&path).await {
                 Ok(r) => {
@@ -543,10 +687,21 @@ impl Remote {
         bytes: Bytes,
         expected: Option<UpdateVersion>,
     ) -> Result<Written, StoreError> {
-        if let Some(path) = self.local_path(rel) {
+        self.write_root_file(&self.project_rel(rel), bytes, expected)
+    }
+
+    /// Writes a file under the remote root: create-only (`expected` `None`),
+    /// or only if it is still at `expected` (compare-and-swap).
+    pub fn write_root_file(
+        &self,
+        rel: &str,
+        bytes: Bytes,
+        expected: Option<UpdateVersion>,
+    ) -> Result<Written, StoreError> {
+        if let Some(path) = self.local_root_path(rel) {
             return cas_local(&path, &bytes, expected.as_ref());
         }
-        let path = self.path(&self.project_rel(rel));
+        let path = self.path(rel);
         let mode = match expected {
             Some(v) => PutMode::Update(v),
             None => PutMode::Create,
@@ -649,44 +804,16 @@ impl Remote {
         })
     }
 
-    /// Writes a file under the remote root (outside any project), whatever is there.
-    pub fn overwrite_root_file(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
-        if let Backend::Directory(dir) = &self.backend {
-            let path = dir.join(self.path(rel).as_ref());
-            return crate::store::local::write_atomic(&path, &bytes)
-                .map_err(StoreError::io("cannot write", &path));
-        }
-        self.put(&self.path(rel), bytes, PutMode::Overwrite)
-            .map(|_| ())
+    /// Deletes an object: its metadata first (it stops existing), then the
+    /// content it named.
+    pub fn delete_object(&self, object: &RemoteObject) -> Result<(), StoreError> {
+        self.delete(&self.path(&Self::meta_rel(&object.meta.key)))?;
+        self.delete(&self.path(&data_rel(&object.content)))
     }
 
-    /// The contents of every file under a prefix of the remote root.
-    pub fn read_root_files(&self, prefix: &str) -> Result<Vec<Bytes>, StoreError> {
-        let prefix = self.path(prefix);
-        self.rt.block_on(async {
-            let mut out = Vec::new();
-            let mut stream = self.store.list(Some(&prefix));
-            while let Some(item) = stream.next().await {
-                let meta = item.map_err(|e| self.err("list", &prefix, e))?;
-                match self.store.get(&meta.location).await {
-                    Ok(r) => out.push(
-                        r.bytes()
-                            .await
-                            .map_err(|e| self.err("read", &meta.location, e))?,
-                    ),
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.err("read", &meta.location, e)),
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Deletes an object: its metadata first, so it stops existing before its
-    /// content goes.
-    pub fn delete_object(&self, key: &Key) -> Result<(), StoreError> {
-        self.delete(&self.path(&Self::meta_rel(key)))?;
-        self.delete(&self.path(&Self::data_rel(key)))
+    /// Deletes a file under the remote root (a leftover gc collects).
+    pub fn delete_root_file(&self, rel: &str) -> Result<(), StoreError> {
+        self.delete(&self.path(rel))
     }
 
     /// The directories and files (with sizes) directly under a directory of
@@ -786,18 +913,9 @@ fn lock_beside(path: &Path) -> Result<std::fs::File, StoreError> {
         .write(true)
         .open(&lock_path)
         .map_err(StoreError::io("cannot open", &lock_path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(StoreError::Io {
-                action: "cannot lock",
-                path: lock_path,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-    }
+    // Released when `lock` is dropped.
+    lock.lock()
+        .map_err(StoreError::io("cannot lock", &lock_path))?;
     Ok(lock)
 }
 
@@ -821,11 +939,14 @@ fn unchanged(path: &Path, expected: Option<&UpdateVersion>) -> Result<bool, Stor
     })
 }
 
-/// Copies a file while hashing it; (blake3, size).
-fn copy_hashing(src: &Path, dest: &Path) -> Result<(String, u64), StoreError> {
+/// Copies a file while hashing it (only hashes it without `dest`); (blake3, size).
+fn copy_hashing(src: &Path, dest: Option<&Path>) -> Result<(String, u64), StoreError> {
     use std::io::Read;
     let mut input = std::fs::File::open(src).map_err(StoreError::io("cannot read", src))?;
-    let mut output = std::fs::File::create(dest).map_err(StoreError::io("cannot create", dest))?;
+    let mut output = match dest {
+        Some(d) => Some(std::fs::File::create(d).map_err(StoreError::io("cannot create", d))?),
+        None => None,
+    };
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -837,13 +958,46 @@ fn copy_hashing(src: &Path, dest: &Path) -> Result<(String, u64), StoreError> {
             break;
         }
         hasher.update(&buf[..n]);
-        output
-            .write_all(&buf[..n])
-            .map_err(StoreError::io("cannot write", dest))?;
+        if let (Some(o), Some(d)) = (output.as_mut(), dest) {
+            o.write_all(&buf[..n])
+                .map_err(StoreError::io("cannot write", d))?;
+        }
         size += n as u64;
     }
-    output
-        .sync_all()
-        .map_err(StoreError::io("cannot sync", dest))?;
+    if let (Some(o), Some(d)) = (output, dest) {
+        o.sync_all().map_err(StoreError::io("cannot sync", d))?;
+    }
     Ok((hasher.finalize().to_hex().to_string(), size))
+}
+
+/// `.store/v1/data/<content name>`.
+fn data_rel(content: &str) -> String {
+    format!(".store/v1/data/{content}")
+}
+
+/// The content name of an object: its key and the first 32 hex digits of
+/// its blake3.
+pub fn content_name(key: &Key, blake3: &str) -> String {
+    format!("{}.{}", key.0, blake3.get(..32).unwrap_or(blake3))
+}
+
+/// Whether `name` may name the content of `key`: the key itself (objects
+/// uploaded before content names) or `<key>.<32 hex>`. A record is untrusted
+/// input: anything else (a path, another key's content) is refused.
+pub fn is_content_name(key: &Key, name: &str) -> bool {
+    match name.strip_prefix(key.0.as_str()) {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix('.').is_some_and(|h| {
+            h.len() == 32
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }),
+        None => false,
+    }
+}
+
+/// The key a content name belongs to.
+pub fn content_key(name: &str) -> Option<Key> {
+    let key = Key::parse(name.get(..32)?)?;
+    is_content_name(&key, name).then_some(key)
 }
