@@ -43,9 +43,11 @@ fn remote_unreachable(project: &Project, e: &dyn std::error::Error, action: &str
             "`filesystem`, `bucket` and `bucket_path` in the config (a directory remote needs a writable directory)"
         }
     };
-    let remote = crate::store::Remote::open(project)
+    let remote = crate::realize::remote_settings(project)
+        .ok()
+        .and_then(|s| crate::store::Remote::open(&s, &project.root, &project.name).ok())
         .map(|r| r.describe.clone())
-        .unwrap_or_else(|_| filesystem.clone());
+        .unwrap_or_else(|| filesystem.clone());
     Error::RemoteUnreachable {
         remote,
         action: action.to_string(),

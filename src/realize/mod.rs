@@ -23,7 +23,8 @@ use crate::store::local::StoreLock;
 use crate::store::local::hash_file;
 use crate::store::roots::TempRoots;
 use crate::store::{
-    self, BuilderInfo, LocalStatus, LocalStore, ObjectMeta, Remote, RemoteObject, StoreError,
+    self, BuilderInfo, LocalStatus, LocalStore, ObjectMeta, Remote, RemoteObject, RemoteSettings,
+    StoreError,
 };
 
 pub use pex::PexTool;
@@ -256,6 +257,17 @@ fn parse_trusted(keys: &[String]) -> Result<Vec<store::signing::PublicKey>, Real
         .collect()
 }
 
+/// The project's remote store settings, as the store takes them.
+pub fn remote_settings(project: &Project) -> Result<RemoteSettings, ConfigError> {
+    let r = project.remote_settings()?;
+    Ok(RemoteSettings {
+        filesystem: r.filesystem,
+        bucket: r.bucket,
+        bucket_path: r.bucket_path,
+        options: r.options,
+    })
+}
+
 /// Makes derivations' outputs exist, for one project.
 pub struct Realizer<'p> {
     pub project: &'p Project,
@@ -362,7 +374,11 @@ impl<'p> Realizer<'p> {
         if let Some(r) = guard.as_ref() {
             return Ok(r.clone());
         }
-        let r = Arc::new(Remote::open(self.project)?);
+        let r = Arc::new(Remote::open(
+            &remote_settings(self.project)?,
+            &self.project.root,
+            &self.project.name,
+        )?);
         *guard = Some(r.clone());
         Ok(r)
     }
@@ -681,7 +697,7 @@ impl<'p> Realizer<'p> {
                 remote: remote.describe.clone(),
             });
         }
-        let tmp = self.local.temp_path(&d.key.0);
+        let tmp = self.local.temp_path(d.key.as_str());
         let result = (|| {
             let (actual, size) = remote.download(object, Some(&tmp))?;
             if actual != meta.blake3 || size != meta.size || meta.key != d.key {

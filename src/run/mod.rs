@@ -56,6 +56,13 @@ pub enum RunError {
     )]
     BadState { path: String, message: String },
 
+    #[error("`{plugin}` has no pip_url, so there is nothing to run")]
+    #[diagnostic(
+        code(alto::run::no_pip_url),
+        help("give it a pip_url (or `inherit_from` a plugin that has one)")
+    )]
+    NoPipUrl { plugin: String },
+
     #[error("{path} changed while this run held it; not overwriting another writer's state")]
     #[diagnostic(
         code(alto::state::conflict),
@@ -151,7 +158,8 @@ impl RunError {
             RunError::Config(_)
             | RunError::BadState { .. }
             | RunError::StreamMaps { .. }
-            | RunError::NothingSelected { .. } => 2,
+            | RunError::NothingSelected { .. }
+            | RunError::NoPipUrl { .. } => 2,
             RunError::Realize(r) => r.exit_code(),
             RunError::Interrupted { signal, .. } => interrupt::exit_code(*signal),
             _ => 1,
@@ -206,12 +214,8 @@ pub fn realize_plugins(
             .iter()
             .find(|d| d.plugins.contains(&p.name))
             .cloned()
-            .ok_or_else(|| {
-                RunError::Realize(RealizeError::Damaged {
-                    plugins: p.name.clone(),
-                    key: crate::eval::Key(String::new()),
-                    reason: "it has no pip_url to build".into(),
-                })
+            .ok_or_else(|| RunError::NoPipUrl {
+                plugin: p.name.clone(),
             })?;
         out.push(d);
     }

@@ -17,10 +17,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::Key;
 use super::local::LocalStore;
 use super::remote::{Remote, content_key};
 use super::{StoreError, roots};
-use crate::eval::Key;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -117,7 +117,7 @@ pub fn collect_local(
             continue;
         }
         let meta = local.meta(&key).ok().flatten();
-        let size = files.get(&key.0).map(|m| m.len()).unwrap_or(0);
+        let size = files.get(key.as_str()).map(|m| m.len()).unwrap_or(0);
         if !opts.dry_run {
             local.remove(&key)?;
         }
@@ -134,7 +134,7 @@ pub fn collect_local(
     for (name, m) in &files {
         let key = Key::parse(name.strip_suffix(".stamp").unwrap_or(name));
         let leftover = match key {
-            Some(k) => !files.contains_key(&format!("{}.meta.json", k.0)),
+            Some(k) => !files.contains_key(&format!("{}.meta.json", k.as_str())),
             None => name.starts_with('.') && name.ends_with(".tmp"),
         };
         if !leftover || mtime_secs(m) > cutoff {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::Key;
 use super::{ObjectMeta, StoreError};
-use crate::eval::Key;
 
 pub struct LocalStore {
     dir: PathBuf,
@@ -190,17 +190,19 @@ impl LocalStore {
     }
 
     pub fn data_path(&self, key: &Key) -> PathBuf {
-        self.dir.join("objects").join(&key.0)
+        self.dir.join("objects").join(key.as_str())
     }
 
     pub fn meta_path(&self, key: &Key) -> PathBuf {
         self.dir
             .join("objects")
-            .join(format!("{}.meta.json", key.0))
+            .join(format!("{}.meta.json", key.as_str()))
     }
 
     fn stamp_path(&self, key: &Key) -> PathBuf {
-        self.dir.join("objects").join(format!("{}.stamp", key.0))
+        self.dir
+            .join("objects")
+            .join(format!("{}.stamp", key.as_str()))
     }
 
     /// A fresh temporary path inside the store (same filesystem as objects).
@@ -403,7 +405,7 @@ mod tests {
     fn commit_then_detect_tampering() {
         let cache = tempfile::tempdir().unwrap();
         let store = LocalStore::open(cache.path()).unwrap();
-        let key = Key("0123456789abcdef0123456789abcdef".into());
+        let key = Key::parse("0123456789abcdef0123456789abcdef").unwrap();
         assert!(matches!(
             store.status(&key, false).unwrap(),
             LocalStatus::Missing
@@ -442,7 +444,7 @@ mod tests {
     fn racy_stamps_are_not_trusted() {
         let cache = tempfile::tempdir().unwrap();
         let store = LocalStore::open(cache.path()).unwrap();
-        let key = Key("00112233445566778899aabbccddeeff".into());
+        let key = Key::parse("00112233445566778899aabbccddeeff").unwrap();
         let tmp = store.temp_path("x");
         std::fs::write(&tmp, b"hello world").unwrap();
         let meta = meta_for(&key, &tmp);
@@ -481,7 +483,7 @@ mod tests {
     fn content_without_metadata_does_not_exist() {
         let cache = tempfile::tempdir().unwrap();
         let store = LocalStore::open(cache.path()).unwrap();
-        let key = Key("fedcba9876543210fedcba9876543210".into());
+        let key = Key::parse("fedcba9876543210fedcba9876543210").unwrap();
         std::fs::write(store.data_path(&key), b"partial").unwrap();
         assert!(matches!(
             store.status(&key, false).unwrap(),

@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod gc;
+pub mod key;
 pub mod local;
 pub mod remote;
 pub mod roots;
@@ -18,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::eval::Key;
+pub use key::Key;
 
 pub use local::{LocalStatus, LocalStore};
-pub use remote::{Remote, RemoteObject};
+pub use remote::{Remote, RemoteObject, RemoteSettings};
 
 /// The metadata record format written beside each object.
 pub const META_FORMAT: &str = "alto-object/v1";
@@ -138,17 +139,13 @@ pub enum StoreError {
     #[error("cannot start the I/O runtime")]
     #[diagnostic(code(alto::store::runtime))]
     Runtime(#[source] std::io::Error),
-
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Config(#[from] crate::config::ConfigError),
 }
 
 impl StoreError {
     /// 2 for a setting the user got wrong, 1 for a failure while working.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StoreError::Setting { .. } | StoreError::Config(_) => 2,
+            StoreError::Setting { .. } => 2,
             _ => 1,
         }
     }

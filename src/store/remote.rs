@@ -18,9 +18,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde_json::Value;
 
+use super::Key;
 use super::{ObjectMeta, StoreError};
-use crate::config::{Project, RemoteSettings};
-use crate::eval::Key;
 
 /// Where the remote store is, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +59,18 @@ pub type Listing = (Vec<String>, Vec<(String, u64)>);
 pub struct Versioned {
     pub bytes: Bytes,
     pub version: UpdateVersion,
+}
+
+/// Where the remote store is and how to reach it, as configured (the caller
+/// resolves it from the config).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RemoteSettings {
+    /// `file`, `s3`, `gcs`, `azure` (lower case), or `None`: the directory `~/.alto`.
+    pub filesystem: Option<String>,
+    pub bucket: Option<String>,
+    pub bucket_path: Option<String>,
+    /// The backend's options, in the order they apply (each a named map).
+    pub options: Vec<(String, serde_json::Map<String, Value>)>,
 }
 
 /// One object of a listing.
@@ -172,18 +183,10 @@ fn home() -> PathBuf {
 }
 
 impl Remote {
-    /// Opens the project's remote store. Nothing touches the network yet.
-    pub fn open(project: &Project) -> Result<Remote, StoreError> {
-        Remote::from_settings(&project.remote_settings()?, &project.root, &project.name)
-    }
-
     /// Opens the remote store `settings` describe, for the project `name`
     /// rooted at `root` (a relative `bucket` directory is relative to it).
-    pub fn from_settings(
-        remote: &RemoteSettings,
-        root: &Path,
-        name: &str,
-    ) -> Result<Remote, StoreError> {
+    /// Nothing touches the network yet.
+    pub fn open(remote: &RemoteSettings, root: &Path, name: &str) -> Result<Remote, StoreError> {
         let filesystem = remote.filesystem.clone();
         let bucket = remote
             .bucket
@@ -350,7 +353,7 @@ impl Remote {
     }
 
     fn meta_rel(key: &Key) -> String {
-        format!(".store/v1/meta/{}.json", key.0)
+        format!(".store/v1/meta/{}.json", key.as_str())
     }
 
     /// A path under the project's own prefix (`state/dev/x-to-y.json`).
@@ -421,7 +424,7 @@ impl Remote {
         };
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         let content = match value.get("content") {
-            None | Some(Value::Null) => key.0.clone(),
+            None | Some(Value::Null) => key.to_string(),
             Some(Value::String(c)) if is_content_name(key, c) => c.clone(),
             Some(other) => {
                 return Err(bad(format!(
@@ -978,14 +981,14 @@ fn data_rel(content: &str) -> String {
 /// The content name of an object: its key and the first 32 hex digits of
 /// its blake3.
 pub fn content_name(key: &Key, blake3: &str) -> String {
-    format!("{}.{}", key.0, blake3.get(..32).unwrap_or(blake3))
+    format!("{}.{}", key.as_str(), blake3.get(..32).unwrap_or(blake3))
 }
 
 /// Whether `name` may name the content of `key`: the key itself (objects
 /// uploaded before content names) or `<key>.<32 hex>`. A record is untrusted
 /// input: anything else (a path, another key's content) is refused.
 pub fn is_content_name(key: &Key, name: &str) -> bool {
-    match name.strip_prefix(key.0.as_str()) {
+    match name.strip_prefix(key.as_str()) {
         Some("") => true,
         Some(rest) => rest.strip_prefix('.').is_some_and(|h| {
             h.len() == 32

@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::Key;
 use super::StoreError;
 use super::local::{unique, write_atomic};
 use super::remote::{Remote, Written};
-use crate::eval::Key;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RootSet {
@@ -194,7 +194,7 @@ impl TempRoots {
         let mut text = String::new();
         for k in keys {
             if self.keys.insert(k.clone()) {
-                text.push_str(&k.0);
+                text.push_str(k.as_str());
                 text.push('\n');
             }
         }

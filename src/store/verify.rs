@@ -10,10 +10,10 @@
 
 use serde::Serialize;
 
+use super::Key;
 use super::StoreError;
 use super::local::{LocalStatus, LocalStore};
 use super::remote::{Remote, RemoteObject};
-use crate::eval::Key;
 
 #[derive(Debug, Serialize)]
 pub struct Check {
