@@ -1,13 +1,16 @@
-//! The remote store through `object_store`: a directory (the embedded default
-//! `~/.alto`, or `filesystem: file` with `bucket: /dir`), S3, GCS or Azure Blob.
-//!
-//! Layout under the remote root: `.store/v1/data/<key>` and
-//! `.store/v1/meta/<key>.json` for content-addressed objects shared by every
-//! project, and `<project>/...` for each project's state, catalogs,
-//! reservoir and logs.
+//! The remote store's bucket layer through `object_store`: a directory (the
+//! embedded default `~/.alto`, or `filesystem: file` with `bucket: /dir`), S3,
+//! GCS or Azure Blob; its runtime, get/put (with a mode)/delete/list, and
+//! compare-and-swap (conditional puts, or an exclusive `flock` on a
+//! directory remote). The typed views on it: `cache` (the binary cache under
+//! `.store/v1/`) and `project` (each project's files under `<project>/`).
 
-use std::collections::HashSet;
-use std::io::Write;
+mod cache;
+mod project;
+
+pub use cache::{RemoteObject, content_key, content_name, is_content_name};
+pub use project::Listing;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,8 +21,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde_json::Value;
 
-use super::Key;
-use super::{ObjectMeta, StoreError};
+use super::StoreError;
 
 /// Where the remote store is, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +53,6 @@ pub enum Written {
     Conflict,
 }
 
-/// A directory listing: subdirectory names, and file names with sizes.
-pub type Listing = (Vec<String>, Vec<(String, u64)>);
-
 /// A mutable file's content and the version to update it against.
 #[derive(Debug, Clone)]
 pub struct Versioned {
@@ -81,14 +80,6 @@ pub struct Entry {
     pub size: u64,
     /// When it arrived (last modified), seconds since the epoch.
     pub modified: u64,
-}
-
-/// A committed remote object: its record, and the name of its content under
-/// `.store/v1/data/` (the record's `content`, else the key).
-#[derive(Debug, Clone)]
-pub struct RemoteObject {
-    pub meta: ObjectMeta,
-    pub content: String,
 }
 
 fn strip_scheme(bucket: &str) -> &str {
@@ -352,15 +343,6 @@ impl Remote {
         }
     }
 
-    fn meta_rel(key: &Key) -> String {
-        format!(".store/v1/meta/{}.json", key.as_str())
-    }
-
-    /// A path under the project's own prefix (`state/dev/x-to-y.json`).
-    pub fn project_rel(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.project)
-    }
-
     fn err(
         &self,
         action: &'static str,
@@ -373,17 +355,6 @@ impl Remote {
             path: path.to_string(),
             source,
         }
-    }
-
-    /// Keys of every committed object: a listing of `.store/v1/meta/`, paged
-    /// through. Only `gc`, `store verify --remote` and `build --dry-run` list;
-    /// realization reads one record by key instead.
-    pub fn meta_keys(&self) -> Result<HashSet<Key>, StoreError> {
-        Ok(self
-            .list_entries(".store/v1/meta")?
-            .into_iter()
-            .filter_map(|e| e.name.strip_suffix(".json").and_then(Key::parse))
-            .collect())
     }
 
     /// Every object under a prefix of the remote root (recursively), paged
@@ -411,36 +382,6 @@ impl Remote {
         })
     }
 
-    /// The committed object of `key`, if any: one read of its metadata
-    /// record (the only remote request a missing plugin costs).
-    pub fn object(&self, key: &Key) -> Result<Option<RemoteObject>, StoreError> {
-        let path = self.path(&Self::meta_rel(key));
-        let Some(bytes) = self.get(&path)? else {
-            return Ok(None);
-        };
-        let bad = |message: String| StoreError::BadMeta {
-            path: path.to_string(),
-            message,
-        };
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        let content = match value.get("content") {
-            None | Some(Value::Null) => key.to_string(),
-            Some(Value::String(c)) if is_content_name(key, c) => c.clone(),
-            Some(other) => {
-                return Err(bad(format!(
-                    "`content` {other} is not a content name of {key}"
-                )));
-            }
-        };
-        let meta: ObjectMeta = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-        Ok(Some(RemoteObject { meta, content }))
-    }
-
-    /// The metadata record of an object, if committed.
-    pub fn meta(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
-        Ok(self.object(key)?.map(|o| o.meta))
-    }
-
     fn get(&self, path: &ObjectPath) -> Result<Option<Bytes>, StoreError> {
         self.rt.block_on(async {
             match self.store.get(path).await {
@@ -452,151 +393,6 @@ impl Remote {
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.err("read", path, e)),
             }
-        })
-    }
-
-    /// Streams an object's content into `dest` (or only hashes it, with
-    /// `None`), returning its blake3 and size.
-    pub fn download(
-        &self,
-        object: &RemoteObject,
-        dest: Option<&Path>,
-    ) -> Result<(String, u64), StoreError> {
-        let path = self.path(&data_rel(&object.content));
-        if let Backend::Directory(dir) = &self.backend {
-            // A plain copy runs at disk speed; object_store's local reads go
-            // through small blocking chunks.
-            return copy_hashing(&dir.join(path.as_ref()), dest);
-        }
-        self.rt.block_on(async {
-            let result = self
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.err("download", &path, e))?;
-            let mut stream = result.into_stream();
-            let mut file = match dest {
-                Some(d) => {
-                    Some(std::fs::File::create(d).map_err(StoreError::io("cannot create", d))?)
-                }
-                None => None,
-            };
-            let mut hasher = blake3::Hasher::new();
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.err("download", &path, e))?;
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                if let (Some(f), Some(d)) = (file.as_mut(), dest) {
-                    f.write_all(&chunk)
-                        .map_err(StoreError::io("cannot write", d))?;
-                }
-            }
-            if let (Some(f), Some(d)) = (file, dest) {
-                f.sync_all().map_err(StoreError::io("cannot sync", d))?;
-            }
-            Ok((hasher.finalize().to_hex().to_string(), size))
-        })
-    }
-
-    /// Uploads an object. The content goes under a name made of the key and
-    /// its blake3 (`data/<key>.<32 hex>`), so whoever writes that name writes
-    /// the same bytes and a leftover of a crashed or racing upload can never
-    /// be described by another builder's record; then the metadata record,
-    /// naming that content, create-only (the commit point: losing the race
-    /// to another machine is success, its record names its own content).
-    /// `replace` (a repair) overwrites the record instead.
-    pub fn upload(
-        &self,
-        key: &Key,
-        src: &Path,
-        meta: &ObjectMeta,
-        replace: bool,
-    ) -> Result<Written, StoreError> {
-        let content = content_name(key, &meta.blake3);
-        self.put_file(&data_rel(&content), src)?;
-        let mut record = serde_json::to_value(meta).map_err(|e| StoreError::BadMeta {
-            path: Self::meta_rel(key),
-            message: e.to_string(),
-        })?;
-        if let Value::Object(m) = &mut record {
-            m.insert("content".into(), Value::String(content));
-        }
-        let bytes = Bytes::from(serde_json::to_vec_pretty(&record).unwrap_or_default());
-        let mode = if replace {
-            PutMode::Overwrite
-        } else {
-            PutMode::Create
-        };
-        self.put(&self.path(&Self::meta_rel(key)), bytes, mode)
-    }
-
-    /// Writes a file's bytes to `rel` (under the remote root), whatever is
-    /// there, streaming: a directory remote gets a copy renamed into place;
-    /// an object store one request, or a multipart upload above 8 MiB, so a
-    /// PEX is never held in memory whole.
-    fn put_file(&self, rel: &str, src: &Path) -> Result<(), StoreError> {
-        const PART: usize = 8 << 20;
-        let path = self.path(rel);
-        if let Backend::Directory(dir) = &self.backend {
-            let dest = dir.join(path.as_ref());
-            let parent = dest.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(parent).map_err(StoreError::io("cannot create", parent))?;
-            let tmp = parent.join(format!(".{}.tmp", crate::store::local::unique()));
-            let result = copy_hashing(src, Some(&tmp)).and_then(|_| {
-                std::fs::rename(&tmp, &dest).map_err(StoreError::io("cannot write", &dest))
-            });
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            return result;
-        }
-        let mut file = std::fs::File::open(src).map_err(StoreError::io("cannot read", src))?;
-        let size = file
-            .metadata()
-            .map_err(StoreError::io("cannot read", src))?
-            .len();
-        let read_part = |file: &mut std::fs::File| -> Result<Bytes, StoreError> {
-            use std::io::Read;
-            let mut buf = Vec::with_capacity(PART);
-            Read::take(Read::by_ref(file), PART as u64)
-                .read_to_end(&mut buf)
-                .map_err(StoreError::io("cannot read", src))?;
-            Ok(Bytes::from(buf))
-        };
-        if size <= PART as u64 {
-            let bytes = read_part(&mut file)?;
-            return self.put(&path, bytes, PutMode::Overwrite).map(|_| ());
-        }
-        self.rt.block_on(async {
-            let upload = self
-                .store
-                .put_multipart(&path)
-                .await
-                .map_err(|e| self.err("write", &path, e))?;
-            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
-            loop {
-                let part = match read_part(&mut file) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = writer.abort().await;
-                        return Err(e);
-                    }
-                };
-                if part.is_empty() {
-                    break;
-                }
-                // At most two parts in flight: memory stays at a few parts.
-                if let Err(e) = writer.wait_for_capacity(2).await {
-                    return Err(self.err("write", &path, e));
-                }
-                writer.put(part);
-            }
-            writer
-                .finish()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.err("write", &path, e))
         })
     }
 
@@ -631,22 +427,12 @@ impl Remote {
         })
     }
 
-    /// The local path of a file under the project's prefix, for directory remotes.
-    fn local_path(&self, rel: &str) -> Option<PathBuf> {
-        self.local_root_path(&self.project_rel(rel))
-    }
-
     /// The local path of a file under the remote root, for directory remotes.
     fn local_root_path(&self, rel: &str) -> Option<PathBuf> {
         match &self.backend {
             Backend::Directory(dir) => Some(dir.join(self.path(rel).as_ref())),
             _ => None,
         }
-    }
-
-    /// A file under the project's prefix, with the version to update it against.
-    pub fn read_project_file(&self, rel: &str) -> Result<Option<Versioned>, StoreError> {
-        self.read_root_file(&self.project_rel(rel))
     }
 
     /// A file under the remote root, with the version to update it against.
@@ -682,17 +468,6 @@ impl Remote {
         })
     }
 
-    /// Writes a file under the project's prefix: create-only (`expected`
-    /// `None`), or only if it is still at `expected`. Never overwrites blindly.
-    pub fn write_project_file(
-        &self,
-        rel: &str,
-        bytes: Bytes,
-        expected: Option<UpdateVersion>,
-    ) -> Result<Written, StoreError> {
-        self.write_root_file(&self.project_rel(rel), bytes, expected)
-    }
-
     /// Writes a file under the remote root: create-only (`expected` `None`),
     /// or only if it is still at `expected` (compare-and-swap).
     pub fn write_root_file(
@@ -712,145 +487,9 @@ impl Remote {
         self.put(&path, bytes, mode)
     }
 
-    /// Creates an immutable file under the project's prefix (a reservoir
-    /// partition); `Conflict` if it exists. Directory remotes publish it with
-    /// a hard link, which fails rather than replace, so no lock file is needed.
-    pub fn create_project_file(&self, rel: &str, bytes: Bytes) -> Result<Written, StoreError> {
-        let Some(path) = self.local_path(rel) else {
-            return self.write_project_file(rel, bytes, None);
-        };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(StoreError::io("cannot create", dir))?;
-        // Named with the time, so compaction can tell a dead upload's leftover.
-        let tmp = dir.join(format!(
-            ".{}-{}.tmp",
-            crate::store::now_compact(),
-            crate::store::local::unique()
-        ));
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::hard_link(&tmp, &path)
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        match written {
-            Ok(()) => Ok(Written::Done(content_version(&bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Written::Conflict),
-            Err(e) => Err(StoreError::Io {
-                action: "cannot write",
-                path,
-                source: e,
-            }),
-        }
-    }
-
-    /// Writes a file under the project's prefix whatever is there (logs, catalogs).
-    pub fn overwrite_project_file(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
-        if let Some(path) = self.local_path(rel) {
-            return crate::store::local::write_atomic(&path, &bytes)
-                .map_err(StoreError::io("cannot write", &path));
-        }
-        let path = self.path(&self.project_rel(rel));
-        self.put(&path, bytes, PutMode::Overwrite).map(|_| ())
-    }
-
-    /// Deletes a file under the project's prefix.
-    pub fn delete_project_file(&self, rel: &str) -> Result<(), StoreError> {
-        if let Some(path) = self.local_path(rel) {
-            return match std::fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(StoreError::Io {
-                    action: "cannot delete",
-                    path,
-                    source: e,
-                }),
-            };
-        }
-        let path = self.path(&self.project_rel(rel));
-        self.delete(&path)
-    }
-
-    /// Removes a file under the project's prefix only if it is still at
-    /// `expected`. Directory remotes delete it under the same lock as their
-    /// other conditional writes; object stores, which cannot delete
-    /// conditionally, replace it with `tombstone` by update-if-unchanged.
-    pub fn release_project_file(
-        &self,
-        rel: &str,
-        expected: UpdateVersion,
-        tombstone: Bytes,
-    ) -> Result<Written, StoreError> {
-        if let Some(path) = self.local_path(rel) {
-            return delete_local_if(&path, &expected);
-        }
-        self.write_project_file(rel, tombstone, Some(expected))
-    }
-
-    /// Names of the files directly under a directory of the project's prefix.
-    pub fn list_project_dir(&self, rel: &str) -> Result<Vec<String>, StoreError> {
-        let prefix = self.path(&self.project_rel(rel));
-        self.rt.block_on(async {
-            let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
-                Ok(l) => l,
-                Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-                Err(e) => return Err(self.err("list", &prefix, e)),
-            };
-            let mut names: Vec<String> = listing
-                .objects
-                .iter()
-                .filter_map(|o| o.location.filename().map(str::to_string))
-                .collect();
-            names.sort();
-            Ok(names)
-        })
-    }
-
-    /// Deletes an object: its metadata first (it stops existing), then the
-    /// content it named.
-    pub fn delete_object(&self, object: &RemoteObject) -> Result<(), StoreError> {
-        self.delete(&self.path(&Self::meta_rel(&object.meta.key)))?;
-        self.delete(&self.path(&data_rel(&object.content)))
-    }
-
     /// Deletes a file under the remote root (a leftover gc collects).
     pub fn delete_root_file(&self, rel: &str) -> Result<(), StoreError> {
         self.delete(&self.path(rel))
-    }
-
-    /// The directories and files (with sizes) directly under a directory of
-    /// the project's prefix.
-    pub fn list_project(&self, rel: &str) -> Result<Listing, StoreError> {
-        let rel = rel.trim_matches('/');
-        let prefix = self.path(&if rel.is_empty() {
-            self.project.clone()
-        } else {
-            self.project_rel(rel)
-        });
-        self.rt.block_on(async {
-            let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
-                Ok(l) => l,
-                Err(object_store::Error::NotFound { .. }) => return Ok((Vec::new(), Vec::new())),
-                Err(e) => return Err(self.err("list", &prefix, e)),
-            };
-            let dirs = listing
-                .common_prefixes
-                .iter()
-                .filter_map(|p| p.filename().map(str::to_string))
-                .collect();
-            let files = listing
-                .objects
-                .iter()
-                .filter_map(|o| o.location.filename().map(|f| (f.to_string(), o.size)))
-                .collect();
-            Ok((dirs, files))
-        })
-    }
-
-    /// Where a project file lives, for messages.
-    pub fn describe_project_file(&self, rel: &str) -> String {
-        format!("{}/{}", self.describe, self.project_rel(rel))
     }
 }
 
@@ -940,67 +579,4 @@ fn unchanged(path: &Path, expected: Option<&UpdateVersion>) -> Result<bool, Stor
         (Some(v), Some(cur)) => content_version(cur).e_tag == v.e_tag,
         _ => false,
     })
-}
-
-/// Copies a file while hashing it (only hashes it without `dest`); (blake3, size).
-fn copy_hashing(src: &Path, dest: Option<&Path>) -> Result<(String, u64), StoreError> {
-    use std::io::Read;
-    let mut input = std::fs::File::open(src).map_err(StoreError::io("cannot read", src))?;
-    let mut output = match dest {
-        Some(d) => Some(std::fs::File::create(d).map_err(StoreError::io("cannot create", d))?),
-        None => None,
-    };
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = input
-            .read(&mut buf)
-            .map_err(StoreError::io("cannot read", src))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        if let (Some(o), Some(d)) = (output.as_mut(), dest) {
-            o.write_all(&buf[..n])
-                .map_err(StoreError::io("cannot write", d))?;
-        }
-        size += n as u64;
-    }
-    if let (Some(o), Some(d)) = (output, dest) {
-        o.sync_all().map_err(StoreError::io("cannot sync", d))?;
-    }
-    Ok((hasher.finalize().to_hex().to_string(), size))
-}
-
-/// `.store/v1/data/<content name>`.
-fn data_rel(content: &str) -> String {
-    format!(".store/v1/data/{content}")
-}
-
-/// The content name of an object: its key and the first 32 hex digits of
-/// its blake3.
-pub fn content_name(key: &Key, blake3: &str) -> String {
-    format!("{}.{}", key.as_str(), blake3.get(..32).unwrap_or(blake3))
-}
-
-/// Whether `name` may name the content of `key`: the key itself (objects
-/// uploaded before content names) or `<key>.<32 hex>`. A record is untrusted
-/// input: anything else (a path, another key's content) is refused.
-pub fn is_content_name(key: &Key, name: &str) -> bool {
-    match name.strip_prefix(key.as_str()) {
-        Some("") => true,
-        Some(rest) => rest.strip_prefix('.').is_some_and(|h| {
-            h.len() == 32
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        }),
-        None => false,
-    }
-}
-
-/// The key a content name belongs to.
-pub fn content_key(name: &str) -> Option<Key> {
-    let key = Key::parse(name.get(..32)?)?;
-    is_content_name(&key, name).then_some(key)
 }
