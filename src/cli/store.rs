@@ -127,6 +127,8 @@ pub fn import(g: &Global, file: &std::path::Path) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     };
     let local = LocalStore::open(&store::cache_dir())?;
+    // Shared store lock: gc does not run while objects are committed.
+    let _lock = local.lock(false)?;
     let done = crate::store::archive::import(&local, file, &trusted)?;
     if g.printer().json() {
         print_json(&json!({
