@@ -161,8 +161,8 @@ fn tampered_remote_objects_are_refused_and_repaired() {
     let a = Machine::new(true);
     let built = p.json_on(&a, &["build"]);
     let key = built["derivations"][0]["key"].as_str().unwrap().to_string();
-    let remote_data = p.home.path().join(".alto/.store/v1/data").join(&key);
-    flip_byte(&remote_data);
+    let remote = common::RemoteFiles::Dir(p.home.path().join(".alto"));
+    flip_byte(&p.home.path().join(".alto").join(remote.content_rel(&key)));
 
     let b = Machine::new(false);
     let (code, _, err) = p.run_on(&b, &["build"]);
@@ -416,7 +416,8 @@ fn remote_verification_finds_and_repairs_damage() {
         .to_string();
     let clean = p.json_on(&a, &["store", "verify", "--remote"]);
     assert_eq!(clean["objects"][0]["ok"], true, "{clean}");
-    flip_byte(&p.home.path().join(".alto/.store/v1/data").join(&key));
+    let remote = common::RemoteFiles::Dir(p.home.path().join(".alto"));
+    flip_byte(&p.home.path().join(".alto").join(remote.content_rel(&key)));
     let (code, _, err) = p.run_on(&a, &["store", "verify", "--remote"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("differs from the recorded"), "{err}");

@@ -14,7 +14,7 @@ const ROOT: &str = "alto-export-v1";
 /// the key, the content to the record's blake3 and size.
 fn object(pip_url: &str, content: &[u8]) -> (String, Value) {
     let derivation = json!({"kind": "plugin", "pip_url": pip_url, "os": "linux"});
-    let key = alto::eval::Key::of(&derivation).0;
+    let key = alto::eval::Key::of(&derivation).to_string();
     let meta = json!({
         "format": "alto-object/v1",
         "key": key,

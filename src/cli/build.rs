@@ -5,7 +5,7 @@ use super::printer::{out, print_json};
 use super::{Error, Global};
 use crate::config::{LoadOptions, Project};
 use crate::eval::PluginDerivation;
-use crate::realize::{Availability, Options, Realizer, Status};
+use crate::realize::{Availability, Options, Realizer, RemoteUse, Status};
 use serde_json::{Value, json};
 
 #[derive(Debug, Default, Clone)]
@@ -43,9 +43,11 @@ fn remote_unreachable(project: &Project, e: &dyn std::error::Error, action: &str
             "`filesystem`, `bucket` and `bucket_path` in the config (a directory remote needs a writable directory)"
         }
     };
-    let remote = crate::store::Remote::open(project)
+    let remote = crate::realize::remote_settings(project)
+        .ok()
+        .and_then(|s| crate::store::Remote::open(&s, &project.root, &project.name).ok())
         .map(|r| r.describe.clone())
-        .unwrap_or_else(|_| filesystem.clone());
+        .unwrap_or_else(|| filesystem.clone());
     Error::RemoteUnreachable {
         remote,
         action: action.to_string(),
@@ -138,26 +140,29 @@ fn build_one(
         repair: args.repair,
         progress: g.printer().progress(),
         push: !args.no_push,
+        publish_local: true,
     };
     let _aware = crate::interrupt::Aware::new();
     // A build is how CI seeds the shared store: a remote that cannot be
     // reached fails it, unless a local-only build was asked for.
-    let remote_keys = if args.offline {
-        None
+    // One metadata read per derivation, never a listing of the bucket.
+    let remote = if args.offline {
+        RemoteUse::Off
     } else {
-        match realizer.remote_keys() {
-            Ok(k) => Some(k),
+        match realizer.lookup(&derivs) {
+            Ok(k) => RemoteUse::Known(k),
             Err(e) if args.no_push => {
                 tracing::warn!(
                     "the remote store is unavailable ({}); building locally (--no-push)",
                     crate::store::causes(&e)
                 );
-                None
+                RemoteUse::Off
             }
-            Err(e) => return Err(remote_unreachable(project, &e, "listed")),
+            Err(e) => return Err(remote_unreachable(project, &e, "read")),
         }
     };
-    let outcomes = realizer.realize_with(&derivs, &opts, remote_keys);
+    let remote_used = !matches!(remote, RemoteUse::Off);
+    let outcomes = realizer.realize_with(&derivs, &opts, remote);
     if let Some(signal) = crate::interrupt::signal() {
         return Err(Error::Interrupted { signal });
     }
@@ -169,6 +174,7 @@ fn build_one(
     realizer.register_roots(
         &realized,
         args.plugins.is_empty() && realized.len() == derivs.len(),
+        remote_used,
     );
     let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
     let failed = count(Status::Failed);

@@ -9,7 +9,7 @@ use super::{Error, Global};
 use crate::config::{LoadOptions, Project};
 use crate::eval::Key;
 use crate::realize::Realizer;
-use crate::store::{self, LocalStatus, roots};
+use crate::store;
 
 /// Keys of every plugin and base catalog of every environment of the project.
 pub(super) fn project_roots(project: &Project) -> Result<BTreeSet<Key>, Error> {
@@ -50,69 +50,35 @@ pub fn gc(
     let grace = store::parse_duration(older_than).ok_or_else(|| Error::BadDuration {
         value: older_than.to_string(),
     })?;
-    let cutoff = store::now_epoch().saturating_sub(grace);
-    let old_enough = |created: &str| store::parse_rfc3339(created).is_some_and(|t| t <= cutoff);
+    let opts = store::gc::Options { grace, dry_run };
     let cache = store::cache_dir();
-    let mut roots = project_roots(project)?;
-    roots.extend(roots::pins(&cache));
+    let roots = project_roots(project)?;
     let realizer = Realizer::new(project)?;
-
-    // The local store: other projects' registered roots are kept too.
-    let mut local_roots = roots.clone();
-    local_roots.extend(roots::local_roots(&cache)?);
-    let (mut freed, mut removed) = (0u64, Vec::new());
-    for key in realizer.local.keys()? {
-        if local_roots.contains(&key) {
-            continue;
-        }
-        let meta = match realizer.local.status(&key, false)? {
-            LocalStatus::Valid(m) | LocalStatus::Damaged { meta: m, .. } => m,
-            LocalStatus::Missing => continue,
-        };
-        if !meta.created.is_empty() && !old_enough(&meta.created) {
-            continue;
-        }
-        if !dry_run {
-            realizer.local.remove(&key)?;
-        }
-        freed += meta.size;
-        removed.push(json!({"key": key, "where": "local", "kind": meta.kind, "size": meta.size}));
-    }
-
-    // The remote: every project's registered roots are kept.
+    let mut summary = store::gc::collect_local(&realizer.local, &cache, &roots, &opts)?;
     if remote {
-        let r = realizer.remote()?;
+        // Pins are the user's, on this machine; they keep remote objects too.
         let mut remote_roots = roots.clone();
-        remote_roots.extend(roots::remote_roots(&r)?);
-        let mut keys: Vec<Key> = r.meta_keys()?.into_iter().collect();
-        keys.sort();
-        for key in keys {
-            if remote_roots.contains(&key) {
-                continue;
-            }
-            let Some(meta) = r.meta(&key)? else { continue };
-            if !old_enough(&meta.created) {
-                continue;
-            }
-            if !dry_run {
-                r.delete_object(&key)?;
-            }
-            freed += meta.size;
-            removed.push(
-                json!({"key": key, "where": r.describe, "kind": meta.kind, "size": meta.size}),
-            );
-        }
+        remote_roots.extend(store::roots::pins(&cache)?);
+        let r = store::gc::collect_remote(&*realizer.remote()?, &remote_roots, &opts)?;
+        summary.removed.extend(r.removed);
+        summary.leftovers.extend(r.leftovers);
+        summary.freed += r.freed;
     }
     if g.printer().json() {
-        print_json(
-            &json!({"dry_run": dry_run, "removed": removed, "freed_bytes": freed, "roots": roots.len()}),
-        );
+        print_json(&json!({
+            "dry_run": dry_run,
+            "removed": summary.removed,
+            "leftovers": summary.leftovers,
+            "freed_bytes": summary.freed,
+            "roots": roots.len(),
+        }));
     } else if g.printer().verbose() {
         eprintln!(
-            "{} {} objects ({:.1} MB); {} roots kept",
+            "{} {} objects and {} leftovers ({:.1} MB); {} roots kept",
             if dry_run { "would remove" } else { "removed" },
-            removed.len(),
-            freed as f64 / 1e6,
+            summary.removed.len(),
+            summary.leftovers.len(),
+            summary.freed as f64 / 1e6,
             roots.len()
         );
     }

@@ -4,35 +4,28 @@ use super::printer::{out, print_json};
 use super::{Error, Global};
 use crate::config::Project;
 use crate::realize::{Options, Realizer};
-use crate::store::{self, LocalStatus, LocalStore, roots};
+use crate::store::{self, LocalStore, roots};
 use serde_json::{Value, json};
 
 pub fn verify(g: &Global, repair: bool) -> Result<(), Error> {
     let local = LocalStore::open(&store::cache_dir())?;
-    let mut damaged = 0;
+    let checks = store::verify::verify_local(&local, repair)?;
     let mut report = Vec::new();
-    let keys = local.keys()?;
-    for key in &keys {
-        let reason = match local.status(key, true)? {
-            LocalStatus::Valid(_) => None,
-            LocalStatus::Damaged { reason, .. } => Some(reason),
-            LocalStatus::Missing => continue,
-        };
-        if let Some(r) = &reason {
+    let mut damaged = 0;
+    for c in &checks {
+        if let Some(r) = &c.reason {
             damaged += 1;
-            tracing::error!("{key}: {r}");
-            if repair {
-                // Gone from the store, it is substituted or rebuilt by the next build.
-                local.remove(key)?;
-                tracing::info!("{key}: removed; `alto build` fetches or rebuilds it");
+            tracing::error!("{}: {r}", c.key);
+            if c.fixed {
+                tracing::info!("{}: removed; `alto build` fetches or rebuilds it", c.key);
             }
         }
-        report.push(json!({"key": key, "ok": reason.is_none(), "reason": reason, "removed": repair && reason.is_some()}));
+        report.push(json!({"key": c.key, "ok": c.ok, "reason": c.reason, "removed": c.fixed}));
     }
     if g.printer().json() {
         print_json(&Value::Array(report));
     } else if g.printer().verbose() {
-        eprintln!("{} objects verified, {damaged} damaged", keys.len());
+        eprintln!("{} objects verified, {damaged} damaged", checks.len());
     }
     if damaged > 0 && !repair {
         return Err(Error::VerifyFailed { count: damaged });
@@ -45,48 +38,24 @@ pub fn verify(g: &Global, repair: bool) -> Result<(), Error> {
 pub fn verify_remote(g: &Global, project: &Project, repair: bool) -> Result<(), Error> {
     let realizer = Realizer::new(project)?;
     let remote = realizer.remote()?;
-    let mut keys: Vec<crate::eval::Key> = remote.meta_keys()?.into_iter().collect();
-    keys.sort();
     let start = std::time::Instant::now();
-    let (mut damaged, mut repaired, mut bytes) = (0, 0, 0u64);
+    let (checks, bytes) = store::verify::verify_remote(&remote, &realizer.local, repair)?;
+    let (mut damaged, mut repaired) = (0, 0);
     let mut report = Vec::new();
-    for key in &keys {
-        let Some(meta) = remote.meta(key)? else {
-            continue;
-        };
-        let tmp = realizer.local.temp_path(&format!("{key}.verify"));
-        let result = remote.download(key, &tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let problem = match result {
-            Ok((blake3, size)) => {
-                bytes += size;
-                (blake3 != meta.blake3 || size != meta.size)
-                    .then(|| format!("blake3 {blake3} differs from the recorded {}", meta.blake3))
-            }
-            Err(e) => Some(e.to_string()),
-        };
-        let mut fixed = false;
-        if let Some(p) = &problem {
+    for c in &checks {
+        if let Some(p) = &c.reason {
             damaged += 1;
-            tracing::error!("{key} in {}: {p}", remote.describe);
-            if repair {
-                if let LocalStatus::Valid(local_meta) = realizer.local.status(key, true)?
-                    && local_meta.blake3 == meta.blake3
-                {
-                    remote.upload(key, &realizer.local.data_path(key), &local_meta, true)?;
-                    fixed = true;
-                    repaired += 1;
-                }
-                if !fixed {
-                    tracing::error!(
-                        "{key}: no intact local copy here; `alto build --repair` on a machine that builds it replaces it"
-                    );
-                }
+            tracing::error!("{} in {}: {p}", c.key, remote.describe);
+            if c.fixed {
+                repaired += 1;
+            } else if repair {
+                tracing::error!(
+                    "{}: no intact local copy here; `alto build --repair` on a machine that builds it replaces it",
+                    c.key
+                );
             }
         }
-        report.push(
-            json!({"key": key, "ok": problem.is_none(), "reason": problem, "repaired": fixed}),
-        );
+        report.push(json!({"key": c.key, "ok": c.ok, "reason": c.reason, "repaired": c.fixed}));
     }
     let seconds = start.elapsed().as_secs_f64();
     if g.printer().json() {
@@ -96,7 +65,7 @@ pub fn verify_remote(g: &Global, project: &Project, repair: bool) -> Result<(), 
     } else if g.printer().verbose() {
         eprintln!(
             "{} remote objects verified ({:.1} MB in {seconds:.2}s), {damaged} damaged, {repaired} repaired",
-            keys.len(),
+            checks.len(),
             bytes as f64 / 1e6
         );
     }
@@ -158,6 +127,8 @@ pub fn import(g: &Global, file: &std::path::Path) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     };
     let local = LocalStore::open(&store::cache_dir())?;
+    // Shared store lock: gc does not run while objects are committed.
+    let _lock = local.lock(false)?;
     let done = crate::store::archive::import(&local, file, &trusted)?;
     if g.printer().json() {
         print_json(&json!({
@@ -219,16 +190,15 @@ pub fn keygen(g: &Global, name: &str, output: &std::path::Path) -> Result<(), Er
 pub fn pin(g: &Global, project: &Project, plugins: &[String], unpin: bool) -> Result<(), Error> {
     let realizer = Realizer::new(project)?;
     let derivs = realizer.derivations(plugins)?;
-    let cache = store::cache_dir();
-    let mut pins = roots::pins(&cache);
-    for d in &derivs {
-        if unpin {
-            pins.remove(&d.key);
-        } else {
-            pins.insert(d.key.clone());
+    let pins = roots::update_pins(&store::cache_dir(), |pins| {
+        for d in &derivs {
+            if unpin {
+                pins.remove(&d.key);
+            } else {
+                pins.insert(d.key.clone());
+            }
         }
-    }
-    roots::set_pins(&cache, &pins)?;
+    })?;
     if g.printer().json() {
         print_json(&json!({"pins": pins}));
     } else if g.printer().verbose() {

@@ -16,54 +16,7 @@ use crate::config::{ConfigError, Plugin, PluginKind, Project, REDACTED, SecretAw
 
 pub use local::hash_tree;
 
-/// The encoding's version: bump it and every key changes.
-const KEY_PREFIX: &str = "alto-drv-v1:";
-
-/// A derivation key: 32 hex characters (128 bits) of blake3.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Key(pub String);
-
-impl std::fmt::Display for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Key {
-    pub fn of(inputs: &Value) -> Key {
-        let text = format!("{KEY_PREFIX}{}", canonical_json(inputs));
-        Key(blake3::hash(text.as_bytes()).to_hex()[..32].to_string())
-    }
-
-    /// Whether a string can be a key (guards paths built from remote listings).
-    pub fn parse(s: &str) -> Option<Key> {
-        (s.len() == 32
-            && s.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-        .then(|| Key(s.to_string()))
-    }
-}
-
-/// JSON with object keys sorted at every level and no whitespace.
-pub fn canonical_json(v: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                let mut out = serde_json::Map::new();
-                for k in keys {
-                    out.insert(k.clone(), sorted(&m[k.as_str()]));
-                }
-                Value::Object(out)
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    serde_json::to_string(&sorted(v)).unwrap_or_default()
-}
+pub use crate::store::key::{Key, canonical_json};
 
 /// The interpreter a plugin is built for, as probed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -382,7 +335,8 @@ pub fn plugin_derivation(
         .map(str::to_string)
         .collect();
     let mut d = PluginDerivation {
-        key: Key(String::new()),
+        // Replaced below, once the inputs are complete.
+        key: Key::of(&Value::Null),
         pip_url: tokens
             .iter()
             .map(|t| t.shown.as_str())
@@ -512,8 +466,8 @@ mod tests {
         let c = Key::of(&json!({"os": "linux", "pip_url": "x==2"}));
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(a.0.len(), 32);
-        assert!(Key::parse(&a.0).is_some());
+        assert_eq!(a.as_str().len(), 32);
+        assert!(Key::parse(a.as_str()).is_some());
         assert!(Key::parse("../etc/passwd").is_none());
     }
 

@@ -52,6 +52,8 @@ pub fn base_catalog(
     config: &Path,
 ) -> Result<Value, RealizeError> {
     let (key, drv) = derivation(realizer, tap, plugin)?;
+    // Shared store lock and a temporary root: gc cannot take it meanwhile.
+    let _held = realizer.hold(std::slice::from_ref(&key))?;
     if let LocalStatus::Valid(_) = realizer.local.status(&key, false)?
         && let Some(v) = read_catalog(&realizer.local.data_path(&key))
     {

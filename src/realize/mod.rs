@@ -19,8 +19,13 @@ use thiserror::Error;
 
 use crate::config::{ConfigError, Plugin, Project};
 use crate::eval::{self, Entry, EvalError, Key, PluginDerivation};
+use crate::store::local::StoreLock;
 use crate::store::local::hash_file;
-use crate::store::{self, BuilderInfo, LocalStatus, LocalStore, ObjectMeta, Remote, StoreError};
+use crate::store::roots::TempRoots;
+use crate::store::{
+    self, BuilderInfo, LocalStatus, LocalStore, ObjectMeta, Remote, RemoteObject, RemoteSettings,
+    StoreError,
+};
 
 pub use pex::PexTool;
 pub use python::PythonInfo;
@@ -204,9 +209,22 @@ pub struct Options {
     pub jobs: usize,
     pub repair: bool,
     pub progress: bool,
-    /// Upload what is built (or only local) to the remote; `false` for
-    /// `alto build --no-push`.
+    /// Upload what is built to the remote; `false` for `alto build --no-push`.
     pub push: bool,
+    /// Also upload what is only local (`alto build`; a run uploads only
+    /// what it builds, so a plugin present here costs it no remote call).
+    pub publish_local: bool,
+}
+
+/// What a realization knows of the remote.
+pub enum RemoteUse {
+    /// Not used (`--offline`, or unreachable with `--no-push`).
+    Off,
+    /// A plugin missing here is looked up by key (one metadata read) when
+    /// needed; an unreachable remote is a warning.
+    Lazy,
+    /// Looked up already, one metadata read per derivation.
+    Known(HashMap<Key, Option<RemoteObject>>),
 }
 
 impl Default for Options {
@@ -216,6 +234,7 @@ impl Default for Options {
             repair: false,
             progress: false,
             push: true,
+            publish_local: false,
         }
     }
 }
@@ -238,6 +257,17 @@ fn parse_trusted(keys: &[String]) -> Result<Vec<store::signing::PublicKey>, Real
         .collect()
 }
 
+/// The project's remote store settings, as the store takes them.
+pub fn remote_settings(project: &Project) -> Result<RemoteSettings, ConfigError> {
+    let r = project.remote_settings()?;
+    Ok(RemoteSettings {
+        filesystem: r.filesystem,
+        bucket: r.bucket,
+        bucket_path: r.bucket_path,
+        options: r.options,
+    })
+}
+
 /// Makes derivations' outputs exist, for one project.
 pub struct Realizer<'p> {
     pub project: &'p Project,
@@ -251,6 +281,10 @@ pub struct Realizer<'p> {
     trusted: Vec<store::signing::PublicKey>,
     /// `untrusted_substitutes: build`: build what the remote cannot prove.
     build_untrusted: bool,
+    /// This process's temporary gc roots, created on first use.
+    temp_roots: Mutex<Option<TempRoots>>,
+    /// Set once a lazy remote lookup failed: the remote is not used again.
+    remote_down: std::sync::atomic::AtomicBool,
 }
 
 impl<'p> Realizer<'p> {
@@ -297,7 +331,41 @@ impl<'p> Realizer<'p> {
             pex,
             pythons: Mutex::new(HashMap::new()),
             provision: Mutex::new(()),
+            temp_roots: Mutex::new(None),
+            remote_down: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Takes the store lock shared and registers `keys` as temporary roots
+    /// of this process (kept until it exits), before any of them is looked
+    /// up or used: gc, which takes the lock exclusively, then either ran
+    /// before or sees them.
+    pub fn hold(&self, keys: &[Key]) -> Result<StoreLock, RealizeError> {
+        let lock = self.local.lock(false)?;
+        let mut roots = self.temp_roots.lock().unwrap_or_else(|e| e.into_inner());
+        if roots.is_none() {
+            *roots = Some(TempRoots::create(&self.cache_dir)?);
+        }
+        if let Some(r) = roots.as_mut() {
+            r.add(keys)?;
+        }
+        Ok(lock)
+    }
+
+    /// The remote record of each derivation: one metadata read per key,
+    /// never a listing.
+    pub fn lookup(
+        &self,
+        derivs: &[PluginDerivation],
+    ) -> Result<HashMap<Key, Option<RemoteObject>>, RealizeError> {
+        let remote = self.remote()?;
+        let mut out = HashMap::new();
+        for d in derivs {
+            if !out.contains_key(&d.key) {
+                out.insert(d.key.clone(), remote.object(&d.key)?);
+            }
+        }
+        Ok(out)
     }
 
     /// The remote store, opened on first use.
@@ -306,7 +374,11 @@ impl<'p> Realizer<'p> {
         if let Some(r) = guard.as_ref() {
             return Ok(r.clone());
         }
-        let r = Arc::new(Remote::open(self.project)?);
+        let r = Arc::new(Remote::open(
+            &remote_settings(self.project)?,
+            &self.project.root,
+            &self.project.name,
+        )?);
         *guard = Some(r.clone());
         Ok(r)
     }
@@ -371,36 +443,43 @@ impl<'p> Realizer<'p> {
         Ok(out)
     }
 
-    /// The keys the remote holds: one listing of its metadata serves every
-    /// derivation of a realization.
-    pub fn remote_keys(&self) -> Result<HashSet<Key>, RealizeError> {
-        Ok(self.remote()?.meta_keys()?)
-    }
-
-    /// Realizes every derivation, `opts.jobs` at a time; an unreachable
-    /// remote is a warning (the local store and builds still serve).
+    /// Realizes every derivation, `opts.jobs` at a time, looking up in the
+    /// remote only what is missing here; an unreachable remote is a warning
+    /// (the local store and builds still serve).
     pub fn realize(&self, derivs: &[PluginDerivation], opts: &Options) -> Vec<Outcome> {
-        let remote_keys = match self.remote_keys() {
-            Ok(k) => Some(k),
-            Err(e) => {
-                tracing::warn!(
-                    "the remote store is unavailable ({}); realizing from the local store and builds only",
-                    crate::store::causes(&e)
-                );
-                None
-            }
-        };
-        self.realize_with(derivs, opts, remote_keys)
+        self.realize_with(derivs, opts, RemoteUse::Lazy)
     }
 
-    /// Realizes every derivation against what the remote holds (`None`:
-    /// the remote is not used at all).
+    /// Realizes every derivation. Holds the store lock shared throughout,
+    /// with every key registered as a temporary root first; each object's
+    /// commit point is its local metadata record (`LocalStore::commit`).
     pub fn realize_with(
         &self,
         derivs: &[PluginDerivation],
         opts: &Options,
-        remote_keys: Option<HashSet<Key>>,
+        remote: RemoteUse,
     ) -> Vec<Outcome> {
+        let keys: Vec<Key> = derivs.iter().map(|d| d.key.clone()).collect();
+        let _held = match self.hold(&keys) {
+            Ok(l) => l,
+            Err(e) => {
+                let message = e.to_string();
+                let mut error = Some(e);
+                return derivs
+                    .iter()
+                    .map(|d| Outcome {
+                        key: d.key.clone(),
+                        plugins: d.plugins.clone(),
+                        status: Status::Failed,
+                        pushed: false,
+                        seconds: 0.0,
+                        error: error.take(),
+                        message: Some(message.clone()),
+                    })
+                    .collect();
+            }
+        };
+        let remote_keys = &remote;
         let progress = Progress::new(opts.progress);
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Outcome>>> =
@@ -415,8 +494,7 @@ impl<'p> Realizer<'p> {
                         let start = Instant::now();
                         let bar = progress.start(&d.plugins.join(", "));
                         let mut pushed = false;
-                        let result =
-                            self.realize_one(d, remote_keys.as_ref(), opts, &bar, &mut pushed);
+                        let result = self.realize_one(d, remote_keys, opts, &bar, &mut pushed);
                         let seconds = start.elapsed().as_secs_f64();
                         let outcome = match result {
                             Ok(status) => {
@@ -460,21 +538,78 @@ impl<'p> Realizer<'p> {
             .collect()
     }
 
+    /// The remote record of `d`, as `remote` knows it or by one lookup
+    /// (`Err(())`: the remote is not used).
+    fn remote_object(
+        &self,
+        d: &PluginDerivation,
+        remote: &RemoteUse,
+    ) -> Result<Option<RemoteObject>, ()> {
+        match remote {
+            RemoteUse::Off => Err(()),
+            RemoteUse::Known(map) => Ok(map.get(&d.key).cloned().flatten()),
+            RemoteUse::Lazy => {
+                if self.remote_down.load(Ordering::SeqCst) {
+                    return Err(());
+                }
+                match self.remote().and_then(|r| Ok(r.object(&d.key)?)) {
+                    Ok(o) => Ok(o),
+                    Err(e) => {
+                        if !self.remote_down.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(
+                                "the remote store is unavailable ({}); realizing from the local store and builds only",
+                                crate::store::causes(&e)
+                            );
+                        }
+                        Err(())
+                    }
+                }
+            }
+        }
+    }
+
     fn realize_one(
         &self,
         d: &PluginDerivation,
-        remote_keys: Option<&HashSet<Key>>,
+        remote: &RemoteUse,
         opts: &Options,
         bar: &Bar,
         pushed: &mut bool,
     ) -> Result<Status, RealizeError> {
-        let in_remote = remote_keys.is_some_and(|k| k.contains(&d.key));
         match self.local.status(&d.key, false)? {
             LocalStatus::Valid(meta) => {
-                if opts.push && remote_keys.is_some() && !in_remote {
-                    bar.set("uploading");
-                    self.push(d, &meta)?;
-                    *pushed = true;
+                // A run needs nothing of the remote for a plugin it has.
+                if !(opts.publish_local || opts.repair) {
+                    return Ok(Status::Local);
+                }
+                match self.remote_object(d, remote) {
+                    Ok(None) if opts.push => {
+                        bar.set("uploading");
+                        self.push(d, &meta)?;
+                        *pushed = true;
+                    }
+                    Ok(Some(object)) if opts.repair && opts.push => {
+                        bar.set("verifying the remote copy");
+                        let r = self.remote()?;
+                        if let Some(problem) = store::verify::remote_problem(&r, &object, &mut 0)? {
+                            tracing::warn!(
+                                "{} ({}) in {}: {problem}; replacing it with the local copy",
+                                d.plugins.join(", "),
+                                d.key,
+                                r.describe
+                            );
+                            bar.set("replacing the remote copy");
+                            if !store::verify::repair_from_local(&r, &self.local, &d.key)? {
+                                return Err(RealizeError::Damaged {
+                                    plugins: d.plugins.join(", "),
+                                    key: d.key.clone(),
+                                    reason: "it changed while the remote copy was repaired".into(),
+                                });
+                            }
+                            *pushed = true;
+                        }
+                    }
+                    _ => {}
                 }
                 return Ok(Status::Local);
             }
@@ -488,9 +623,11 @@ impl<'p> Realizer<'p> {
             }
             LocalStatus::Missing => {}
         }
-        if in_remote {
+        let found = self.remote_object(d, remote);
+        let use_remote = found.is_ok();
+        if let Ok(Some(object)) = found {
             bar.set("downloading");
-            match self.substitute(d) {
+            match self.substitute(d, &object) {
                 Ok(()) => return Ok(Status::Substituted),
                 Err(RealizeError::Store(StoreError::HashMismatch {
                     object,
@@ -531,7 +668,7 @@ impl<'p> Realizer<'p> {
         }
         bar.set("building");
         let meta = self.build(d)?;
-        if opts.push && remote_keys.is_some() {
+        if opts.push && use_remote {
             bar.set("uploading");
             self.push(d, &meta)?;
             *pushed = true;
@@ -551,24 +688,18 @@ impl<'p> Realizer<'p> {
     }
 
     /// Downloads, verifies against the remote metadata, and commits locally.
-    fn substitute(&self, d: &PluginDerivation) -> Result<(), RealizeError> {
+    fn substitute(&self, d: &PluginDerivation, object: &RemoteObject) -> Result<(), RealizeError> {
         let remote = self.remote()?;
-        let Some(meta) = remote.meta(&d.key)? else {
-            return Err(StoreError::BadMeta {
-                path: d.key.0.clone(),
-                message: "vanished".into(),
-            }
-            .into());
-        };
-        if !self.trusted.is_empty() && !store::signing::verify(&meta, &self.trusted) {
+        let meta = &object.meta;
+        if !self.trusted.is_empty() && !store::signing::verify(meta, &self.trusted) {
             return Err(RealizeError::Untrusted {
                 object: format!("{} ({})", d.plugins.join(", "), d.key),
                 remote: remote.describe.clone(),
             });
         }
-        let tmp = self.local.temp_path(&d.key.0);
+        let tmp = self.local.temp_path(d.key.as_str());
         let result = (|| {
-            let (actual, size) = remote.download(&d.key, &tmp)?;
+            let (actual, size) = remote.download(object, Some(&tmp))?;
             if actual != meta.blake3 || size != meta.size || meta.key != d.key {
                 return Err(RealizeError::Store(StoreError::HashMismatch {
                     object: format!("{} ({})", d.plugins.join(", "), d.key),
@@ -577,7 +708,7 @@ impl<'p> Realizer<'p> {
                     actual,
                 }));
             }
-            self.local.commit(&d.key, &tmp, &meta, true)?;
+            self.local.commit(&d.key, &tmp, meta, true)?;
             Ok(())
         })();
         if result.is_err() {
@@ -750,55 +881,34 @@ impl<'p> Realizer<'p> {
     }
 
     /// Registers realized keys as GC roots of this project and environment,
-    /// locally and in the remote. `replace` (a full build) drops keys the
-    /// config no longer names; otherwise the keys are added.
-    pub fn register_roots(&self, keys: &[Key], replace: bool) {
+    /// locally and, with `remote`, in the remote (a compare-and-swap).
+    /// `replace` (a full build) drops keys the config no longer names;
+    /// otherwise the keys are added.
+    pub fn register_roots(&self, keys: &[Key], replace: bool, remote: bool) {
         use crate::store::roots::{self, RootSet};
-        let mut set = RootSet {
+        let set = RootSet {
             project: self.project.name.clone(),
             project_root: Some(self.project.root.clone()),
             environment: self.project.environment.clone(),
             keys: keys.iter().cloned().collect(),
             updated: store::now_rfc3339(),
         };
-        if !replace {
-            // Local: add to what this project and environment registered before.
-            let id_dir = self.cache_dir.join("store/v1/roots");
-            if let Ok(entries) = std::fs::read_dir(&id_dir) {
-                for e in entries.flatten() {
-                    if let Some(old) = std::fs::read(e.path())
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<RootSet>(&b).ok())
-                        && old.project_root == set.project_root
-                        && old.environment == set.environment
-                    {
-                        set.keys.extend(old.keys);
-                    }
-                }
-            }
-        }
-        if let Err(e) = roots::register_local(&self.cache_dir, &set) {
+        if let Err(e) = roots::register_local(&self.cache_dir, &set, replace) {
             tracing::warn!("could not register gc roots: {e}");
         }
-        if let Ok(remote) = self.remote() {
-            let mut remote_set = set.clone();
-            if !replace {
-                let rel = format!(".store/v1/roots/{}/{}.json", set.project, set.environment);
-                if let Ok(files) = remote.read_root_files(&rel) {
-                    for b in files {
-                        if let Ok(old) = serde_json::from_slice::<RootSet>(&b) {
-                            remote_set.keys.extend(old.keys);
-                        }
-                    }
+        if !remote || self.remote_down.load(Ordering::SeqCst) {
+            return;
+        }
+        match self.remote() {
+            Ok(r) => {
+                if let Err(e) = roots::register_remote(&r, &set, replace) {
+                    tracing::warn!("could not register gc roots in the remote: {e}");
                 }
             }
-            if let Err(e) = roots::register_remote(&remote, &remote_set) {
-                tracing::warn!("could not register gc roots in the remote: {e}");
-            }
+            Err(e) => tracing::warn!("could not register gc roots in the remote: {e}"),
         }
     }
 
-    /// pex's own cache (and the venvs `--venv` PEXes install themselves into).
     pub fn pex_root(&self) -> PathBuf {
         self.cache_dir.join("pex-root")
     }

@@ -254,7 +254,7 @@ mod tests {
 
     fn derivation(tokens: &[&str], secrets: &[&str]) -> PluginDerivation {
         PluginDerivation {
-            key: Key("0123456789abcdef0123456789abcdef".into()),
+            key: Key::parse("0123456789abcdef0123456789abcdef").unwrap(),
             pip_url: String::new(),
             secrets: Vec::new(),
             build: BuildArgs {

@@ -56,6 +56,13 @@ pub enum RunError {
     )]
     BadState { path: String, message: String },
 
+    #[error("`{plugin}` has no pip_url, so there is nothing to run")]
+    #[diagnostic(
+        code(alto::run::no_pip_url),
+        help("give it a pip_url (or `inherit_from` a plugin that has one)")
+    )]
+    NoPipUrl { plugin: String },
+
     #[error("{path} changed while this run held it; not overwriting another writer's state")]
     #[diagnostic(
         code(alto::state::conflict),
@@ -151,7 +158,8 @@ impl RunError {
             RunError::Config(_)
             | RunError::BadState { .. }
             | RunError::StreamMaps { .. }
-            | RunError::NothingSelected { .. } => 2,
+            | RunError::NothingSelected { .. }
+            | RunError::NoPipUrl { .. } => 2,
             RunError::Realize(r) => r.exit_code(),
             RunError::Interrupted { signal, .. } => interrupt::exit_code(*signal),
             _ => 1,
@@ -187,14 +195,18 @@ pub fn realize_plugins(
 ) -> Result<Vec<PluginDerivation>, RunError> {
     let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
     let derivs = realizer.derivations(&names)?;
+    let mut touched_remote = false;
     for o in realizer.realize(&derivs, opts) {
         if let Some(e) = o.error {
             return Err(e.into());
         }
+        touched_remote |= o.status != crate::realize::Status::Local;
     }
+    // Plugins all present here: the remote is not asked anything.
     realizer.register_roots(
         &derivs.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
         false,
+        touched_remote,
     );
     let mut out = Vec::new();
     for p in plugins {
@@ -202,12 +214,8 @@ pub fn realize_plugins(
             .iter()
             .find(|d| d.plugins.contains(&p.name))
             .cloned()
-            .ok_or_else(|| {
-                RunError::Realize(RealizeError::Damaged {
-                    plugins: p.name.clone(),
-                    key: crate::eval::Key(String::new()),
-                    reason: "it has no pip_url to build".into(),
-                })
+            .ok_or_else(|| RunError::NoPipUrl {
+                plugin: p.name.clone(),
             })?;
         out.push(d);
     }

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::Key;
 use super::local::hash_file;
 use super::signing::PublicKey;
 use super::{LocalStatus, LocalStore, ObjectMeta, StoreError};
-use crate::eval::Key;
 
 /// The directory every entry of an archive lives under; its name is the format.
 const ROOT: &str = "alto-export-v1";
@@ -31,19 +31,19 @@ pub fn export(local: &LocalStore, keys: &[Key], out: &Path) -> Result<u64, Store
                 LocalStatus::Valid(m) => m,
                 LocalStatus::Damaged { reason, .. } => {
                     return Err(StoreError::BadMeta {
-                        path: key.0.clone(),
+                        path: key.to_string(),
                         message: format!("damaged: {reason}"),
                     });
                 }
                 LocalStatus::Missing => {
                     return Err(StoreError::BadMeta {
-                        path: key.0.clone(),
+                        path: key.to_string(),
                         message: "not in the local store".into(),
                     });
                 }
             };
             let data = local.data_path(key);
-            tar.append_path_with_name(&data, format!("{ROOT}/{}", key.0))
+            tar.append_path_with_name(&data, format!("{ROOT}/{}", key.as_str()))
                 .map_err(StoreError::io("cannot archive", &data))?;
             let meta_bytes = serde_json::to_vec_pretty(&meta).unwrap_or_default();
             let mut header = tar::Header::new_gnu();
@@ -52,7 +52,7 @@ pub fn export(local: &LocalStore, keys: &[Key], out: &Path) -> Result<u64, Store
             header.set_cksum();
             tar.append_data(
                 &mut header,
-                format!("{ROOT}/{}.meta.json", key.0),
+                format!("{ROOT}/{}.meta.json", key.as_str()),
                 meta_bytes.as_slice(),
             )
             .map_err(StoreError::io("cannot archive", &data))?;
@@ -168,7 +168,7 @@ fn import_into(
             if datas.contains_key(&key) {
                 return Err(bad(format!("`{name}` appears twice")));
             }
-            let tmp = local.temp_path(&format!("{}.import", key.0));
+            let tmp = local.temp_path(&format!("{}.import", key.as_str()));
             temps.push(tmp.clone());
             let mut out =
                 std::fs::File::create(&tmp).map_err(StoreError::io("cannot create", &tmp))?;
@@ -189,7 +189,7 @@ fn import_into(
         verify_record(key, meta, trusted).map_err(|problem| match problem {
             Problem::Untrusted => StoreError::UntrustedImport {
                 archive: archive.display().to_string(),
-                object: key.0.clone(),
+                object: key.to_string(),
             },
             Problem::Invalid(message) => bad(format!("{key}: {message}")),
         })?;
@@ -517,7 +517,7 @@ mod tests {
             file(bn, &bb),
         ];
         let err = import(&store, &archive(dir.path(), &items), &[]).unwrap_err();
-        assert!(err.to_string().contains(&bad.0), "{err}");
+        assert!(err.to_string().contains(bad.as_str()), "{err}");
         assert!(store.keys().unwrap().is_empty());
         assert!(tmp_is_empty(dir.path()));
         // Missing halves and other entries are refused too.

@@ -1,13 +1,19 @@
 //! The local store: `<cache>/store/v1/objects/<key>` and `<key>.meta.json`,
-//! written through `tmp/` and renamed into place, the metadata last.
+//! written through `tmp/` and renamed into place, the metadata last (the
+//! commit point).
+//!
+//! Locks: the store lock `store/v1/gc.lock` is held shared by whoever looks
+//! up, substitutes, builds or registers objects (`Realizer::realize_with`),
+//! exclusively by gc. Readers and writers here take no lock themselves; the
+//! caller holds the store lock.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::Key;
 use super::{ObjectMeta, StoreError};
-use crate::eval::Key;
 
 pub struct LocalStore {
     dir: PathBuf,
@@ -34,6 +40,19 @@ struct Stamp {
     mtime_ns: i128,
     ino: u64,
     blake3: String,
+    /// When the stamp was taken (stamps from before this field: 0, racy).
+    #[serde(default)]
+    taken_ns: i128,
+}
+
+/// The coarsest mtime granularity alto expects of a filesystem (FAT's 2 s).
+const MTIME_GRANULARITY_NS: i128 = 2_000_000_000;
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 impl Stamp {
@@ -53,8 +72,27 @@ impl Stamp {
             mtime_ns,
             ino,
             blake3: blake3.to_string(),
+            taken_ns: now_ns(),
         })
     }
+
+    /// Whether the file is as it was when this stamp was taken.
+    fn matches(&self, current: &Stamp) -> bool {
+        (self.size, self.mtime_ns, self.ino, &self.blake3)
+            == (current.size, current.mtime_ns, current.ino, &current.blake3)
+    }
+
+    /// git's racy-timestamp rule: a stamp taken within the mtime granularity
+    /// of the file's mtime cannot tell a later same-size edit in the same
+    /// tick from no edit, so it proves nothing.
+    fn racy(&self) -> bool {
+        self.taken_ns - self.mtime_ns <= MTIME_GRANULARITY_NS
+    }
+}
+
+/// The store lock, held (shared or exclusive) while alive.
+pub struct StoreLock {
+    _file: std::fs::File,
 }
 
 /// blake3 and size of a file.
@@ -122,18 +160,49 @@ impl LocalStore {
         Ok(LocalStore { dir })
     }
 
+    /// Takes the store lock: `exclusive` for gc, shared for everything that
+    /// looks up, writes or registers objects. Blocks until it is granted.
+    pub fn lock(&self, exclusive: bool) -> Result<StoreLock, StoreError> {
+        let path = self.dir.join("gc.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(StoreError::io("cannot open", &path))?;
+        if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        }
+        .map_err(StoreError::io("cannot lock", &path))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// `store/v1/objects/`.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.dir.join("objects")
+    }
+
+    /// `store/v1/tmp/`, where files are written before they are committed.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
     pub fn data_path(&self, key: &Key) -> PathBuf {
-        self.dir.join("objects").join(&key.0)
+        self.dir.join("objects").join(key.as_str())
     }
 
     pub fn meta_path(&self, key: &Key) -> PathBuf {
         self.dir
             .join("objects")
-            .join(format!("{}.meta.json", key.0))
+            .join(format!("{}.meta.json", key.as_str()))
     }
 
     fn stamp_path(&self, key: &Key) -> PathBuf {
-        self.dir.join("objects").join(format!("{}.stamp", key.0))
+        self.dir
+            .join("objects")
+            .join(format!("{}.stamp", key.as_str()))
     }
 
     /// A fresh temporary path inside the store (same filesystem as objects).
@@ -199,7 +268,10 @@ impl LocalStore {
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             let current = Stamp::of(&data, &meta.blake3).ok();
-            if recorded.is_some() && recorded == current {
+            if let (Some(r), Some(c)) = (&recorded, &current)
+                && r.matches(c)
+                && !r.racy()
+            {
                 return Ok(LocalStatus::Valid(meta));
             }
         }
@@ -333,7 +405,7 @@ mod tests {
     fn commit_then_detect_tampering() {
         let cache = tempfile::tempdir().unwrap();
         let store = LocalStore::open(cache.path()).unwrap();
-        let key = Key("0123456789abcdef0123456789abcdef".into());
+        let key = Key::parse("0123456789abcdef0123456789abcdef").unwrap();
         assert!(matches!(
             store.status(&key, false).unwrap(),
             LocalStatus::Missing
@@ -365,11 +437,53 @@ mod tests {
         ));
     }
 
+    /// A same-size edit that keeps size, inode and mtime (within the mtime's
+    /// granularity) is caught: a stamp taken that close to the mtime is not
+    /// trusted (git's racy-timestamp rule). No sleep: the mtime is put back.
+    #[test]
+    fn racy_stamps_are_not_trusted() {
+        let cache = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(cache.path()).unwrap();
+        let key = Key::parse("00112233445566778899aabbccddeeff").unwrap();
+        let tmp = store.temp_path("x");
+        std::fs::write(&tmp, b"hello world").unwrap();
+        let meta = meta_for(&key, &tmp);
+        store.commit(&key, &tmp, &meta, true).unwrap();
+        let path = store.data_path(&key);
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        // Same size, same inode, the mtime put back where it was.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut &f, b"hello worle").unwrap();
+        f.set_modified(mtime).unwrap();
+        drop(f);
+        assert!(matches!(
+            store.status(&key, false).unwrap(),
+            LocalStatus::Damaged { .. }
+        ));
+
+        // A stamp taken well after the mtime is trusted (the shortcut works).
+        std::fs::write(&path, b"hello world").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(matches!(
+            store.status(&key, false).unwrap(),
+            LocalStatus::Valid(_)
+        ));
+        let stamp: Stamp =
+            serde_json::from_slice(&std::fs::read(store.stamp_path(&key)).unwrap()).unwrap();
+        assert!(!stamp.racy());
+    }
+
     #[test]
     fn content_without_metadata_does_not_exist() {
         let cache = tempfile::tempdir().unwrap();
         let store = LocalStore::open(cache.path()).unwrap();
-        let key = Key("fedcba9876543210fedcba9876543210".into());
+        let key = Key::parse("fedcba9876543210fedcba9876543210").unwrap();
         std::fs::write(store.data_path(&key), b"partial").unwrap();
         assert!(matches!(
             store.status(&key, false).unwrap(),

@@ -4,11 +4,14 @@
 //! key; a metadata record, written last, is the commit point.
 
 pub mod archive;
+pub mod gc;
+pub mod key;
 pub mod local;
 pub mod options;
 pub mod remote;
 pub mod roots;
 pub mod signing;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::eval::Key;
+pub use key::Key;
 
 pub use local::{LocalStatus, LocalStore};
-pub use remote::Remote;
+pub use remote::{Remote, RemoteObject, RemoteSettings};
 
 /// The metadata record format written beside each object.
 pub const META_FORMAT: &str = "alto-object/v1";
@@ -116,6 +119,15 @@ pub enum StoreError {
     #[diagnostic(code(alto::store::bad_meta))]
     BadMeta { path: String, message: String },
 
+    #[error("the gc roots {path} cannot be read: {message}")]
+    #[diagnostic(
+        code(alto::store::bad_roots),
+        help(
+            "gc stopped rather than collect what this file may protect; fix or remove it (`alto store pin` rewrites the pins, `alto build` a project's registry)"
+        )
+    )]
+    BadRoots { path: String, message: String },
+
     #[error("remote store setting `{key}`: {message}")]
     #[diagnostic(code(alto::store::setting))]
     Setting {
@@ -128,17 +140,13 @@ pub enum StoreError {
     #[error("cannot start the I/O runtime")]
     #[diagnostic(code(alto::store::runtime))]
     Runtime(#[source] std::io::Error),
-
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Config(#[from] crate::config::ConfigError),
 }
 
 impl StoreError {
     /// 2 for a setting the user got wrong, 1 for a failure while working.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StoreError::Setting { .. } | StoreError::Config(_) => 2,
+            StoreError::Setting { .. } => 2,
             _ => 1,
         }
     }

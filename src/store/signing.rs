@@ -109,7 +109,7 @@ fn fingerprint(meta: &ObjectMeta) -> Vec<u8> {
     let mut unsigned = meta.clone();
     unsigned.signature = None;
     let v = serde_json::to_value(&unsigned).unwrap_or_default();
-    format!("{PREFIX}{}", crate::eval::canonical_json(&v)).into_bytes()
+    format!("{PREFIX}{}", super::key::canonical_json(&v)).into_bytes()
 }
 
 /// Whether the record carries a valid signature by one of `trusted`.
@@ -134,13 +134,13 @@ pub fn verify(meta: &ObjectMeta, trusted: &[PublicKey]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::Key;
     use crate::store::BuilderInfo;
+    use crate::store::Key;
 
     fn meta() -> ObjectMeta {
         ObjectMeta {
             format: crate::store::META_FORMAT.into(),
-            key: Key("0123456789abcdef0123456789abcdef".into()),
+            key: Key::parse("0123456789abcdef0123456789abcdef").unwrap(),
             kind: "plugin".into(),
             derivation: serde_json::json!({"pip_url": "x==1"}),
             blake3: "ab".repeat(32),

@@ -234,6 +234,100 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// A plain HTTP request: (status, body). moto does not check signatures,
+    /// but reads only for a request that carries one.
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
+        let status = head[9..12].parse().unwrap();
+        let mut rest = &resp[split + 4..];
+        if !head.contains("transfer-encoding: chunked") {
+            return (status, rest.to_vec());
+        }
+        let mut out = Vec::new();
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                return (status, out);
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 4 + n..];
+        }
+    }
+}
+
+/// A file of the remote store, on a directory remote or in a moto bucket:
+/// what the tests damage, remove or plant there.
+pub enum RemoteFiles<'a> {
+    /// The remote's root directory.
+    Dir(PathBuf),
+    /// The server and `<bucket>/<bucket_path>`.
+    S3(&'a Moto, String),
+}
+
+impl RemoteFiles<'_> {
+    pub fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        match self {
+            RemoteFiles::Dir(d) => std::fs::read(d.join(rel)).ok(),
+            RemoteFiles::S3(m, root) => {
+                let (status, body) = m.request("GET", &format!("/{root}/{rel}"), b"");
+                (status == 200).then_some(body)
+            }
+        }
+    }
+
+    pub fn put(&self, rel: &str, bytes: &[u8]) {
+        match self {
+            RemoteFiles::Dir(d) => {
+                let path = d.join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+            RemoteFiles::S3(m, root) => {
+                let (status, body) = m.request("PUT", &format!("/{root}/{rel}"), bytes);
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            }
+        }
+    }
+
+    pub fn delete(&self, rel: &str) {
+        match self {
+            RemoteFiles::Dir(d) => {
+                let _ = std::fs::remove_file(d.join(rel));
+            }
+            RemoteFiles::S3(m, root) => {
+                m.request("DELETE", &format!("/{root}/{rel}"), b"");
+            }
+        }
+    }
+
+    /// `.store/v1/data/<name>` of the content the record of `key` names.
+    pub fn content_rel(&self, key: &str) -> String {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&self.get(&format!(".store/v1/meta/{key}.json")).unwrap())
+                .unwrap();
+        format!(".store/v1/data/{}", meta["content"].as_str().unwrap_or(key))
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,13 +1,16 @@
-//! The remote store through `object_store`: a directory (the embedded default
-//! `~/.alto`, or `filesystem: file` with `bucket: /dir`), S3, GCS or Azure Blob.
-//!
-//! Layout under the remote root: `.store/v1/data/<key>` and
-//! `.store/v1/meta/<key>.json` for content-addressed objects shared by every
-//! project, and `<project>/...` for each project's state, catalogs,
-//! reservoir and logs.
+//! The remote store's bucket layer through `object_store`: a directory (the
+//! embedded default `~/.alto`, or `filesystem: file` with `bucket: /dir`), S3,
+//! GCS or Azure Blob; its runtime, get/put (with a mode)/delete/list, and
+//! compare-and-swap (conditional puts, or an exclusive `flock` on a
+//! directory remote). The typed views on it: `cache` (the binary cache under
+//! `.store/v1/`) and `project` (each project's files under `<project>/`).
 
-use std::collections::HashSet;
-use std::io::Write;
+mod cache;
+mod project;
+
+pub use cache::{RemoteObject, content_key, content_name, is_content_name};
+pub use project::Listing;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,9 +20,7 @@ use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-use super::{ObjectMeta, StoreError};
-use crate::config::{Project, RemoteSettings};
-use crate::eval::Key;
+use super::StoreError;
 
 /// Where the remote store is, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +52,33 @@ pub enum Written {
     Conflict,
 }
 
-/// A directory listing: subdirectory names, and file names with sizes.
-pub type Listing = (Vec<String>, Vec<(String, u64)>);
-
 /// A mutable file's content and the version to update it against.
 #[derive(Debug, Clone)]
 pub struct Versioned {
     pub bytes: Bytes,
     pub version: UpdateVersion,
+}
+
+/// Where the remote store is and how to reach it, as configured (the caller
+/// resolves it from the config).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RemoteSettings {
+    /// `file`, `s3`, `gcs`, `azure` (lower case), or `None`: the directory `~/.alto`.
+    pub filesystem: Option<String>,
+    pub bucket: Option<String>,
+    pub bucket_path: Option<String>,
+    /// The backend's options, in the order they apply (each a named map).
+    pub options: Vec<(String, serde_json::Map<String, Value>)>,
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The path relative to the listed prefix.
+    pub name: String,
+    pub size: u64,
+    /// When it arrived (last modified), seconds since the epoch.
+    pub modified: u64,
 }
 
 fn strip_scheme(bucket: &str) -> &str {
@@ -109,18 +129,10 @@ fn home() -> PathBuf {
 }
 
 impl Remote {
-    /// Opens the project's remote store. Nothing touches the network yet.
-    pub fn open(project: &Project) -> Result<Remote, StoreError> {
-        Remote::from_settings(&project.remote_settings()?, &project.root, &project.name)
-    }
-
     /// Opens the remote store `settings` describe, for the project `name`
     /// rooted at `root` (a relative `bucket` directory is relative to it).
-    pub fn from_settings(
-        remote: &RemoteSettings,
-        root: &Path,
-        name: &str,
-    ) -> Result<Remote, StoreError> {
+    /// Nothing touches the network yet.
+    pub fn open(remote: &RemoteSettings, root: &Path, name: &str) -> Result<Remote, StoreError> {
         let filesystem = remote.filesystem.clone();
         let bucket = remote
             .bucket
@@ -283,19 +295,6 @@ impl Remote {
         }
     }
 
-    fn data_rel(key: &Key) -> String {
-        format!(".store/v1/data/{}", key.0)
-    }
-
-    fn meta_rel(key: &Key) -> String {
-        format!(".store/v1/meta/{}.json", key.0)
-    }
-
-    /// A path under the project's own prefix (`state/dev/x-to-y.json`).
-    pub fn project_rel(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.project)
-    }
-
     fn err(
         &self,
         action: &'static str,
@@ -310,39 +309,29 @@ impl Remote {
         }
     }
 
-    /// Keys of every committed object (one listing).
-    pub fn meta_keys(&self) -> Result<HashSet<Key>, StoreError> {
-        let prefix = self.path(".store/v1/meta");
+    /// Every object under a prefix of the remote root (recursively), paged
+    /// through: its name relative to the prefix, size and arrival time.
+    pub fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        let base = self.path(prefix);
+        let skip = base.as_ref().len() + 1;
         self.rt.block_on(async {
-            let mut out = HashSet::new();
-            let mut stream = self.store.list(Some(&prefix));
+            let mut out = Vec::new();
+            let mut stream = self.store.list(Some(&base));
             while let Some(item) = stream.next().await {
-                let meta = item.map_err(|e| self.err("list", &prefix, e))?;
-                if let Some(k) = meta
-                    .location
-                    .filename()
-                    .and_then(|f| f.strip_suffix(".json"))
-                    .and_then(Key::parse)
-                {
-                    out.insert(k);
-                }
+                let meta = match item {
+                    Ok(m) => m,
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(self.err("list", &base, e)),
+                };
+                let full = meta.location.as_ref();
+                out.push(Entry {
+                    name: full.get(skip..).unwrap_or(full).to_string(),
+                    size: meta.size,
+                    modified: u64::try_from(meta.last_modified.timestamp()).unwrap_or(0),
+                });
             }
             Ok(out)
         })
-    }
-
-    /// The metadata record of an object, if committed.
-    pub fn meta(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
-        let path = self.path(&Self::meta_rel(key));
-        let Some(bytes) = self.get(&path)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::BadMeta {
-                path: path.to_string(),
-                message: e.to_string(),
-            })
     }
 
     fn get(&self, path: &ObjectPath) -> Result<Option<Bytes>, StoreError> {
@@ -357,62 +346,6 @@ impl Remote {
                 Err(e) => Err(self.err("read", path, e)),
             }
         })
-    }
-
-    /// Streams an object's content into `dest`, returning its blake3 and size.
-    pub fn download(&self, key: &Key, dest: &Path) -> Result<(String, u64), StoreError> {
-        let path = self.path(&Self::data_rel(key));
-        if let Backend::Directory(dir) = &self.backend {
-            // A plain copy runs at disk speed; object_store's local reads go
-            // through small blocking chunks.
-            return copy_hashing(&dir.join(path.as_ref()), dest);
-        }
-        self.rt.block_on(async {
-            let result = self
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.err("download", &path, e))?;
-            let mut stream = result.into_stream();
-            let mut file =
-                std::fs::File::create(dest).map_err(StoreError::io("cannot create", dest))?;
-            let mut hasher = blake3::Hasher::new();
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.err("download", &path, e))?;
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                file.write_all(&chunk)
-                    .map_err(StoreError::io("cannot write", dest))?;
-            }
-            file.sync_all()
-                .map_err(StoreError::io("cannot sync", dest))?;
-            Ok((hasher.finalize().to_hex().to_string(), size))
-        })
-    }
-
-    /// Uploads an object: the content, then the metadata (the commit point),
-    /// both create-only unless `replace` (a repair of a damaged copy).
-    pub fn upload(
-        &self,
-        key: &Key,
-        src: &Path,
-        meta: &ObjectMeta,
-        replace: bool,
-    ) -> Result<Written, StoreError> {
-        let bytes = std::fs::read(src).map_err(StoreError::io("cannot read", src))?;
-        let data = self.path(&Self::data_rel(key));
-        let meta_path = self.path(&Self::meta_rel(key));
-        let meta_bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
-        if replace {
-            // Hide the damaged object first, so nobody substitutes it meanwhile.
-            self.delete(&meta_path)?;
-            self.put(&data, Bytes::from(bytes), PutMode::Overwrite)?;
-            return self.put(&meta_path, Bytes::from(meta_bytes), PutMode::Overwrite);
-        }
-        // Content first: a crash before the metadata leaves nothing that looks complete.
-        self.put(&data, Bytes::from(bytes), PutMode::Create)?;
-        self.put(&meta_path, Bytes::from(meta_bytes), PutMode::Create)
     }
 
     fn put(&self, path: &ObjectPath, bytes: Bytes, mode: PutMode) -> Result<Written, StoreError> {
@@ -446,17 +379,17 @@ impl Remote {
         })
     }
 
-    /// The local path of a file under the project's prefix, for directory remotes.
-    fn local_path(&self, rel: &str) -> Option<PathBuf> {
+    /// The local path of a file under the remote root, for directory remotes.
+    fn local_root_path(&self, rel: &str) -> Option<PathBuf> {
         match &self.backend {
-            Backend::Directory(dir) => Some(dir.join(self.path(&self.project_rel(rel)).as_ref())),
+            Backend::Directory(dir) => Some(dir.join(self.path(rel).as_ref())),
             _ => None,
         }
     }
 
-    /// A file under the project's prefix, with the version to update it against.
-    pub fn read_project_file(&self, rel: &str) -> Result<Option<Versioned>, StoreError> {
-        if let Some(path) = self.local_path(rel) {
+    /// A file under the remote root, with the version to update it against.
+    pub fn read_root_file(&self, rel: &str) -> Result<Option<Versioned>, StoreError> {
+        if let Some(path) = self.local_root_path(rel) {
             return match std::fs::read(&path) {
                 Ok(b) => Ok(Some(Versioned {
                     version: content_version(&b),
@@ -470,7 +403,7 @@ impl Remote {
                 }),
             };
         }
-        let path = self.path(&self.project_rel(rel));
+        let path = self.path(rel);
         self.rt.block_on(async {
             match self.store.get(&path).await {
                 Ok(r) => {
@@ -487,18 +420,18 @@ impl Remote {
         })
     }
 
-    /// Writes a file under the project's prefix: create-only (`expected`
-    /// `None`), or only if it is still at `expected`. Never overwrites blindly.
-    pub fn write_project_file(
+    /// Writes a file under the remote root: create-only (`expected` `None`),
+    /// or only if it is still at `expected` (compare-and-swap).
+    pub fn write_root_file(
         &self,
         rel: &str,
         bytes: Bytes,
         expected: Option<UpdateVersion>,
     ) -> Result<Written, StoreError> {
-        if let Some(path) = self.local_path(rel) {
+        if let Some(path) = self.local_root_path(rel) {
             return cas_local(&path, &bytes, expected.as_ref());
         }
-        let path = self.path(&self.project_rel(rel));
+        let path = self.path(rel);
         let mode = match expected {
             Some(v) => PutMode::Update(v),
             None => PutMode::Create,
@@ -506,173 +439,9 @@ impl Remote {
         self.put(&path, bytes, mode)
     }
 
-    /// Creates an immutable file under the project's prefix (a reservoir
-    /// partition); `Conflict` if it exists. Directory remotes publish it with
-    /// a hard link, which fails rather than replace, so no lock file is needed.
-    pub fn create_project_file(&self, rel: &str, bytes: Bytes) -> Result<Written, StoreError> {
-        let Some(path) = self.local_path(rel) else {
-            return self.write_project_file(rel, bytes, None);
-        };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(StoreError::io("cannot create", dir))?;
-        // Named with the time, so compaction can tell a dead upload's leftover.
-        let tmp = dir.join(format!(
-            ".{}-{}.tmp",
-            crate::store::now_compact(),
-            crate::store::local::unique()
-        ));
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::hard_link(&tmp, &path)
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        match written {
-            Ok(()) => Ok(Written::Done(content_version(&bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Written::Conflict),
-            Err(e) => Err(StoreError::Io {
-                action: "cannot write",
-                path,
-                source: e,
-            }),
-        }
-    }
-
-    /// Writes a file under the project's prefix whatever is there (logs, catalogs).
-    pub fn overwrite_project_file(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
-        if let Some(path) = self.local_path(rel) {
-            return crate::store::local::write_atomic(&path, &bytes)
-                .map_err(StoreError::io("cannot write", &path));
-        }
-        let path = self.path(&self.project_rel(rel));
-        self.put(&path, bytes, PutMode::Overwrite).map(|_| ())
-    }
-
-    /// Deletes a file under the project's prefix.
-    pub fn delete_project_file(&self, rel: &str) -> Result<(), StoreError> {
-        if let Some(path) = self.local_path(rel) {
-            return match std::fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(StoreError::Io {
-                    action: "cannot delete",
-                    path,
-                    source: e,
-                }),
-            };
-        }
-        let path = self.path(&self.project_rel(rel));
-        self.delete(&path)
-    }
-
-    /// Removes a file under the project's prefix only if it is still at
-    /// `expected`. Directory remotes delete it under the same lock as their
-    /// other conditional writes; object stores, which cannot delete
-    /// conditionally, replace it with `tombstone` by update-if-unchanged.
-    pub fn release_project_file(
-        &self,
-        rel: &str,
-        expected: UpdateVersion,
-        tombstone: Bytes,
-    ) -> Result<Written, StoreError> {
-        if let Some(path) = self.local_path(rel) {
-            return delete_local_if(&path, &expected);
-        }
-        self.write_project_file(rel, tombstone, Some(expected))
-    }
-
-    /// Names of the files directly under a directory of the project's prefix.
-    pub fn list_project_dir(&self, rel: &str) -> Result<Vec<String>, StoreError> {
-        let prefix = self.path(&self.project_rel(rel));
-        self.rt.block_on(async {
-            let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
-                Ok(l) => l,
-                Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-                Err(e) => return Err(self.err("list", &prefix, e)),
-            };
-            let mut names: Vec<String> = listing
-                .objects
-                .iter()
-                .filter_map(|o| o.location.filename().map(str::to_string))
-                .collect();
-            names.sort();
-            Ok(names)
-        })
-    }
-
-    /// Writes a file under the remote root (outside any project), whatever is there.
-    pub fn overwrite_root_file(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
-        if let Backend::Directory(dir) = &self.backend {
-            let path = dir.join(self.path(rel).as_ref());
-            return crate::store::local::write_atomic(&path, &bytes)
-                .map_err(StoreError::io("cannot write", &path));
-        }
-        self.put(&self.path(rel), bytes, PutMode::Overwrite)
-            .map(|_| ())
-    }
-
-    /// The contents of every file under a prefix of the remote root.
-    pub fn read_root_files(&self, prefix: &str) -> Result<Vec<Bytes>, StoreError> {
-        let prefix = self.path(prefix);
-        self.rt.block_on(async {
-            let mut out = Vec::new();
-            let mut stream = self.store.list(Some(&prefix));
-            while let Some(item) = stream.next().await {
-                let meta = item.map_err(|e| self.err("list", &prefix, e))?;
-                match self.store.get(&meta.location).await {
-                    Ok(r) => out.push(
-                        r.bytes()
-                            .await
-                            .map_err(|e| self.err("read", &meta.location, e))?,
-                    ),
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.err("read", &meta.location, e)),
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Deletes an object: its metadata first, so it stops existing before its
-    /// content goes.
-    pub fn delete_object(&self, key: &Key) -> Result<(), StoreError> {
-        self.delete(&self.path(&Self::meta_rel(key)))?;
-        self.delete(&self.path(&Self::data_rel(key)))
-    }
-
-    /// The directories and files (with sizes) directly under a directory of
-    /// the project's prefix.
-    pub fn list_project(&self, rel: &str) -> Result<Listing, StoreError> {
-        let rel = rel.trim_matches('/');
-        let prefix = self.path(&if rel.is_empty() {
-            self.project.clone()
-        } else {
-            self.project_rel(rel)
-        });
-        self.rt.block_on(async {
-            let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
-                Ok(l) => l,
-                Err(object_store::Error::NotFound { .. }) => return Ok((Vec::new(), Vec::new())),
-                Err(e) => return Err(self.err("list", &prefix, e)),
-            };
-            let dirs = listing
-                .common_prefixes
-                .iter()
-                .filter_map(|p| p.filename().map(str::to_string))
-                .collect();
-            let files = listing
-                .objects
-                .iter()
-                .filter_map(|o| o.location.filename().map(|f| (f.to_string(), o.size)))
-                .collect();
-            Ok((dirs, files))
-        })
-    }
-
-    /// Where a project file lives, for messages.
-    pub fn describe_project_file(&self, rel: &str) -> String {
-        format!("{}/{}", self.describe, self.project_rel(rel))
+    /// Deletes a file under the remote root (a leftover gc collects).
+    pub fn delete_root_file(&self, rel: &str) -> Result<(), StoreError> {
+        self.delete(&self.path(rel))
     }
 }
 
@@ -738,18 +507,9 @@ fn lock_beside(path: &Path) -> Result<std::fs::File, StoreError> {
         .write(true)
         .open(&lock_path)
         .map_err(StoreError::io("cannot open", &lock_path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(StoreError::Io {
-                action: "cannot lock",
-                path: lock_path,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-    }
+    // Released when `lock` is dropped.
+    lock.lock()
+        .map_err(StoreError::io("cannot lock", &lock_path))?;
     Ok(lock)
 }
 
@@ -771,31 +531,4 @@ fn unchanged(path: &Path, expected: Option<&UpdateVersion>) -> Result<bool, Stor
         (Some(v), Some(cur)) => content_version(cur).e_tag == v.e_tag,
         _ => false,
     })
-}
-
-/// Copies a file while hashing it; (blake3, size).
-fn copy_hashing(src: &Path, dest: &Path) -> Result<(String, u64), StoreError> {
-    use std::io::Read;
-    let mut input = std::fs::File::open(src).map_err(StoreError::io("cannot read", src))?;
-    let mut output = std::fs::File::create(dest).map_err(StoreError::io("cannot create", dest))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = input
-            .read(&mut buf)
-            .map_err(StoreError::io("cannot read", src))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output
-            .write_all(&buf[..n])
-            .map_err(StoreError::io("cannot write", dest))?;
-        size += n as u64;
-    }
-    output
-        .sync_all()
-        .map_err(StoreError::io("cannot sync", dest))?;
-    Ok((hasher.finalize().to_hex().to_string(), size))
 }
