@@ -397,6 +397,18 @@ mod tests {
     }
 
     #[test]
+    fn commands_are_a_utilitys_key() {
+        let spec = json!({"pip_url": "dbt-core", "commands": {"run": "run"}});
+        let spec = spec.as_object().unwrap();
+        assert!(check_plugin(PluginKind::Utility, "dbt", spec, &[], &[]).is_empty());
+        let found = check_plugin(PluginKind::Tap, "tap-x", spec, &[], &[]);
+        assert_eq!(
+            found[0].message(),
+            "taps.tap-x: `commands` applies to utilities only; alto ignores it here"
+        );
+    }
+
+    #[test]
     fn section_keys_are_what_alto_reads() {
         for key in [
             "project_name",
