@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod eval;
 pub mod interrupt;
+pub mod orchestrate;
 pub mod pipeline;
 pub mod realize;
 pub mod reservoir;

@@ -68,20 +68,24 @@ fn the_report_lists_what_alto_cannot_do() {
         reason("plugins.extractors.tap-stripe"),
         "no pip_url; Meltano resolves it from the Hub"
     );
-    assert!(reason("schedules.github-to-postgres").contains("`alto tap-github:target-postgres`"));
-    assert!(reason("schedules.nightly").contains("job `warehouse`"));
-    assert!(
-        reason("jobs.warehouse").contains(
-            "`alto run tap-postgres:target-postgres tap-postgres-billing:target-postgres`"
-        )
-    );
+    // Jobs, schedules and utility commands translate (see below).
+    for path in [
+        "schedules.github-to-postgres",
+        "schedules.nightly",
+        "jobs.warehouse",
+        "plugins.utilities.sqlfluff.commands",
+    ] {
+        assert!(
+            !items.iter().any(|u| u["path"] == path),
+            "{path} reported: {report:#}"
+        );
+    }
     for path in [
         "project_id",
         "send_anonymous_usage_stats",
         "plugins.transformers.dbt-postgres",
         "plugins.extractors.tap-postgres.settings",
         "plugins.extractors.tap-github.variant",
-        "plugins.utilities.sqlfluff.commands",
     ] {
         reason(path);
     }
@@ -100,6 +104,33 @@ fn the_report_lists_what_alto_cannot_do() {
         assert!(err.contains(&line), "stderr lacks {line}:\n{err}");
         assert!(text.contains(&format!("#   {line}")), "header lacks {line}");
     }
+}
+
+#[test]
+fn jobs_schedules_and_commands_are_imported() {
+    let (p, dir, _, _) = imported();
+    let s = json_of(&p, &dir, &["schedule", "list", "--json"]);
+    let s = &s["schedules"];
+    // The extractor + loader schedule became a job of its name.
+    assert_eq!(s[0]["name"], "github-to-postgres");
+    assert_eq!(s[0]["job"], "github-to-postgres");
+    assert_eq!(s[0]["interval"], "@daily");
+    assert_eq!(s[0]["steps"], json!(["tap-github:target-postgres"]));
+    assert_eq!(s[1]["name"], "nightly");
+    assert_eq!(s[1]["job"], "warehouse");
+    assert_eq!(s[1]["cron"], "0 2 * * *");
+    assert_eq!(
+        s[1]["steps"],
+        json!([
+            "tap-postgres:target-postgres",
+            "tap-postgres-billing:target-postgres"
+        ])
+    );
+    let commands = json_of(&p, &dir, &["dump", "utilities.sqlfluff.commands"]);
+    assert_eq!(
+        commands,
+        json!({"utilities.sqlfluff.commands": {"lint": "lint transform/models"}})
+    );
 }
 
 #[test]

@@ -115,9 +115,29 @@ pub enum Error {
     #[error("`{name}` names no task of the {environment} environment")]
     #[diagnostic(
         code(alto::cli::unknown_task),
-        help("`alto list` shows every task name of the project")
+        help(
+            "`alto list` shows every task name of the project; a job's name or UTILITY:COMMAND runs too"
+        )
     )]
     UnknownTask { name: String, environment: String },
+
+    #[error("step `{step}` failed ({number} of {total}){not_run}")]
+    #[diagnostic(
+        code(alto::run::step_failed),
+        help("the steps before it ran and kept their state; run the job again once it is fixed")
+    )]
+    StepFailed {
+        step: String,
+        number: usize,
+        total: usize,
+        not_run: String,
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error("`{step}` exited with code {code}")]
+    #[diagnostic(code(alto::run::command_failed))]
+    CommandFailed { step: String, code: u8 },
 
     #[error("`{task}` is not implemented in this version of alto yet")]
     #[diagnostic(code(alto::cli::not_implemented))]
@@ -190,6 +210,9 @@ impl Error {
             | Error::BadJson { .. }
             | Error::Catalog { .. } => 2,
             Error::Interrupted { signal } => crate::interrupt::exit_code(*signal),
+            // A failed step's own code (a user's error in it stays 2, a stop 130).
+            Error::StepFailed { source, .. } => source.exit_code(),
+            Error::CommandFailed { .. } => 1,
             Error::NotImplemented { .. }
             | Error::Write { .. }
             | Error::BuildFailed { .. }

@@ -17,12 +17,52 @@ pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<ExitStat
             });
         }
     };
-    let plugin = project.plugin(name)?;
     let realizer = Realizer::new(project)?;
-    let derivs = realizer.derivations(std::slice::from_ref(name))?;
+    let mut cmd = command(g, &realizer, name, interpreter)?;
+    cmd.args(rest);
+    let program = std::path::PathBuf::from(cmd.get_program());
+    let status = cmd
+        .status()
+        .map_err(|source| realize::RealizeError::Spawn { program, source })?;
+    Ok(ExitStatus::External(exit_code(status)))
+}
+
+/// Runs a utility with `args` and its environment (`alto run UTILITY:COMMAND`);
+/// its exit code. With `--json` its stdout goes to stderr: alto's stdout is
+/// the summary.
+pub(super) fn run_utility(
+    g: &Global,
+    realizer: &Realizer,
+    name: &str,
+    args: &[String],
+) -> Result<u8, Error> {
+    let mut cmd = command(g, realizer, name, false)?;
+    cmd.args(args);
+    if g.printer().json() {
+        use std::os::fd::AsFd;
+        if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+            cmd.stdout(std::process::Stdio::from(fd));
+        }
+    }
+    let program = std::path::PathBuf::from(cmd.get_program());
+    let status = cmd
+        .status()
+        .map_err(|source| realize::RealizeError::Spawn { program, source })?;
+    Ok(exit_code(status))
+}
+
+/// The realized plugin `name` as a command, its environment set.
+fn command(
+    g: &Global,
+    realizer: &Realizer,
+    name: &str,
+    interpreter: bool,
+) -> Result<std::process::Command, Error> {
+    let plugin = realizer.project.plugin(name)?;
+    let derivs = realizer.derivations(&[name.to_string()])?;
     let Some(d) = derivs.first() else {
         return Err(Error::NothingToRun {
-            plugin: name.clone(),
+            plugin: name.to_string(),
         });
     };
     let opts = Options {
@@ -39,13 +79,7 @@ pub fn invoke(g: &Global, project: &Project, args: &[String]) -> Result<ExitStat
     {
         return Err(e.into());
     }
-    let mut cmd = realizer.command(plugin, d, interpreter)?;
-    cmd.args(rest);
-    let program = std::path::PathBuf::from(cmd.get_program());
-    let status = cmd
-        .status()
-        .map_err(|source| realize::RealizeError::Spawn { program, source })?;
-    Ok(ExitStatus::External(exit_code(status)))
+    Ok(realizer.command(plugin, d, interpreter)?)
 }
 
 fn exit_code(status: std::process::ExitStatus) -> u8 {

@@ -14,9 +14,11 @@ mod import;
 mod init;
 mod invoke;
 mod list;
+mod orchestrate;
 mod printer;
 mod reservoir;
 mod run;
+mod schedule;
 mod show;
 mod state;
 mod store;
@@ -154,9 +156,11 @@ pub enum Command {
         )]
         args: Vec<String>,
     },
-    /// Run pipelines (`alto run tap-x:target-y`, or just `alto tap-x:target-y`).
+    /// Run pipelines (`alto run tap-x:target-y`, or just `alto tap-x:target-y`),
+    /// ingests, replays, utility commands (`UTILITY:COMMAND`) or jobs, in
+    /// order, stopping at the first that fails.
     Run {
-        #[arg(required = true, value_name = "TAP:TARGET")]
+        #[arg(required = true, value_name = "STEP|JOB")]
         pipelines: Vec<String>,
         /// Ignore the saved state for this run (the new state is still committed).
         #[arg(long)]
@@ -167,6 +171,16 @@ pub enum Command {
         /// Wait for a running instance of the pipeline instead of failing.
         #[arg(long)]
         wait: bool,
+    },
+    /// Schedules: their jobs, intervals and next run times.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// Write an orchestrator's definitions of the project's jobs and schedules.
+    Orchestrate {
+        #[command(subcommand)]
+        orchestrator: Orchestrator,
     },
     /// A pipeline's state.
     State {
@@ -240,6 +254,28 @@ pub enum ImportSource {
     Meltano {
         /// The meltano.yml to read (or the directory holding it).
         path: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Each schedule's job, interval and next run time (UTC).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Orchestrator {
+    /// A Dagster definitions module: an asset per step, a job per job, a schedule per schedule.
+    Dagster {
+        /// Write it to FILE.py (else stdout).
+        #[arg(short, long, value_name = "FILE.py")]
+        output: Option<PathBuf>,
+    },
+    /// An Airflow DAG file: a DAG per job, its steps in order.
+    Airflow {
+        /// Write it to FILE.py (else stdout).
+        #[arg(short, long, value_name = "FILE.py")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -575,6 +611,12 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             test::test(g, &g.load()?, tap, std::time::Duration::from_secs(*timeout))
         }
         Command::About { plugin } => about::about(g, &g.load()?, plugin),
+        Command::Schedule {
+            command: ScheduleCommand::List,
+        } => schedule::list(g, &g.load()?).map(|_| ExitStatus::Success),
+        Command::Orchestrate { orchestrator } => {
+            orchestrate::orchestrate(g, &g.load()?, orchestrator).map(|_| ExitStatus::Success)
+        }
     }
 }
 

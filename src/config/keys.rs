@@ -50,6 +50,12 @@ const TAP_KEYS: [&str; 7] = [
     "reservoir_compression_level",
 ];
 
+/// Keys only a utility reads.
+const UTILITY_KEYS: [&str; 1] = [
+    // config::jobs, cli::run: named commands (`alto run UTILITY:COMMAND`).
+    "commands",
+];
+
 /// Whether alto reads `key` at the top of a section.
 pub(crate) fn is_section_key(key: &str) -> bool {
     is_free(key) || SETTING_KEYS.contains(&key)
@@ -60,6 +66,9 @@ pub(crate) fn plugin_keys(kind: PluginKind) -> Vec<&'static str> {
     let mut out = PLUGIN_KEYS.to_vec();
     if kind == PluginKind::Tap {
         out.extend(TAP_KEYS);
+    }
+    if kind == PluginKind::Utility {
+        out.extend(UTILITY_KEYS);
     }
     out
 }
@@ -175,8 +184,13 @@ pub(crate) fn check_plugin(
         if is_referenced(&path, references) {
             continue;
         }
-        let other_kind =
-            (kind != PluginKind::Tap && TAP_KEYS.contains(&key.as_str())).then_some("taps");
+        let other_kind = if kind != PluginKind::Tap && TAP_KEYS.contains(&key.as_str()) {
+            Some("taps")
+        } else if kind != PluginKind::Utility && UTILITY_KEYS.contains(&key.as_str()) {
+            Some("utilities")
+        } else {
+            None
+        };
         out.push(UnknownKey {
             location: format!("{}.{name}", kind.section()),
             key: key.clone(),
@@ -383,6 +397,18 @@ mod tests {
     }
 
     #[test]
+    fn commands_are_a_utilitys_key() {
+        let spec = json!({"pip_url": "dbt-core", "commands": {"run": "run"}});
+        let spec = spec.as_object().unwrap();
+        assert!(check_plugin(PluginKind::Utility, "dbt", spec, &[], &[]).is_empty());
+        let found = check_plugin(PluginKind::Tap, "tap-x", spec, &[], &[]);
+        assert_eq!(
+            found[0].message(),
+            "taps.tap-x: `commands` applies to utilities only; alto ignores it here"
+        );
+    }
+
+    #[test]
     fn section_keys_are_what_alto_reads() {
         for key in [
             "project_name",
@@ -407,6 +433,8 @@ mod tests {
             "trusted_public_keys",
             "untrusted_substitutes",
             "reservoir_buffer_size",
+            "jobs",
+            "schedules",
             "_anchors",
         ] {
             assert!(

@@ -25,7 +25,7 @@ const CONTROL_VARS: [&str; 5] = [
 /// at the top of a file means the user forgot `default:`; the Meltano importer
 /// never names an environment after one; any other key of a section is named
 /// in a warning (an error with `--strict`, see `config::keys`).
-pub(crate) const SETTING_KEYS: [&str; 31] = [
+pub(crate) const SETTING_KEYS: [&str; 33] = [
     // config: the project, its plugins and what they get.
     "mappers",
     "project_name",
@@ -34,6 +34,9 @@ pub(crate) const SETTING_KEYS: [&str; 31] = [
     "targets",
     "utilities",
     "environment",
+    // config::jobs: named lists of steps, and when to run them.
+    "jobs",
+    "schedules",
     // config::project: the original's Python extensions (warned about, not run).
     "extensions",
     // store::remote: where the remote store is, and its options

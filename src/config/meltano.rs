@@ -575,6 +575,8 @@ impl<'s, 'a> Tr<'s, 'a> {
             self.config_env.extend(env_keys(e.raw.get("env")));
         }
         let mut header_env = None;
+        let mut jobs_value = None;
+        let mut schedules_value = None;
         let mut default = Map::new();
         default.insert("project_name".into(), Value::String(project_name.into()));
         for (key, value) in root {
@@ -599,8 +601,8 @@ impl<'s, 'a> Tr<'s, 'a> {
                         self.report("python", "must be a string");
                     }
                 }
-                "schedules" => self.schedules(value),
-                "jobs" => self.jobs(value),
+                "schedules" => schedules_value = Some(value),
+                "jobs" => jobs_value = Some(value),
                 other => {
                     let reason = match other {
                         "project_id" => "alto has no project id",
@@ -649,10 +651,27 @@ impl<'s, 'a> Tr<'s, 'a> {
                 Value::String(snake(project_name).unwrap_or_else(|| "raw".into())),
             );
         }
+        // Jobs name mappings (the mappers section's entries) and utility commands.
+        let mapper_names: BTreeSet<String> =
+            sections[Kind::Mapper.index()].keys().cloned().collect();
+        let mut jobs = match jobs_value {
+            Some(v) => self.jobs(v, &mapper_names),
+            None => Map::new(),
+        };
+        let schedules = match schedules_value {
+            Some(v) => self.schedules(v, &mut jobs),
+            None => Map::new(),
+        };
         for (kind, section) in Kind::ALL.iter().zip(sections) {
             if !section.is_empty() {
                 default.insert(kind.alto().into(), Value::Object(section));
             }
+        }
+        if !jobs.is_empty() {
+            default.insert("jobs".into(), Value::Object(jobs));
+        }
+        if !schedules.is_empty() {
+            default.insert("schedules".into(), Value::Object(schedules));
         }
         let mut default = Value::Object(default);
         self.fix_env_precedence(&default, &mut envs);
@@ -668,6 +687,8 @@ impl<'s, 'a> Tr<'s, 'a> {
             "targets",
             "utilities",
             "mappers",
+            "jobs",
+            "schedules",
         ];
         let mut ordered = Map::new();
         if let Value::Object(m) = &mut default {
@@ -739,13 +760,16 @@ impl<'s, 'a> Tr<'s, 'a> {
         h
     }
 
-    fn schedules(&mut self, value: &Value) {
+    /// Meltano's `schedules`: a job's on an interval, or an extractor and
+    /// loader's (which becomes a job of the schedule's name). The jobs made
+    /// are added to `jobs`.
+    fn schedules(&mut self, value: &Value, jobs: &mut Map<String, Value>) -> Map<String, Value> {
+        let mut out = Map::new();
         let Value::Array(items) = value else {
-            self.report(
-                "schedules",
-                "alto has no scheduler; run `alto` commands from cron or CI",
-            );
-            return;
+            if !value.is_null() {
+                self.report("schedules", "must be a list of schedules");
+            }
+            return out;
         };
         for (i, s) in items.iter().enumerate() {
             let name = s
@@ -753,31 +777,160 @@ impl<'s, 'a> Tr<'s, 'a> {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| i.to_string());
-            let interval = s
-                .get("interval")
-                .and_then(Value::as_str)
-                .map(|i| format!(" ({i})"))
-                .unwrap_or_default();
-            let what = match (
+            let path = format!("schedules.{name}");
+            if let Some(problem) = super::name::problem(&name) {
+                self.report(
+                    path,
+                    format!("its name cannot be an alto schedule's: {problem}"),
+                );
+                continue;
+            }
+            let interval = match s.get("interval").and_then(Value::as_str) {
+                Some(i) if i.trim() == "@once" => {
+                    self.report(
+                        path,
+                        "alto schedules repeat; run it once with `alto run` instead",
+                    );
+                    continue;
+                }
+                Some(i) => match super::jobs::parse_interval(i) {
+                    Ok(_) => i.to_string(),
+                    Err(why) => {
+                        self.report(
+                            path,
+                            format!("its interval `{i}` is not one alto reads: {why}"),
+                        );
+                        continue;
+                    }
+                },
+                None => {
+                    self.report(path, "it has no interval");
+                    continue;
+                }
+            };
+            let job = match (
                 s.get("extractor").and_then(Value::as_str),
                 s.get("loader").and_then(Value::as_str),
                 s.get("job").and_then(Value::as_str),
             ) {
-                (Some(e), Some(l), _) => format!("`alto {e}:{l}`"),
-                (_, _, Some(j)) => format!("the pipelines of job `{j}`"),
-                _ => "its pipelines".to_string(),
+                (_, _, Some(j)) if jobs.contains_key(j) => j.to_string(),
+                (_, _, Some(j)) => {
+                    self.report(path, format!("its job `{j}` was not translated"));
+                    continue;
+                }
+                (Some(e), Some(l), _)
+                    if self.src.find(Kind::Extractor, e).is_some()
+                        && self.src.find(Kind::Loader, l).is_some() =>
+                {
+                    // The pipeline becomes a job of the schedule's name.
+                    let mut job = name.clone();
+                    while jobs.contains_key(&job) {
+                        job.push_str("-job");
+                    }
+                    jobs.insert(job.clone(), json_list(&[format!("{e}:{l}")]));
+                    match s.get("transform").and_then(Value::as_str) {
+                        None | Some("skip") => {}
+                        Some(t) => self.report(
+                            format!("{path}.transform"),
+                            format!("alto has no transformers (`transform: {t}`); add a utility command to job `{job}`"),
+                        ),
+                    }
+                    job
+                }
+                _ => {
+                    self.report(
+                        path,
+                        "it names no job, nor an extractor and loader of this project",
+                    );
+                    continue;
+                }
             };
-            self.report(
-                format!("schedules.{name}"),
-                format!("alto has no scheduler; run {what} from cron or CI{interval}"),
-            );
+            if let Value::Object(m) = s {
+                for k in m.keys() {
+                    let reason = match k.as_str() {
+                        "name" | "interval" | "job" | "extractor" | "loader" | "transform" => {
+                            continue;
+                        }
+                        "env" => {
+                            "alto schedules have no environment of their own; set it on the worker"
+                        }
+                        "start_date" => {
+                            "alto schedules start now; an orchestrator's start date is its own"
+                        }
+                        _ => "alto has no equivalent",
+                    };
+                    self.report(format!("{path}.{k}"), reason);
+                }
+            }
+            let mut sched = Map::new();
+            sched.insert("job".into(), Value::String(job));
+            sched.insert("interval".into(), Value::String(interval));
+            out.insert(name, Value::Object(sched));
         }
+        out
     }
 
-    fn jobs(&mut self, value: &Value) {
+    /// A utility's `commands`: a name to its arguments (a string, or
+    /// `{args: ...}`); what else a command may say is reported.
+    fn commands(&mut self, v: &Value, path: &str) -> Map<String, Value> {
+        let mut out = Map::new();
+        let Value::Object(m) = v else {
+            self.report(path, "must be a map of commands");
+            return out;
+        };
+        for (name, c) in m {
+            let here = format!("{path}.{name}");
+            let args = match c {
+                Value::String(a) => a.clone(),
+                Value::Object(o) => {
+                    for k in o.keys() {
+                        let reason = match k.as_str() {
+                            "args" | "description" => continue,
+                            "executable" => {
+                                "alto runs the utility's own executable; make another utility for this one"
+                            }
+                            "container_spec" => "alto runs no containers",
+                            _ => "alto has no equivalent",
+                        };
+                        self.report(format!("{here}.{k}"), reason);
+                    }
+                    match o.get("args").and_then(Value::as_str) {
+                        Some(a) => a.to_string(),
+                        None => {
+                            self.report(here, "a command without `args` alto can read");
+                            continue;
+                        }
+                    }
+                }
+                _ => {
+                    self.report(here, "must be a string of arguments");
+                    continue;
+                }
+            };
+            if shlex::split(&args).is_none() {
+                self.report(here, "its arguments do not split as a shell's would");
+                continue;
+            }
+            if args.contains('$') {
+                self.note(format!(
+                    "{here}: alto passes `$` in a command's arguments as written (Meltano expands variables there)"
+                ));
+            }
+            out.insert(name.clone(), Value::String(args));
+        }
+        out
+    }
+
+    /// Meltano's `jobs`: each task block (`tap target`, `tap mapping
+    /// target`, `utility:command`) becomes steps; a job with a block alto
+    /// cannot run is reported whole rather than run in part.
+    fn jobs(&mut self, value: &Value, mappers: &BTreeSet<String>) -> Map<String, Value> {
+        let mut out = Map::new();
         let Value::Array(items) = value else {
-            self.report("jobs", "alto has no jobs; run `alto run TAP:TARGET ...`");
-            return;
+            if !value.is_null() {
+                self.report("jobs", "must be a list of jobs");
+            }
+            return out;
         };
         for (i, j) in items.iter().enumerate() {
             let name = j
@@ -785,34 +938,73 @@ impl<'s, 'a> Tr<'s, 'a> {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| i.to_string());
+            let path = format!("jobs.{name}");
+            if let Some(problem) = super::name::problem(&name) {
+                self.report(path, format!("its name cannot be an alto job's: {problem}"));
+                continue;
+            }
             let mut blocks: Vec<&str> = Vec::new();
             collect_strings(j.get("tasks").unwrap_or(&Value::Null), &mut blocks);
-            let mut pipelines = Vec::new();
-            let mut other = false;
+            let mut steps = Vec::new();
+            let mut bad = Vec::new();
             for block in blocks {
-                let words: Vec<&str> = block.split_whitespace().collect();
-                match words.as_slice() {
-                    [e, l]
-                        if self.src.find(Kind::Extractor, e).is_some()
-                            && self.src.find(Kind::Loader, l).is_some() =>
-                    {
-                        pipelines.push(format!("{e}:{l}"));
-                    }
-                    _ => other = true,
+                match self.block_steps(block, mappers) {
+                    Ok(s) => steps.extend(s),
+                    Err(why) => bad.push(why),
                 }
             }
-            let mut reason = "alto has no jobs".to_string();
-            if !pipelines.is_empty() {
-                reason.push_str(&format!(
-                    "; `alto run {}` runs its pipelines",
-                    pipelines.join(" ")
-                ));
+            if !bad.is_empty() || steps.is_empty() {
+                let why = if bad.is_empty() {
+                    "it has no tasks".to_string()
+                } else {
+                    bad.join("; ")
+                };
+                self.report(
+                    path,
+                    format!("not translated, so that no part of it runs alone: {why}"),
+                );
+                continue;
             }
-            if other {
-                reason.push_str("; its other steps (mappers, utilities) need their own commands");
-            }
-            self.report(format!("jobs.{name}"), reason);
+            out.insert(name, json_list(&steps));
         }
+        out
+    }
+
+    /// The alto steps of one Meltano task block.
+    fn block_steps(&self, block: &str, mappers: &BTreeSet<String>) -> Result<Vec<String>, String> {
+        let words: Vec<&str> = block.split_whitespace().collect();
+        let mut steps = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            let w = words[i];
+            if self.src.find(Kind::Extractor, w).is_some() {
+                let mut j = i + 1;
+                while j < words.len() && mappers.contains(words[j]) {
+                    j += 1;
+                }
+                match words.get(j) {
+                    Some(l) if self.src.find(Kind::Loader, l).is_some() => {
+                        steps.push(words[i..=j].join(":"));
+                        i = j + 1;
+                        continue;
+                    }
+                    _ => return Err(format!("`{w}` in `{block}` is not followed by a loader")),
+                }
+            }
+            let command = w.split_once(':').and_then(|(u, c)| {
+                let p = self.src.find(Kind::Utility, u)?;
+                self.src.inherited(p, "commands")?.get(c).map(|_| ())
+            });
+            if command.is_some() {
+                steps.push(w.to_string());
+                i += 1;
+                continue;
+            }
+            return Err(format!(
+                "`{w}` in `{block}` is not an extractor, mapping or utility command alto can run"
+            ));
+        }
+        Ok(steps)
     }
 
     /// A Meltano `env` map as an alto `environment` map; `root` when it is
@@ -935,6 +1127,14 @@ impl<'s, 'a> Tr<'s, 'a> {
         {
             out.insert("environment".into(), Value::Object(env));
         }
+        if p.kind == Kind::Utility
+            && let Some(v) = p.raw.get("commands")
+        {
+            let commands = self.commands(v, &format!("{path}.commands"));
+            if !commands.is_empty() {
+                out.insert("commands".into(), Value::Object(commands));
+            }
+        }
         for (key, _) in p.raw {
             let reason = match (key.as_str(), p.kind) {
                 (
@@ -943,7 +1143,7 @@ impl<'s, 'a> Tr<'s, 'a> {
                     _,
                 ) => continue,
                 ("select" | "metadata" | "load_schema" | "namespace", Kind::Extractor) => continue,
-                ("mappings", Kind::Mapper) => continue,
+                ("mappings", Kind::Mapper) | ("commands", Kind::Utility) => continue,
                 ("variant", _) => {
                     "alto installs `pip_url` as given; a variant only picks a Meltano Hub definition"
                 }
@@ -951,7 +1151,9 @@ impl<'s, 'a> Tr<'s, 'a> {
                 ("settings" | "settings_group_validation", _) => {
                     "setting definitions (kinds, defaults, env aliases) have no alto equivalent"
                 }
-                ("commands", _) => "alto has no plugin commands; run `alto invoke PLUGIN ARGS`",
+                ("commands", _) => {
+                    "alto runs the named commands of utilities only; run `alto invoke PLUGIN ARGS`"
+                }
                 ("schema", _) => "alto has no stream schema overrides",
                 ("select_filter", _) => "alto has no select_filter",
                 ("select" | "metadata", _) => "only taps have select and metadata in alto",
@@ -1526,6 +1728,10 @@ fn env_keys(v: Option<&Value>) -> Vec<String> {
         Some(Value::Object(m)) => m.keys().cloned().collect(),
         _ => Vec::new(),
     }
+}
+
+fn json_list(items: &[String]) -> Value {
+    Value::Array(items.iter().cloned().map(Value::String).collect())
 }
 
 fn is_string_list(v: &Value) -> bool {

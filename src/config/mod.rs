@@ -6,6 +6,7 @@
 pub mod error;
 pub mod format;
 pub mod interpolate;
+pub mod jobs;
 pub(crate) mod keys;
 pub mod load;
 pub mod meltano;
@@ -14,11 +15,13 @@ pub mod project;
 pub mod redact;
 pub mod settings;
 pub mod source;
+pub mod task;
 pub mod template;
 pub mod tree;
 
 pub use error::ConfigError;
 pub use format::Format;
+pub use jobs::{Schedule, Step};
 pub use load::LoadOptions;
 pub use project::{Plugin, PluginKind, Project, REDACTED, Rendered, SecretAware};
 pub use redact::Redactor;

@@ -267,6 +267,9 @@ pub struct Project {
     pub targets: IndexMap<String, Plugin>,
     pub utilities: IndexMap<String, Plugin>,
     pub mappers: IndexMap<String, Plugin>,
+    /// `jobs`: each job's step names as written (steps or other jobs).
+    pub jobs: IndexMap<String, Vec<String>>,
+    pub schedules: IndexMap<String, super::jobs::Schedule>,
     vars: BTreeMap<String, String>,
     dotenv_names: Vec<String>,
 }
@@ -312,6 +315,8 @@ impl Project {
             targets: IndexMap::new(),
             utilities: IndexMap::new(),
             mappers: IndexMap::new(),
+            jobs: IndexMap::new(),
+            schedules: IndexMap::new(),
             vars,
             dotenv_names,
         };
@@ -385,6 +390,7 @@ impl Project {
                 PluginKind::Mapper => project.mappers = resolved,
             }
         }
+        project.load_jobs(strict)?;
         for unknown in project.unknown_keys(&section_keys, &all_targets) {
             if strict {
                 return Err(project.unknown_key_error(&unknown));
@@ -723,6 +729,17 @@ impl Project {
             None => vec![key.to_string()],
         };
         self.invalid(&path, message, label, None)
+    }
+
+    /// An error pointing at the value at `path` in the merged tree.
+    pub(super) fn invalid_at(
+        &self,
+        path: &[String],
+        message: &str,
+        label: &str,
+        help: Option<String>,
+    ) -> ConfigError {
+        self.invalid(path, message, label, help)
     }
 
     fn invalid(

@@ -9,6 +9,7 @@
 //! reservoir does; whitespace-only lines pass. What alto holds is flushed
 //! to the target whenever the tap's output is drained for now.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 
 use crate::run::{Redactor, RunError, RunLog};
@@ -34,7 +35,15 @@ struct Middle<'a> {
     out: Vec<u8>,
     line_no: u64,
     skipped: u64,
+    records: HashMap<String, u64>,
     report: Report<'a>,
+}
+
+/// What went through: lines skipped, RECORD messages per stream.
+#[derive(Debug, Default)]
+pub struct Passed {
+    pub skipped: u64,
+    pub records: BTreeMap<String, u64>,
 }
 
 impl Middle<'_> {
@@ -45,8 +54,21 @@ impl Middle<'_> {
             return Fate::Pass;
         }
         match self.hasher.apply(body, &mut self.out) {
-            Ok(a) if a.rewritten => Fate::Rewritten,
-            Ok(_) => Fate::Pass,
+            Ok(a) => {
+                if let ("RECORD", Some(stream)) = (&*a.head.kind, &a.head.stream) {
+                    match self.records.get_mut(&**stream) {
+                        Some(n) => *n += 1,
+                        None => {
+                            self.records.insert(stream.to_string(), 1);
+                        }
+                    }
+                }
+                if a.rewritten {
+                    Fate::Rewritten
+                } else {
+                    Fate::Pass
+                }
+            }
             Err(why) => {
                 self.skipped += 1;
                 crate::run::skipped_line(
@@ -72,7 +94,7 @@ pub fn run(
     hasher: StreamHasher,
     report: Report,
     max: usize,
-) -> Result<u64, RunError> {
+) -> Result<Passed, RunError> {
     let capacity = 1 << 16;
     let mut reader = BufReader::with_capacity(capacity, from);
     let mut writer = BufWriter::with_capacity(1 << 16, to);
@@ -81,6 +103,7 @@ pub fn run(
         out: Vec::new(),
         line_no: 0,
         skipped: 0,
+        records: HashMap::new(),
         report,
     };
     let too_long = |tap: &str| RunError::LineTooLong {
@@ -165,18 +188,21 @@ pub fn run(
         }
     }
     let _ = writer.flush();
-    Ok(m.skipped)
+    Ok(Passed {
+        skipped: m.skipped,
+        records: m.records.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn through(input: &[u8], cap: usize) -> (Vec<u8>, u64) {
+    fn through(input: &[u8], cap: usize) -> (Vec<u8>, Passed) {
         let hasher = StreamHasher::new(&["*.*".into(), "~users.email".into()]).unwrap();
         let redactor = Redactor::default();
         let mut out = Vec::new();
-        let skipped = run(
+        let passed = run(
             std::io::BufReader::with_capacity(cap, input),
             &mut out,
             hasher,
@@ -188,7 +214,7 @@ mod tests {
             1 << 20,
         )
         .unwrap();
-        (out, skipped)
+        (out, passed)
     }
 
     /// Lines pass in order, byte for byte unless hashed; what is not a
@@ -208,10 +234,15 @@ mod tests {
             r#"{"type":"STATE","value":{"x":1}}"#,
             r#"{"type":"RECORD","stream":"users","record":{"email":"last"}}"#,
         );
-        let (out, skipped) = through(input.as_bytes(), 64);
+        let (out, passed) = through(input.as_bytes(), 64);
         let (again, _) = through(input.as_bytes(), 1 << 16);
         assert_eq!(out, again);
-        assert_eq!(skipped, 1);
+        assert_eq!(passed.skipped, 1);
+        // Counted as they pass, whether a rule touched the stream or not.
+        assert_eq!(
+            passed.records,
+            BTreeMap::from([("other".into(), 1), ("users".into(), 2)])
+        );
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.split('\n').collect();
         assert_eq!(lines.len(), 6, "{text:.300}");

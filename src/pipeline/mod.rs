@@ -27,6 +27,13 @@ pub struct RunSummary {
     pub skipped_lines: usize,
     pub seconds: f64,
     pub state: Value,
+    /// Records per stream: counted by alto when it is in the pipe, else
+    /// from the tap's `METRIC` lines, else unknown.
+    #[serde(skip)]
+    pub records: Option<std::collections::BTreeMap<String, u64>>,
+    /// Who counted them: `alto` or `metrics`.
+    #[serde(skip)]
+    pub records_counted_by: Option<&'static str>,
 }
 
 /// Runs `tap → [mappers →] target` once.
@@ -108,14 +115,16 @@ pub fn run(
             let log = prepared.log.clone();
             run::widen_pipe(&from);
             run::widen_pipe(&to);
-            middle = Some(std::thread::spawn(move || -> Result<u64, RunError> {
-                let report = middle::Report {
-                    tap: &tap_name,
-                    redactor: &redactor,
-                    log: Some(&log),
-                };
-                middle::run(from, to, h, report, line::max_line_bytes())
-            }));
+            middle = Some(std::thread::spawn(
+                move || -> Result<middle::Passed, RunError> {
+                    let report = middle::Report {
+                        tap: &tap_name,
+                        redactor: &redactor,
+                        log: Some(&log),
+                    };
+                    middle::run(from, to, h, report, line::max_line_bytes())
+                },
+            ));
         }
         if i + 1 == roles.len() {
             target_stdout = child.stdout.take();
@@ -149,6 +158,7 @@ pub fn run(
     }
     // Wait downstream first: the target finishing is what confirms the state.
     let mut statuses: Vec<(String, std::process::ExitStatus, Tail)> = Vec::new();
+    let tap_counts = running.first().map(|(_, l)| l.counts.clone());
     for (name, mut l) in running.into_iter().rev() {
         let status = l
             .process
@@ -162,10 +172,22 @@ pub fn run(
     statuses.reverse();
     // A line too long between tap and target fails the run, after what the
     // target confirmed is committed below.
-    let (middle_skipped, middle_error) = match middle.and_then(|m| m.join().ok()) {
-        Some(Ok(skipped)) => (skipped, None),
-        Some(Err(e)) => (0, Some(e)),
-        None => (0, None),
+    let in_pipe = middle.is_some();
+    let (passed, middle_error) = match middle.and_then(|m| m.join().ok()) {
+        Some(Ok(passed)) => (passed, None),
+        Some(Err(e)) => (middle::Passed::default(), Some(e)),
+        None => (middle::Passed::default(), None),
+    };
+    let middle_skipped = passed.skipped;
+    // alto's own count when it was in the pipe; else what the tap said in
+    // its METRIC lines, if it said anything; else unknown.
+    let (records, records_counted_by) = if in_pipe {
+        (Some(passed.records), Some("alto"))
+    } else {
+        match tap_counts.map(|c| c.lock().map(|m| m.clone()).unwrap_or_default()) {
+            Some(m) if !m.is_empty() => (Some(m), Some("metrics")),
+            _ => (None, None),
+        }
     };
     if let Some(e) = read.error {
         return Err(e);
@@ -204,5 +226,7 @@ pub fn run(
         skipped_lines: read.skipped + middle_skipped as usize,
         seconds: session.start.elapsed().as_secs_f64(),
         state: Value::Object(state),
+        records,
+        records_counted_by,
     })
 }

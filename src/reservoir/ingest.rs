@@ -85,8 +85,8 @@ struct Pending {
     base: usize,
     slots: Vec<Option<Partition>>,
     error: Option<String>,
-    /// Lines the workers found not to be JSON.
-    invalid: Vec<String>,
+    /// Lines the workers found not to be JSON, with their stream.
+    invalid: Vec<(String, String)>,
 }
 
 type Shared = Arc<(Mutex<Pending>, Condvar)>;
@@ -100,6 +100,9 @@ pub struct IngestStats {
     pub skipped_lines: u64,
     pub bytes: u64,
     pub raw_bytes: u64,
+    /// RECORD messages per stream (lines found not to be JSON taken off).
+    #[serde(skip)]
+    pub streams: std::collections::BTreeMap<String, u64>,
 }
 
 /// The reservoir writer of one ingest.
@@ -336,6 +339,14 @@ impl Ingestor {
         buf.records += 1;
         self.buffered += data.len() + 1;
         self.stats.records += 1;
+        if kind == "RECORD" {
+            match self.stats.streams.get_mut(stream) {
+                Some(n) => *n += 1,
+                None => {
+                    self.stats.streams.insert(stream.to_string(), 1);
+                }
+            }
+        }
         if buf.records >= self.limits.records || buf.body.len() >= self.limits.bytes {
             let s = stream.to_string();
             self.seal(&s)?;
@@ -421,8 +432,11 @@ impl Ingestor {
                 return Err(upload_error(&self.remote, e));
             }
             p.base += p.slots.len();
-            for text in std::mem::take(&mut p.invalid) {
+            for (stream, text) in std::mem::take(&mut p.invalid) {
                 self.stats.skipped_lines += 1;
+                if let Some(n) = self.stats.streams.get_mut(&stream) {
+                    *n = n.saturating_sub(1);
+                }
                 let text = self.redactor.redact(&text);
                 tracing::warn!(
                     "{}: a line that is not JSON, skipped: {}",
@@ -514,7 +528,7 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>, shared: Shared, remote: Arc<Remote>, le
 
 /// Lines routed without a full parse are checked here, off the reading
 /// thread: what is not JSON is dropped (and reported), never stored.
-fn job_validated(mut job: Job, invalid: &mut Vec<String>) -> Job {
+fn job_validated(mut job: Job, invalid: &mut Vec<(String, String)>) -> Job {
     let line = |i: usize| {
         let start = if i == 0 { 0 } else { job.ends[i - 1] as usize };
         &job.body[start..job.ends[i] as usize - 1]
@@ -530,7 +544,10 @@ fn job_validated(mut job: Job, invalid: &mut Vec<String>) -> Job {
     let mut body = Vec::with_capacity(job.body.len());
     for i in 0..job.ends.len() {
         if bad.contains(&i) {
-            invalid.push(String::from_utf8_lossy(line(i)).chars().take(200).collect());
+            invalid.push((
+                job.stream.clone(),
+                String::from_utf8_lossy(line(i)).chars().take(200).collect(),
+            ));
         } else {
             body.extend_from_slice(line(i));
             body.push(b'\n');
@@ -639,6 +656,7 @@ pub fn run(
         mut process,
         tail,
         pump,
+        ..
     } = session.launch(&prepared, 0, &extra, Stdio::null())?;
     let mut failure = None;
     if let Some(out) = process.child().stdout.take() {

@@ -29,6 +29,9 @@ pub struct ReplaySummary {
     pub position: Value,
     /// Nothing was new: the target was not started.
     pub nothing_new: bool,
+    /// Records sent per stream.
+    #[serde(skip)]
+    pub streams: std::collections::BTreeMap<String, u64>,
 }
 
 /// The name replay positions are kept under: `<tap>-reservoir-to-<target>`.
@@ -127,6 +130,7 @@ struct Sender {
     sent: Position,
     partitions: usize,
     records: u64,
+    streams: std::collections::BTreeMap<String, u64>,
 }
 
 enum SendError {
@@ -195,6 +199,7 @@ impl Sender {
                 r.consume(len);
             }
             self.records += n.saturating_sub(1);
+            *self.streams.entry(p.stream.clone()).or_default() += n.saturating_sub(1);
             self.sent
                 .streams
                 .insert(p.stream.clone(), unit.parts[0].seq);
@@ -258,6 +263,7 @@ impl Sender {
             return Err(SendError::Closed);
         }
         self.records += sent_records;
+        *self.streams.entry(stream.clone()).or_default() += sent_records;
         if let Some(last) = unit.parts.last() {
             self.sent.streams.insert(stream, last.seq);
         }
@@ -302,6 +308,7 @@ pub fn run(
             seconds: session.start.elapsed().as_secs_f64(),
             position: Value::Object(confirmed.to_state(tap_name)),
             nothing_new: true,
+            streams: Default::default(),
         });
     }
 
@@ -316,6 +323,7 @@ pub fn run(
         mut process,
         tail,
         pump,
+        ..
     } = session.launch(&prepared, 0, &[], Stdio::piped())?;
     let stdin = process.child().stdin.take();
     let mut sender = Sender {
@@ -325,6 +333,7 @@ pub fn run(
         sent: confirmed.clone(),
         partitions: 0,
         records: 0,
+        streams: Default::default(),
     };
     let writer = std::thread::spawn(move || {
         let r = match stdin {
@@ -417,5 +426,6 @@ pub fn run(
         seconds: session.start.elapsed().as_secs_f64(),
         position: Value::Object(confirmed.to_state(tap_name)),
         nothing_new: false,
+        streams: sender.streams,
     })
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::{RunError, io_err};
 use crate::config::Project;
+use crate::singer::metric::RecordCounts;
 
 pub use crate::config::Redactor;
 
@@ -58,7 +59,8 @@ pub fn skipped_line(
 /// The last lines a plugin wrote on stderr, for error messages.
 pub type Tail = Arc<Mutex<Vec<String>>>;
 
-/// Streams a plugin's stderr to the console (prefixed) and to the run's log.
+/// Streams a plugin's stderr to the console (prefixed) and to the run's log,
+/// summing the record counts its `METRIC` lines report into `counts`.
 pub fn pump_stderr(
     name: String,
     stream: impl Read + Send + 'static,
@@ -66,6 +68,7 @@ pub fn pump_stderr(
     redactor: Redactor,
     echo: bool,
     tail: Tail,
+    counts: RecordCounts,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         use crate::singer::line::{Read, read_line, shrink, skip_line};
@@ -89,6 +92,9 @@ pub fn pump_stderr(
                 buf.extend_from_slice(" [line cut at 64 KiB]".as_bytes());
             }
             let text = String::from_utf8_lossy(&buf);
+            if !cut {
+                crate::singer::metric::add_line(&counts, &text);
+            }
             let line = redactor.redact(text.trim_end_matches(['\n', '\r']));
             if echo {
                 eprintln!("{name} | {line}");

@@ -423,6 +423,8 @@ pub struct Prepared<'a> {
 pub struct Launched {
     pub process: Process,
     pub tail: Tail,
+    /// Records per stream from the plugin's `METRIC` lines on stderr.
+    pub counts: crate::singer::metric::RecordCounts,
     pub pump: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -535,6 +537,7 @@ impl<'r, 'p> Session<'r, 'p> {
         drop(cmd);
         self.lock.guard_group(process.pgid());
         let tail: Tail = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let counts = crate::singer::metric::RecordCounts::default();
         let pump = process.child().stderr.take().map(|e| {
             pump_stderr(
                 plugin.name.clone(),
@@ -543,11 +546,13 @@ impl<'r, 'p> Session<'r, 'p> {
                 prepared.redactor.clone(),
                 true,
                 tail.clone(),
+                counts.clone(),
             )
         });
         Ok(Launched {
             process,
             tail,
+            counts,
             pump,
         })
     }

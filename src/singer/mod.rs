@@ -4,4 +4,5 @@ pub mod catalog;
 pub mod json;
 pub mod line;
 pub mod message;
+pub mod metric;
 pub mod state;

@@ -827,3 +827,49 @@ pub fn hash_reference(rules: &[&str], lines: &[String]) -> Vec<serde_json::Value
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The fixture plugins as a shop's project with jobs and a schedule (for
+/// tests/jobs.rs and tests/orchestrate.rs): `tap-fixture` logs Singer SDK
+/// METRIC lines; `tap-hashed` has a hash rule, so alto sits in its pipe;
+/// `tap-plain` reports no counts; `util` writes what its commands say.
+pub const SHOP: &str = r#"default:
+  project_name: shop
+  taps:
+    tap-fixture:
+      pip_url: ./plugins/tap-fixture
+      capabilities: [catalog, state, discover]
+      config:
+        rows: 4
+        metrics: true
+    tap-hashed:
+      inherit_from: tap-fixture
+      select: ["*.*", "~users.email"]
+    tap-plain:
+      inherit_from: tap-fixture
+      config:
+        metrics: false
+  targets:
+    target-fixture:
+      pip_url: ./plugins/target-fixture
+      config:
+        destination: out
+  utilities:
+    util:
+      pip_url: ./plugins/utility-fixture
+      executable: utility-fixture
+      environment:
+        GREETING: hello from util
+      commands:
+        write: write done.txt "step ran"
+        fail: fail 3
+  jobs:
+    shop: [tap-fixture:reservoir, reservoir:tap-fixture-target-fixture, util:write]
+    direct: [tap-fixture:target-fixture, tap-plain:target-fixture]
+    broken: [tap-hashed:target-fixture, util:fail, tap-plain:target-fixture]
+  schedules:
+    nightly: {job: shop, interval: "30 1 * * *"}
+"#;
+
+pub fn shop_project() -> Project {
+    plugin_project(SHOP)
+}

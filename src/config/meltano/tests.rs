@@ -231,8 +231,6 @@ jobs:
         "plugins.extractors.tap-child.schema",
         "plugins.loaders.target-x.select",
         "plugins.orchestrators.airflow",
-        "schedules.daily",
-        "jobs.j",
     ] {
         assert!(
             reported(&t, path),
@@ -241,6 +239,14 @@ jobs:
         );
     }
     assert!(!reported(&t, "version"));
+    // The job and the schedule translate: their plugins are the project's.
+    assert!(!reported(&t, "jobs.j") && !reported(&t, "schedules.daily"));
+    assert!(
+        t.alto_yaml
+            .contains("  jobs:\n    j: [\"tap-hub:target-x\"]\n"),
+        "{}",
+        t.alto_yaml
+    );
     let hub = t
         .untranslated
         .iter()
@@ -875,4 +881,87 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn jobs_schedules_and_commands_translate_or_are_reported_whole() {
+    let t = tr(r#"
+version: 1
+plugins:
+  extractors:
+  - name: tap-a
+    pip_url: tap-a==1
+  loaders:
+  - name: target-b
+    pip_url: target-b==1
+  mappers:
+  - name: mapper
+    pip_url: m==1
+    mappings:
+    - name: hash-it
+      config: {}
+  utilities:
+  - name: dbt
+    pip_url: dbt-core
+    commands:
+      run: run --project-dir transform
+      test:
+        args: test --select 'tag:x'
+        description: tests
+      docker:
+        args: serve
+        container_spec: {image: x}
+jobs:
+- name: daily
+  tasks:
+  - tap-a hash-it target-b
+  - [tap-a target-b, dbt:run]
+- name: broken
+  tasks: [tap-a target-b, dbt:nope]
+- name: dangling
+  tasks: [tap-a]
+schedules:
+- name: nightly
+  job: daily
+  interval: 0 2 * * *
+- name: pipe
+  extractor: tap-a
+  loader: target-b
+  transform: run
+  interval: '@hourly'
+- name: once
+  job: daily
+  interval: '@once'
+- name: of-broken
+  job: broken
+  interval: '@daily'
+- name: bad-cron
+  job: daily
+  interval: 0 2 * *
+"#);
+    let y = &t.alto_yaml;
+    for line in [
+        "      commands:\n        run: \"run --project-dir transform\"\n        test: \"test --select 'tag:x'\"\n",
+        "  jobs:\n    daily: [\"tap-a:hash-it:target-b\", \"tap-a:target-b\", \"dbt:run\"]\n    pipe: [\"tap-a:target-b\"]\n",
+        "  schedules:\n    nightly:\n      job: daily\n      interval: \"0 2 * * *\"\n    pipe:\n      job: pipe\n      interval: \"@hourly\"\n",
+    ] {
+        assert!(y.contains(line), "lacks {line:?}:\n{y}");
+    }
+    for path in [
+        "jobs.broken",
+        "jobs.dangling",
+        "schedules.pipe.transform",
+        "schedules.once",
+        "schedules.of-broken",
+        "schedules.bad-cron",
+        "plugins.utilities.dbt.commands.docker.container_spec",
+    ] {
+        assert!(
+            reported(&t, path),
+            "{path} not reported: {:#?}",
+            t.untranslated
+        );
+    }
+    assert!(!reported(&t, "plugins.utilities.dbt.commands"));
+    assert!(!reported(&t, "jobs.daily") && !reported(&t, "schedules.nightly"));
 }
