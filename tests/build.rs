@@ -303,12 +303,96 @@ fn build_problems_are_clear() {
     .unwrap();
     let (code, _, err) = p.run_on(&m, &["build"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("building tap-broken failed"), "{err}");
-    assert!(err.contains("last lines of the log"), "{err}");
+    assert!(
+        err.contains("building tap-broken failed (uv pip install exited with"),
+        "{err}"
+    );
+    // The resolver's own words, not the tail of a debug log.
+    assert!(err.contains("the resolver said:"), "{err}");
+    assert!(err.contains("pyproject.toml"), "{err}");
+    // Each attempt keeps its own log.
+    let (code, _, _) = p.run_on(&m, &["build"]);
+    assert_eq!(code, 1);
     let logs: Vec<_> = std::fs::read_dir(p.path().join(".alto/logs/build"))
         .unwrap()
         .collect();
-    assert_eq!(logs.len(), 1);
+    assert_eq!(logs.len(), 2);
+
+    // A requirement no index has: uv says why.
+    let p = plugin_project(
+        "default:\n  taps:\n    tap-x:\n      pip_url: alto-no-such-package-anywhere==1.0\n",
+    );
+    let (code, _, err) = p.run_on(&m, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the resolver said:"), "{err}");
+    assert!(err.contains("alto-no-such-package-anywhere"), "{err}");
+}
+
+/// Two requirements in one pip_url, one from the registry with extras,
+/// installed by uv: the PEX has all of them, and runs.
+#[test]
+fn several_requirements_with_extras_build_and_run() {
+    let p = plugin_project(
+        "default:\n  project_name: forms\n  targets:\n    target-jsonl:\n      pip_url: target-jsonl==0.1.4 requests[socks]==2.32.3\n",
+    );
+    let m = Machine::new(true);
+    let built = p.json_on(&m, &["build"]);
+    assert_eq!(statuses(&built), vec!["built"], "{built}");
+    let shown = p.json_on(&m, &["show", "target-jsonl"]);
+    assert_eq!(shown["inputs"]["builder"]["tool"], "uv+pex", "{shown}");
+    let out = p
+        .on(&m)
+        .args([
+            "invoke",
+            "python",
+            "target-jsonl",
+            "-c",
+            "import socks, requests, target_jsonl; print(requests.__version__)",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2.32.3");
+    // Its venv was prepared as part of realizing it: the run above made none.
+    let venvs = m.cache.path().join("pex-root/venvs");
+    assert!(venvs.is_dir(), "no venv was prepared");
+}
+
+/// A pip_url uv cannot take is resolved by pex with a modern pip, and the
+/// build log says so.
+#[test]
+fn what_uv_cannot_take_falls_back_to_pex_with_a_modern_pip() {
+    let p = plugin_project(
+        "default:\n  project_name: fallback\n  taps:\n    tap-fixture:\n      pip_url: --intransitive ./plugins/tap-fixture\n",
+    );
+    let m = Machine::new(true);
+    let built = p.json_on(&m, &["build"]);
+    assert_eq!(statuses(&built), vec!["built"], "{built}");
+    let shown = p.json_on(&m, &["show", "tap-fixture"]);
+    assert_eq!(shown["inputs"]["builder"]["tool"], "pex", "{shown}");
+    assert!(
+        shown["inputs"]["builder"]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "--pip-version"),
+        "{shown}"
+    );
+    let said = common::files_containing(
+        &p.path().join(".alto/logs/build"),
+        "uv cannot take this pip_url (uv does not take the option `--intransitive`)",
+    );
+    assert_eq!(said.len(), 1);
+    let out = p
+        .on(&m)
+        .args(["invoke", "tap-fixture", "--version"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0.1.0");
 }
 
 #[test]
@@ -606,16 +690,19 @@ fn a_secret_in_pip_url_reaches_pex_and_nothing_else() {
     assert_eq!(other["inputs"]["pip_url"], shown["inputs"]["pip_url"]);
     assert_ne!(other["inputs"]["secrets"], shown["inputs"]["secrets"]);
 
-    // A wrong token fails the build; pex prints pip's command line, URL and
-    // all, but neither the error nor the log shows the token.
+    // A wrong token fails the build; uv prints the index URL, but neither
+    // the error nor the log shows the token.
     const WRONG: &str = "wrong-Token-9c1d";
     let b = Machine::new(true);
+    // Its own uv cache: the shared one answers from what the right token fetched.
+    std::fs::remove_file(b.cache.path().join("uv-cache")).unwrap();
     let (code, _, err) = run(&b, WRONG, &["build"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("pex exited with"), "{err}");
+    assert!(err.contains("uv pip install exited with"), "{err}");
     clean("a failed build", &err, WRONG);
-    let logs = common::files_containing(&p.path().join(".alto/logs/build"), "********");
-    assert!(!logs.is_empty(), "the log does not show pip's command line");
+    assert!(err.contains("the resolver said:"), "{err}");
+    let logs = common::files_containing(&p.path().join(".alto/logs/build"), "tap-probe");
+    assert!(!logs.is_empty(), "the log does not say what failed");
     assert_eq!(
         common::files_containing(&p.path().join(".alto"), WRONG),
         Vec::<std::path::PathBuf>::new()

@@ -82,8 +82,13 @@ pub(super) fn describe_derivation(d: &PluginDerivation, a: Availability) -> Stri
         s.push_str(&format!("  source    {token} (contents {})\n", &hash[..16]));
     }
     s.push_str(&format!(
-        "  python    {} {} ({} {})\n",
-        d.platform.implementation, d.platform.python_version, d.platform.os, d.platform.arch
+        "  python    {} {} {} ({} {}, {})\n",
+        d.platform.implementation,
+        d.platform.python_version,
+        d.platform.abi,
+        d.platform.os,
+        d.platform.platform,
+        d.platform.libc
     ));
     s.push_str(&format!(
         "  builder   {} {} {}\n",

@@ -118,8 +118,8 @@ pub enum Command {
     Build {
         /// Plugins to realize (all when none).
         plugins: Vec<String>,
-        /// Realizations to run at once.
-        #[arg(short = 'j', long, default_value_t = default_jobs())]
+        /// Realizations to run at once (default: one a core).
+        #[arg(short = 'j', long, default_value_t = crate::realize::default_jobs())]
         jobs: usize,
         /// Print each derivation and where its output is; change nothing.
         #[arg(long)]
@@ -357,13 +357,6 @@ pub enum StoreCommand {
     Pin { plugins: Vec<String> },
     /// Let gc collect the named plugins' objects again.
     Unpin { plugins: Vec<String> },
-}
-
-fn default_jobs() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(4)
 }
 
 impl Cli {

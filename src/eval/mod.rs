@@ -18,11 +18,21 @@ pub use local::hash_tree;
 
 pub use crate::store::key::{Key, canonical_json};
 
-/// The interpreter a plugin is built for, as probed.
+/// The interpreter a plugin is built for, as probed: what decides which
+/// wheels fit it, and nothing else. Not its patch version: 3.11.2 and
+/// 3.11.7 take the same wheels and run the same PEX.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
     pub implementation: String,
+    /// `major.minor`.
     pub python_version: String,
+    /// The ABI tag wheels are chosen by (`cp311`, `cp313t`, `pypy310_pp73`).
+    pub abi: String,
+    /// The platform tag (`linux_x86_64`, `macosx_11_0_arm64`).
+    pub platform: String,
+    /// The C library and its version (`glibc 2.36`): manylinux wheels need
+    /// at least the version they were built for.
+    pub libc: String,
     pub os: String,
     pub arch: String,
 }
@@ -33,6 +43,108 @@ pub struct Builder {
     pub tool: String,
     pub version: String,
     pub flags: Vec<String>,
+}
+
+/// The two ways a plugin is built: uv installs `pip_url` into a venv that
+/// pex packs, or, for what uv cannot take, pex resolves it with a modern pip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Builders {
+    pub uv: Builder,
+    pub pip: Builder,
+}
+
+/// What uv is given for a `pip_url` it can take (real values, secrets and all).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UvInput {
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    pub find_links: Vec<String>,
+    pub pre: bool,
+    /// Not the default index (pex's `--no-pypi`).
+    pub no_pypi: bool,
+    /// Requirements, VCS URLs and local paths, in order.
+    pub requirements: Vec<String>,
+}
+
+/// How a plugin's `pip_url` is resolved.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Resolve {
+    Uv(UvInput),
+    /// pex's own resolver; the reason uv cannot take the `pip_url`.
+    Pip(String),
+}
+
+/// Oldest Python uv builds venvs for.
+const UV_MIN_PYTHON: (u32, u32) = (3, 8);
+
+/// Whether uv can take a `pip_url` for `platform`, from its tokens (real
+/// and as shown): options uv understands, requirements without secrets (a
+/// requirement goes on uv's command line, an index URL through its
+/// environment). Decided from the inputs alone, so the key names the
+/// builder that really builds.
+fn resolve(tokens: &[Token], platform: &Platform) -> Resolve {
+    let minor = |v: &str| -> Option<(u32, u32)> {
+        let mut it = v.split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    if minor(&platform.python_version).is_none_or(|v| v < UV_MIN_PYTHON) {
+        return Resolve::Pip(format!(
+            "uv builds for Python {}.{} and later, not {}",
+            UV_MIN_PYTHON.0, UV_MIN_PYTHON.1, platform.python_version
+        ));
+    }
+    let mut input = UvInput::default();
+    let mut it = tokens.iter();
+    while let Some(t) = it.next() {
+        let real = t.real.as_str();
+        if !real.starts_with('-') {
+            if t.real != t.shown {
+                return Resolve::Pip(format!(
+                    "the requirement `{}` holds a secret, which uv would see on its command line",
+                    t.shown
+                ));
+            }
+            input.requirements.push(t.real.clone());
+            continue;
+        }
+        let (name, inline) = match real.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (real, None),
+        };
+        if name == "--pre" && inline.is_none() {
+            input.pre = true;
+            continue;
+        }
+        // pex's `--no-pypi`: uv then searches only the indexes and links given.
+        if name == "--no-pypi" && inline.is_none() {
+            input.no_pypi = true;
+            continue;
+        }
+        let slot = match name {
+            "-i" | "--index-url" => 0,
+            "--extra-index-url" => 1,
+            "-f" | "--find-links" => 2,
+            _ => {
+                return Resolve::Pip(format!("uv does not take the option `{}`", t.shown));
+            }
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => match it.next() {
+                Some(v) => v.real.clone(),
+                None => return Resolve::Pip(format!("`{}` has no value", t.shown)),
+            },
+        };
+        match slot {
+            0 => input.index_url = Some(value),
+            1 => input.extra_index_urls.push(value),
+            _ => input.find_links.push(value),
+        }
+    }
+    if input.requirements.is_empty() {
+        return Resolve::Pip("pip_url names no requirement".into());
+    }
+    Resolve::Uv(input)
 }
 
 /// How a built plugin is entered.
@@ -52,6 +164,24 @@ pub struct BuildArgs {
     pub tokens: Vec<String>,
     /// The secret values interpolated into them, to keep out of logs.
     pub secrets: Vec<String>,
+    /// How they are resolved.
+    pub resolve: Resolve,
+}
+
+impl std::fmt::Debug for Resolve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The values may hold secrets.
+            Resolve::Uv(i) => write!(f, "Uv({} requirements)", i.requirements.len()),
+            Resolve::Pip(reason) => write!(f, "Pip({reason:?})"),
+        }
+    }
+}
+
+impl Default for Resolve {
+    fn default() -> Resolve {
+        Resolve::Pip(String::new())
+    }
 }
 
 impl std::fmt::Debug for BuildArgs {
@@ -106,7 +236,9 @@ impl PluginDerivation {
             "kind": "plugin",
             "pip_url": self.pip_url,
             "local_sources": self.local_sources,
-            "python": {"implementation": self.platform.implementation, "version": self.platform.python_version},
+            "python": {"implementation": self.platform.implementation, "version": self.platform.python_version, "abi": self.platform.abi},
+            "platform": self.platform.platform,
+            "libc": self.platform.libc,
             "os": self.platform.os,
             "arch": self.platform.arch,
             "version": self.version,
@@ -278,7 +410,7 @@ pub fn plugin_derivation(
     plugin: &Plugin,
     platform: &Platform,
     python: &std::path::Path,
-    builder: &Builder,
+    builders: &Builders,
 ) -> Result<Option<PluginDerivation>, EvalError> {
     let Some(rendered) = project.setting_secret_aware(plugin, "pip_url")? else {
         return Ok(None);
@@ -334,6 +466,11 @@ pub fn plugin_derivation(
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
+    let resolve = resolve(&tokens, platform);
+    let builder = match resolve {
+        Resolve::Uv(_) => &builders.uv,
+        Resolve::Pip(_) => &builders.pip,
+    };
     let mut d = PluginDerivation {
         // Replaced below, once the inputs are complete.
         key: Key::of(&Value::Null),
@@ -346,6 +483,7 @@ pub fn plugin_derivation(
         build: BuildArgs {
             tokens: tokens.into_iter().map(|t| t.real).collect(),
             secrets,
+            resolve,
         },
         local_sources,
         platform: platform.clone(),
@@ -406,7 +544,7 @@ pub fn plugin_derivations<E: From<EvalError>>(
     project: &Project,
     names: &[String],
     platform_of: &mut dyn FnMut(&Plugin) -> Result<PlatformOf, E>,
-    builder: &Builder,
+    builders: &Builders,
 ) -> Result<Vec<PluginDerivation>, E> {
     let named = !names.is_empty();
     let plugins: Vec<&Plugin> = if named {
@@ -432,7 +570,7 @@ pub fn plugin_derivations<E: From<EvalError>>(
             continue;
         }
         let (platform, python) = platform_of(p)?;
-        match plugin_derivation(project, p, &platform, &python, builder).map_err(E::from)? {
+        match plugin_derivation(project, p, &platform, &python, builders).map_err(E::from)? {
             Some(d) => match out.iter_mut().find(|e| e.key == d.key) {
                 Some(existing) => existing.plugins.push(p.name.clone()),
                 None => out.push(d),
@@ -485,24 +623,144 @@ mod tests {
     }
 
     fn derivations(p: &Project, names: &[&str]) -> Result<Vec<PluginDerivation>, EvalError> {
-        let platform = Platform {
+        derivations_for(p, names, &platform("3.11"))
+    }
+
+    fn platform(version: &str) -> Platform {
+        Platform {
             implementation: "cpython".into(),
-            python_version: "3.11".into(),
+            python_version: version.into(),
+            abi: format!("cp{}", version.replace('.', "")),
+            platform: "linux_x86_64".into(),
+            libc: "glibc 2.36".into(),
             os: "linux".into(),
             arch: "x86_64".into(),
-        };
-        let builder = Builder {
-            tool: "pex".into(),
+        }
+    }
+
+    fn builders() -> Builders {
+        let b = |tool: &str| Builder {
+            tool: tool.into(),
             version: "2".into(),
             flags: vec![],
         };
+        Builders {
+            uv: b("uv+pex"),
+            pip: b("pex"),
+        }
+    }
+
+    fn derivations_for(
+        p: &Project,
+        names: &[&str],
+        platform: &Platform,
+    ) -> Result<Vec<PluginDerivation>, EvalError> {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         plugin_derivations(
             p,
             &names,
             &mut |_: &Plugin| Ok::<_, EvalError>((platform.clone(), PathBuf::from("python3"))),
-            &builder,
+            &builders(),
         )
+    }
+
+    fn resolved(pip_url: &str, version: &str) -> Resolve {
+        let toks: Vec<Token> = pip_url
+            .split_whitespace()
+            .map(|t| Token {
+                real: t.replace("SECRET", "s3cr3t"),
+                shown: t.replace("SECRET", REDACTED),
+            })
+            .collect();
+        resolve(&toks, &platform(version))
+    }
+
+    #[test]
+    fn uv_takes_every_usual_pip_url_form_and_pex_the_rest() {
+        let uv = |pip_url: &str| match resolved(pip_url, "3.11") {
+            Resolve::Uv(i) => i,
+            Resolve::Pip(why) => panic!("{pip_url}: {why}"),
+        };
+        assert_eq!(
+            uv("tap-x==1 target-y[s3]>=2").requirements,
+            vec!["tap-x==1", "target-y[s3]>=2"]
+        );
+        assert_eq!(
+            uv("git+https://h/r.git@v1#egg=tap-x").requirements,
+            vec!["git+https://h/r.git@v1#egg=tap-x"]
+        );
+        assert_eq!(
+            uv("./plugins/tap-x[dev]").requirements,
+            vec!["./plugins/tap-x[dev]"]
+        );
+        let i = uv(
+            "--index-url https://u:SECRET@h/simple --extra-index-url=https://e/simple -f ./wheels --pre tap-x==1",
+        );
+        assert_eq!(i.index_url.as_deref(), Some("https://u:s3cr3t@h/simple"));
+        assert_eq!(i.extra_index_urls, vec!["https://e/simple"]);
+        assert_eq!(i.find_links, vec!["./wheels"]);
+        assert!(i.pre);
+        assert_eq!(i.requirements, vec!["tap-x==1"]);
+        let pip = |pip_url: &str, version: &str| match resolved(pip_url, version) {
+            Resolve::Uv(_) => panic!("{pip_url}: uv"),
+            Resolve::Pip(why) => why,
+        };
+        assert_eq!(
+            pip("-e ./plugins/tap-x", "3.11"),
+            "uv does not take the option `-e`"
+        );
+        assert_eq!(
+            pip("--trusted-host h tap-x", "3.11"),
+            "uv does not take the option `--trusted-host`"
+        );
+        assert_eq!(
+            pip("tap-x==1", "3.7"),
+            "uv builds for Python 3.8 and later, not 3.7"
+        );
+        assert_eq!(
+            pip("git+https://SECRET@h/r.git", "3.11"),
+            "the requirement `git+https://********@h/r.git` holds a secret, which uv would see on its command line"
+        );
+        assert_eq!(pip("--index-url", "3.11"), "`--index-url` has no value");
+    }
+
+    #[test]
+    fn the_builder_in_the_key_is_the_one_that_builds() {
+        let p = project(
+            "default:\n  taps:\n    tap-a: {pip_url: tap-a==1}\n    tap-b: {pip_url: '--trusted-host h tap-a==1'}\n",
+        );
+        let ds = derivations(&p, &["tap-a", "tap-b"]).unwrap();
+        assert_eq!(ds[0].builder.tool, "uv+pex");
+        assert_eq!(ds[1].builder.tool, "pex");
+        assert_eq!(ds[0].inputs()["builder"]["tool"], "uv+pex");
+    }
+
+    #[test]
+    fn the_key_names_the_interpreters_abi_and_platform_not_its_patch_version() {
+        let p = project("default:\n  taps:\n    tap-a: {pip_url: tap-a==1}\n");
+        let key = |platform: &Platform| {
+            derivations_for(&p, &["tap-a"], platform).unwrap()[0]
+                .key
+                .clone()
+        };
+        let base = platform("3.11");
+        let inputs = derivations_for(&p, &["tap-a"], &base).unwrap()[0].inputs();
+        assert_eq!(
+            inputs["python"],
+            json!({"implementation": "cpython", "version": "3.11", "abi": "cp311"})
+        );
+        assert_eq!(inputs["platform"], "linux_x86_64");
+        assert_eq!(inputs["libc"], "glibc 2.36");
+        let k = key(&base);
+        assert_ne!(k, key(&platform("3.12")));
+        let changed = |f: &dyn Fn(&mut Platform)| {
+            let mut p = base.clone();
+            f(&mut p);
+            key(&p)
+        };
+        assert_ne!(k, changed(&|p| p.abi = "cp311t".into()));
+        assert_ne!(k, changed(&|p| p.platform = "linux_aarch64".into()));
+        assert_ne!(k, changed(&|p| p.libc = "glibc 2.28".into()));
     }
 
     const PLUGINS: &str = "default:

@@ -1,10 +1,13 @@
 //! Realization: making each derivation's output exist in the local store, by
 //! finding it there, substituting it from the remote (verifying its hash), or
-//! building it with pex and publishing it; in parallel, with progress.
+//! building it (uv installs, pex packs) and publishing it; then preparing
+//! its venv so its first run starts as fast as any; in parallel, with progress.
 
 pub mod catalog;
 pub mod pex;
 pub mod python;
+pub mod tools;
+pub mod uv;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::config::{ConfigError, Plugin, Project};
-use crate::eval::{self, Entry, EvalError, Key, PluginDerivation};
+use crate::eval::{self, Entry, EvalError, Key, PluginDerivation, Resolve};
 use crate::store::local::StoreLock;
 use crate::store::local::hash_file;
 use crate::store::roots::TempRoots;
@@ -57,24 +60,29 @@ pub enum RealizeError {
     #[diagnostic(code(alto::realize::python_probe))]
     PythonProbe { python: PathBuf, message: String },
 
-    #[error("cannot provision pex: {message}")]
-    #[diagnostic(code(alto::realize::pex), help("{}", log.as_deref().unwrap_or("alto installs pex with the interpreter's pip from the package registry; or set `pex: /path/to/pex`")))]
-    PexProvision {
+    #[error("cannot provision {tool}: {message}")]
+    #[diagnostic(code(alto::realize::tool), help("{}", log.as_deref().unwrap_or("alto installs pex and uv with the interpreter's pip from the package registry; or set `pex: /path/to/pex`")))]
+    ToolProvision {
+        tool: String,
         message: String,
         log: Option<String>,
     },
 
-    #[error("building {plugins} failed (pex exited with {status}); the full log is {}", log.display())]
-    #[diagnostic(
-        code(alto::realize::build_failed),
-        help("last lines of the log:\n{tail}")
-    )]
+    #[error("building {plugins} failed ({step} exited with {status}); the full log is {}", log.display())]
+    #[diagnostic(code(alto::realize::build_failed), help("{reason}"))]
     BuildFailed {
         plugins: String,
+        /// The command that failed (`uv pip install`, `pex`).
+        step: String,
         status: String,
         log: PathBuf,
-        tail: String,
+        /// What the resolver said went wrong, or the last lines of the log.
+        reason: String,
     },
+
+    #[error("preparing the venv of {plugins} failed")]
+    #[diagnostic(code(alto::realize::prepare_failed), help("its last lines:\n{reason}"))]
+    PrepareFailed { plugins: String, reason: String },
 
     #[error(
         "the PEX built for {plugins} holds a secret of its pip_url (in {entry}), so alto keeps nothing of it"
@@ -169,6 +177,35 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Why a build failed, from its log: the resolver's own error (uv's
+/// `error:` or `× ...` and the lines explaining it, pip's `ERROR:` lines),
+/// else the log's last lines.
+pub fn failure_reason(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let is_error = |l: &&str| {
+        let t = l.trim_start();
+        t.starts_with("error:") || t.starts_with('×') || t.contains("ERROR:")
+    };
+    match lines.iter().position(is_error) {
+        Some(i) => {
+            let pip: Vec<&str> = lines[i..]
+                .iter()
+                .filter(|l| l.contains("ERROR:"))
+                .copied()
+                .collect();
+            // pip's errors are one line each, among pex's debug output.
+            let picked = if lines[i].contains("ERROR:") {
+                pip
+            } else {
+                lines[i..].to_vec()
+            };
+            let picked = &picked[..picked.len().min(12)];
+            format!("the resolver said:\n{}", picked.join("\n"))
+        }
+        None => format!("last lines of the log:\n{}", tail(log, 15)),
+    }
+}
+
 /// Where a derivation's output is now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -227,10 +264,17 @@ pub enum RemoteUse {
     Known(HashMap<Key, Option<RemoteObject>>),
 }
 
+/// Builds to run at once by default: one a core (uv's cache is shared safely).
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
 impl Default for Options {
     fn default() -> Options {
         Options {
-            jobs: 2,
+            jobs: default_jobs(),
             repair: false,
             progress: false,
             push: true,
@@ -405,12 +449,12 @@ impl<'p> Realizer<'p> {
 
     /// The plugin derivations for the named plugins (all when none).
     pub fn derivations(&self, names: &[String]) -> Result<Vec<PluginDerivation>, RealizeError> {
-        let builder = self.pex.builder();
+        let builders = self.pex.builders();
         let mut platform_of = |p: &Plugin| -> Result<(eval::Platform, PathBuf), RealizeError> {
             let info = self.python_for(Some(p))?;
             Ok((info.platform(), info.executable.clone()))
         };
-        eval::plugin_derivations(self.project, names, &mut platform_of, &builder)
+        eval::plugin_derivations(self.project, names, &mut platform_of, &builders)
     }
 
     /// Where each derivation's output is, without changing anything.
@@ -628,7 +672,11 @@ impl<'p> Realizer<'p> {
         if let Ok(Some(object)) = found {
             bar.set("downloading");
             match self.substitute(d, &object) {
-                Ok(()) => return Ok(Status::Substituted),
+                Ok(()) => {
+                    bar.set("preparing");
+                    self.prepare(d)?;
+                    return Ok(Status::Substituted);
+                }
                 Err(RealizeError::Store(StoreError::HashMismatch {
                     object,
                     remote,
@@ -717,32 +765,70 @@ impl<'p> Realizer<'p> {
         result
     }
 
-    fn pex_ready(&self, python: &Path) -> Result<(), RealizeError> {
+    /// Provisions pex (with uv when alto has it).
+    fn pex_ready(&self, python: &Path, uv: Option<&Path>) -> Result<(), RealizeError> {
         let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
-        pex::ensure(&self.pex, python, &self.cache_dir)
+        pex::ensure(&self.pex, python, uv.map(|u| (u, self.cache_dir.as_path())))
     }
 
-    /// Builds a derivation into a temporary file; returns its metadata.
-    /// pex's output goes to `.alto/logs/build/`, scrubbed of the secrets of
-    /// `pip_url` on its way there.
-    fn build_to(&self, d: &PluginDerivation, out: &Path) -> Result<ObjectMeta, RealizeError> {
-        self.pex_ready(&d.python)?;
+    fn uv_ready(&self, python: &Path) -> Result<PathBuf, RealizeError> {
+        let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
+        uv::ensure(python, &self.cache_dir)
+    }
+
+    /// A new log file for one attempt at building (or preparing) `d`:
+    /// `.alto/logs/build/<plugin>-<key>-<UTC time>[.<n>].log`.
+    fn attempt_log(&self, d: &PluginDerivation) -> Result<(PathBuf, std::fs::File), RealizeError> {
         let logs = self.project.root.join(".alto/logs/build");
         std::fs::create_dir_all(&logs).map_err(StoreError::io("cannot create", &logs))?;
-        let log_path = logs.join(format!(
-            "{}-{}.log",
+        let stem = format!(
+            "{}-{}-{}",
             d.plugins.first().map(String::as_str).unwrap_or("plugin"),
-            d.key
-        ));
-        let log =
-            std::fs::File::create(&log_path).map_err(StoreError::io("cannot create", &log_path))?;
-        let log = Arc::new(Mutex::new(log));
-        let redactor = crate::config::Redactor::new(secret_fragments(&d.build.secrets));
-        let (mut cmd, argfile) = pex::invocation(&self.pex, d, out);
+            d.key,
+            store::now_rfc3339().replace([':', '-'], "")
+        );
+        let mut n = 0;
+        loop {
+            let name = if n == 0 {
+                format!("{stem}.log")
+            } else {
+                format!("{stem}.{n}.log")
+            };
+            let path = logs.join(name);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(f) => return Ok((path, f)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(StoreError::io("cannot create", &path)(e).into()),
+            }
+        }
+    }
+
+    /// Runs one step of a build with its output going to the log; a
+    /// failure names the step and what the resolver said.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        d: &PluginDerivation,
+        name: &str,
+        mut cmd: Command,
+        stdin: Option<Vec<u8>>,
+        log: &Arc<Mutex<std::fs::File>>,
+        log_path: &Path,
+        redactor: &crate::config::Redactor,
+    ) -> Result<(), RealizeError> {
+        {
+            use std::io::Write;
+            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "alto: running {name}");
+        }
         cmd.env("PEX_ROOT", self.pex_root())
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
             .current_dir(&self.project.root)
-            .stdin(if argfile.is_some() {
+            .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -752,19 +838,13 @@ impl<'p> Realizer<'p> {
         let program = PathBuf::from(cmd.get_program());
         let spawned = crate::interrupt::Process::spawn(&mut cmd).and_then(|mut p| {
             let pumps = [
-                p.child()
-                    .stdout
-                    .take()
-                    .map(|o| pump_log(o, &log, &redactor)),
-                p.child()
-                    .stderr
-                    .take()
-                    .map(|e| pump_log(e, &log, &redactor)),
+                p.child().stdout.take().map(|o| pump_log(o, log, redactor)),
+                p.child().stderr.take().map(|e| pump_log(e, log, redactor)),
             ];
-            if let (Some(args), Some(mut stdin)) = (&argfile, p.child().stdin.take()) {
+            if let (Some(args), Some(mut input)) = (&stdin, p.child().stdin.take()) {
                 // pex reads its arguments from this pipe, then sees it closed.
-                let written = std::io::Write::write_all(&mut stdin, args);
-                drop(stdin);
+                let written = std::io::Write::write_all(&mut input, args);
+                drop(input);
                 if let Err(e) = written {
                     p.terminate();
                     let _ = p.wait();
@@ -772,36 +852,115 @@ impl<'p> Realizer<'p> {
                 }
             }
             let status = p.wait();
-            // Whatever is left of pex's process group goes, so the pipes close.
+            // Whatever is left of the step's process group goes, so the pipes close.
             drop(p);
             for pump in pumps.into_iter().flatten() {
                 let _ = pump.join();
             }
             status
         });
-        let status = spawned.map_err(|source| {
-            let _ = std::fs::remove_file(out);
-            RealizeError::Spawn { program, source }
-        })?;
+        let status = spawned.map_err(|source| RealizeError::Spawn { program, source })?;
         if let Some(signal) = crate::interrupt::signal() {
-            let _ = std::fs::remove_file(out);
             return Err(RealizeError::Interrupted {
                 what: format!("building {}", d.plugins.join(", ")),
                 signal,
             });
         }
         if !status.success() {
-            let _ = std::fs::remove_file(out);
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let text = std::fs::read_to_string(log_path).unwrap_or_default();
             return Err(RealizeError::BuildFailed {
                 plugins: d.plugins.join(", "),
+                step: name.to_string(),
                 status: status
                     .code()
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "a signal".into()),
-                log: log_path,
-                tail: tail(&redactor.redact(&text), 15),
+                log: log_path.to_path_buf(),
+                reason: failure_reason(&redactor.redact(&text)),
             });
+        }
+        Ok(())
+    }
+
+    /// Builds a derivation into a temporary file; returns its metadata.
+    /// uv installs `pip_url` into a fresh venv which pex packs, or, for what
+    /// uv cannot take, pex resolves it with pip. Their output goes to a new
+    /// log in `.alto/logs/build/` each attempt, scrubbed of the secrets of
+    /// `pip_url` on its way there.
+    fn build_to(&self, d: &PluginDerivation, out: &Path) -> Result<ObjectMeta, RealizeError> {
+        let uv = match d.build.resolve {
+            Resolve::Uv(_) => Some(self.uv_ready(&d.python)?),
+            Resolve::Pip(_) => None,
+        };
+        self.pex_ready(&d.python, uv.as_deref())?;
+        let (log_path, log) = self.attempt_log(d)?;
+        let log = Arc::new(Mutex::new(log));
+        let redactor = crate::config::Redactor::new(secret_fragments(&d.build.secrets));
+        let say = |line: &str| {
+            use std::io::Write;
+            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "alto: {line}");
+        };
+        let built = match &d.build.resolve {
+            Resolve::Uv(input) => {
+                let uv = self.uv_ready(&d.python)?;
+                say(&format!(
+                    "uv {} installs pip_url into a fresh venv, pex {} packs it",
+                    uv::UV_VERSION,
+                    self.pex.version()
+                ));
+                let venv = self.local.temp_path(&format!("{}.venv", d.key));
+                let result = self
+                    .step(
+                        d,
+                        "uv venv",
+                        uv::venv(&uv, &self.cache_dir, &d.python, &venv),
+                        None,
+                        &log,
+                        &log_path,
+                        &redactor,
+                    )
+                    .and_then(|()| {
+                        self.step(
+                            d,
+                            "uv pip install",
+                            uv::install(&uv, &self.cache_dir, &venv, input),
+                            None,
+                            &log,
+                            &log_path,
+                            &redactor,
+                        )
+                    })
+                    .and_then(|()| {
+                        self.step(
+                            d,
+                            "pex",
+                            pex::pack(&self.pex, &d.python, &venv, out),
+                            None,
+                            &log,
+                            &log_path,
+                            &redactor,
+                        )
+                    });
+                let _ = std::fs::remove_dir_all(&venv);
+                result
+            }
+            Resolve::Pip(reason) => {
+                let why = format!(
+                    "uv cannot take this pip_url ({}): pex {} resolves it with pip ({})",
+                    redactor.redact(reason),
+                    self.pex.version(),
+                    pex::PIP_FLAGS.join(" ")
+                );
+                say(&why);
+                tracing::info!("{}: {why}", d.plugins.join(", "));
+                let (cmd, argfile) = pex::invocation(&self.pex, d, out);
+                self.step(d, "pex", cmd, argfile, &log, &log_path, &redactor)
+            }
+        };
+        if let Err(e) = built {
+            let _ = std::fs::remove_file(out);
+            return Err(e);
         }
         if !d.build.secrets.is_empty() {
             let found = pex::find_secrets(&d.python, out, &d.build.secrets);
@@ -842,7 +1001,39 @@ impl<'p> Realizer<'p> {
         Ok(meta)
     }
 
-    /// Builds and commits to the local store.
+    /// Installs a realized PEX into its venv under pex's root, as a `--venv`
+    /// PEX does on its first run, so that run starts as fast as any later
+    /// one (and an image made by `alto build` starts fast the first time).
+    pub fn prepare(&self, d: &PluginDerivation) -> Result<(), RealizeError> {
+        let mut cmd = Command::new(&d.python);
+        cmd.arg(self.local.data_path(&d.key))
+            .args(["-c", ""])
+            .env("PEX_ROOT", self.pex_root())
+            .env("PEX_INTERPRETER", "1")
+            .current_dir(&self.project.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let program = d.python.clone();
+        let out = crate::interrupt::Process::spawn(&mut cmd)
+            .and_then(|mut p| p.wait_with_output())
+            .map_err(|source| RealizeError::Spawn { program, source })?;
+        if let Some(signal) = crate::interrupt::signal() {
+            return Err(RealizeError::Interrupted {
+                what: format!("preparing {}", d.plugins.join(", ")),
+                signal,
+            });
+        }
+        if !out.status.success() {
+            return Err(RealizeError::PrepareFailed {
+                plugins: d.plugins.join(", "),
+                reason: tail(&String::from_utf8_lossy(&out.stderr), 15),
+            });
+        }
+        Ok(())
+    }
+
+    /// Builds, commits to the local store, and prepares the venv.
     fn build(&self, d: &PluginDerivation) -> Result<ObjectMeta, RealizeError> {
         let tmp = self.local.temp_path(&format!("{}.pex", d.key));
         let meta = self.build_to(d, &tmp)?;
@@ -851,6 +1042,7 @@ impl<'p> Realizer<'p> {
             let _ = std::fs::remove_file(&tmp);
         }
         result?;
+        self.prepare(d)?;
         Ok(meta)
     }
 
@@ -1055,5 +1247,25 @@ impl Bar {
             Some(b) => b.finish_with_message(msg.to_string()),
             None => tracing::debug!("{}: {msg}", self.label),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_build_shows_what_the_resolver_said() {
+        let uv = "alto: running uv pip install\nUsing Python 3.11.7 environment at: /x\n  × No solution found when resolving dependencies:\n  ╰─▶ Because there is no version of tap-x==9 and you require tap-x==9, we can conclude that your requirements are unsatisfiable.\n";
+        assert_eq!(
+            failure_reason(uv),
+            "the resolver said:\n  × No solution found when resolving dependencies:\n  ╰─▶ Because there is no version of tap-x==9 and you require tap-x==9, we can conclude that your requirements are unsatisfiable."
+        );
+        let pip = "pex: Building pex\npip: Looking in indexes: https://h/simple\npip: ERROR: Could not find a version that satisfies the requirement tap-x==9\npex: debug noise\npip: ERROR: No matching distribution found for tap-x==9\nTraceback (most recent call last):\n";
+        assert_eq!(
+            failure_reason(pip),
+            "the resolver said:\npip: ERROR: Could not find a version that satisfies the requirement tap-x==9\npip: ERROR: No matching distribution found for tap-x==9"
+        );
+        assert_eq!(failure_reason("a\nb\n"), "last lines of the log:\na\nb");
     }
 }

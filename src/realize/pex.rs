@@ -7,15 +7,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::RealizeError;
-use crate::eval::{Builder, PluginDerivation};
+use crate::eval::{Builder, Builders, PluginDerivation};
 
 /// The pex alto provisions. Builds with it are byte-for-byte reproducible.
 pub const PEX_VERSION: &str = "2.105.2";
 
 /// Flags that decide the PEX's content, hence part of every plugin key.
-/// `--venv`: the PEX installs itself into a venv on first run and starts fast
-/// from then on.
+/// `--venv`: the PEX installs itself into a venv (alto has it do so as part
+/// of realizing it) and starts fast from then on.
 pub const PEX_FLAGS: [&str; 2] = ["--venv", "--no-emit-warnings"];
+
+/// The flags of a build from a venv uv installed.
+pub const VENV_FLAGS: [&str; 1] = ["--venv-repository"];
+
+/// The flags of a build pex resolves itself (what uv cannot take): a
+/// modern pip, pinned (pex's `latest` names pips the registry may not
+/// have), the last to run on Python 3.8; not pex's vendored pip 20.3.4 and
+/// its legacy resolver. On an older interpreter pex falls back to that one.
+pub const PIP_FLAGS: [&str; 2] = ["--pip-version", "25.0.1"];
 
 /// A usable pex.
 #[derive(Clone, Debug)]
@@ -27,15 +36,33 @@ pub enum PexTool {
 }
 
 impl PexTool {
-    pub fn builder(&self) -> Builder {
-        let version = match self {
-            PexTool::Provisioned { .. } => PEX_VERSION.to_string(),
-            PexTool::Executable { version, .. } => version.clone(),
+    pub fn version(&self) -> &str {
+        match self {
+            PexTool::Provisioned { .. } => PEX_VERSION,
+            PexTool::Executable { version, .. } => version,
+        }
+    }
+
+    /// Who builds, for each way of building: part of every plugin key.
+    pub fn builders(&self) -> Builders {
+        let flags = |extra: &[&str]| -> Vec<String> {
+            extra
+                .iter()
+                .chain(PEX_FLAGS.iter())
+                .map(|s| s.to_string())
+                .collect()
         };
-        Builder {
-            tool: "pex".into(),
-            version,
-            flags: PEX_FLAGS.iter().map(|s| s.to_string()).collect(),
+        Builders {
+            uv: Builder {
+                tool: "uv+pex".into(),
+                version: format!("uv {}, pex {}", super::uv::UV_VERSION, self.version()),
+                flags: flags(&VENV_FLAGS),
+            },
+            pip: Builder {
+                tool: "pex".into(),
+                version: self.version().to_string(),
+                flags: flags(&PIP_FLAGS),
+            },
         }
     }
 
@@ -61,6 +88,7 @@ impl PexTool {
 /// defaults override the options of the command line.
 pub fn invocation(tool: &PexTool, d: &PluginDerivation, out: &Path) -> (Command, Option<Vec<u8>>) {
     let mut args: Vec<OsString> = d.build.tokens.iter().map(OsString::from).collect();
+    args.extend(PIP_FLAGS.iter().map(OsString::from));
     args.push("-o".into());
     args.push(out.into());
     args.extend(PEX_FLAGS.iter().map(OsString::from));
@@ -78,6 +106,20 @@ pub fn invocation(tool: &PexTool, d: &PluginDerivation, out: &Path) -> (Command,
     }
     cmd.arg("@/dev/stdin");
     (cmd, Some(file))
+}
+
+/// The pex command packing the venv uv installed into `out`: everything in
+/// it (a `uv venv` holds only what `pip_url` installs), for the venv's
+/// interpreter (`--python` would be another target to pex, even when it is
+/// the interpreter the venv was made from).
+pub fn pack(tool: &PexTool, python: &Path, venv: &Path, out: &Path) -> Command {
+    let mut cmd = tool.command(python);
+    cmd.arg("--venv-repository")
+        .arg(venv)
+        .arg("-o")
+        .arg(out)
+        .args(PEX_FLAGS);
+    cmd
 }
 
 /// Whether a built PEX holds any of `secrets`: the first place found (an
@@ -156,13 +198,15 @@ fn executable(path: &Path) -> Result<PexTool, RealizeError> {
         .arg("--version")
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| RealizeError::PexProvision {
+        .map_err(|e| RealizeError::ToolProvision {
+            tool: "pex".into(),
             message: format!("cannot run {}: {e}", path.display()),
             log: None,
         })?;
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || version.is_empty() {
-        return Err(RealizeError::PexProvision {
+        return Err(RealizeError::ToolProvision {
+            tool: "pex".into(),
             message: format!("{} --version failed", path.display()),
             log: None,
         });
@@ -173,78 +217,41 @@ fn executable(path: &Path) -> Result<PexTool, RealizeError> {
     })
 }
 
-/// Makes sure the provisioned pex exists: `pip install --target` into a
-/// temporary directory, renamed into place when complete.
-pub fn ensure(tool: &PexTool, python: &Path, cache_dir: &Path) -> Result<(), RealizeError> {
+/// Makes sure the provisioned pex exists and is the pinned version;
+/// installed by `uv` (its binary and alto's cache directory) when given.
+pub fn ensure(
+    tool: &PexTool,
+    python: &Path,
+    uv: Option<(&Path, &Path)>,
+) -> Result<(), RealizeError> {
     let PexTool::Provisioned { lib } = tool else {
         return Ok(());
     };
-    if lib.join("pex").is_dir() {
-        return Ok(());
-    }
-    let parent = lib.parent().unwrap_or(cache_dir);
-    std::fs::create_dir_all(parent).map_err(|e| RealizeError::PexProvision {
-        message: format!("cannot create {}: {e}", parent.display()),
-        log: None,
-    })?;
-    let tmp = parent.join(format!(
-        ".pex-{PEX_VERSION}.{}",
-        crate::store::local::unique()
-    ));
-    tracing::info!("provisioning pex {PEX_VERSION} (once per machine)");
-    let out = Command::new(python);
-    let mut cmd = out;
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--quiet",
-        "--target",
-    ])
-    .arg(&tmp)
-    .arg(format!("pex=={PEX_VERSION}"))
-    .stdin(Stdio::null())
-    .env("PIP_ROOT_USER_ACTION", "ignore")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let out = crate::interrupt::Process::spawn(&mut cmd)
-        .and_then(|mut p| p.wait_with_output())
-        .map_err(|e| RealizeError::PexProvision {
-            message: format!("cannot run pip: {e}"),
-            log: None,
-        })?;
-    if let Some(signal) = crate::interrupt::signal() {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(RealizeError::Interrupted {
-            what: "provisioning pex".into(),
-            signal,
-        });
-    }
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&tmp);
-        let text = String::from_utf8_lossy(&out.stderr).into_owned();
-        return Err(RealizeError::PexProvision {
-            message: format!(
-                "`{} -m pip install pex=={PEX_VERSION}` failed",
-                python.display()
-            ),
-            log: Some(super::tail(&text, 20)),
-        });
-    }
-    match std::fs::rename(&tmp, lib) {
-        Ok(()) => Ok(()),
-        // Another process provisioned it meanwhile.
-        Err(_) if lib.join("pex").is_dir() => {
-            let _ = std::fs::remove_dir_all(&tmp);
+    let verify = |dir: &Path| -> Result<(), String> {
+        let out = Command::new(python)
+            .env("PYTHONPATH", dir)
+            .args(["-m", "pex", "--version"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run it: {e}"))?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && said.trim() == PEX_VERSION {
             Ok(())
+        } else {
+            Err(format!("`pex --version` said `{}`", said.trim()))
         }
-        Err(e) => Err(RealizeError::PexProvision {
-            message: format!("cannot move pex into {}: {e}", lib.display()),
-            log: None,
-        }),
-    }
+    };
+    super::tools::ensure(
+        &super::tools::Pinned {
+            name: "pex",
+            version: PEX_VERSION,
+            marker: "pex",
+            verify: &verify,
+        },
+        python,
+        lib,
+        uv,
+    )
 }
 
 #[cfg(test)]
@@ -260,11 +267,15 @@ mod tests {
             build: BuildArgs {
                 tokens: tokens.iter().map(|t| t.to_string()).collect(),
                 secrets: secrets.iter().map(|t| t.to_string()).collect(),
+                resolve: Default::default(),
             },
             local_sources: Default::default(),
             platform: Platform {
                 implementation: "cpython".into(),
                 python_version: "3.11".into(),
+                abi: "cp311".into(),
+                platform: "linux_x86_64".into(),
+                libc: "glibc 2.36".into(),
                 os: "linux".into(),
                 arch: "x86_64".into(),
             },
@@ -300,6 +311,8 @@ mod tests {
                 "-m",
                 "pex",
                 "./plugins/tap-x",
+                "--pip-version",
+                "25.0.1",
                 "-o",
                 "/store/tmp/x.pex",
                 "--venv",
@@ -320,7 +333,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(stdin.unwrap()).unwrap(),
-            "--index-url\nhttps://u:tok3n@h/simple\ntap-x==1\n-o\n/store/tmp/x.pex\n--venv\n--no-emit-warnings\n--python\n/usr/bin/python3\n"
+            "--index-url\nhttps://u:tok3n@h/simple\ntap-x==1\n--pip-version\n25.0.1\n-o\n/store/tmp/x.pex\n--venv\n--no-emit-warnings\n--python\n/usr/bin/python3\n"
         );
     }
 

@@ -83,16 +83,17 @@ impl Project {
 }
 
 /// A directory shared by every test of this run: the provisioned pex and
-/// pex's own cache, so the suite builds each requirement once.
+/// uv, and their caches, so the suite downloads each requirement once.
 pub fn shared_cache() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-cache");
-    std::fs::create_dir_all(dir.join("tools")).unwrap();
-    std::fs::create_dir_all(dir.join("pex-root")).unwrap();
+    for sub in ["tools", "pex-root", "uv-cache"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
     dir
 }
 
 /// One machine's local store. With `with_builder`, it shares the provisioned
-/// pex and pex's cache; without, it cannot build at all (no pex is there).
+/// pex and uv and their caches; without, it cannot build at all (no pex is there).
 pub struct Machine {
     pub cache: tempfile::TempDir,
 }
@@ -103,8 +104,9 @@ impl Machine {
         if with_builder {
             let shared = shared_cache();
             std::os::unix::fs::symlink(shared.join("tools"), cache.path().join("tools")).unwrap();
-            std::os::unix::fs::symlink(shared.join("pex-root"), cache.path().join("pex-root"))
-                .unwrap();
+            for sub in ["pex-root", "uv-cache"] {
+                std::os::unix::fs::symlink(shared.join(sub), cache.path().join(sub)).unwrap();
+            }
         }
         Machine { cache }
     }
