@@ -157,6 +157,40 @@ pub enum Error {
         hint: String,
     },
 
+    #[error(
+        "{name} is an ingest's state, which its reservoir's index holds; alto does not write it here"
+    )]
+    #[diagnostic(
+        code(alto::state::not_writable),
+        help(
+            "`alto state show {name}` prints it; a new ingest commits it with the partitions it describes"
+        )
+    )]
+    StateNotWritable { name: String },
+
+    #[error("{name} has no state to copy")]
+    #[diagnostic(
+        code(alto::state::none),
+        help("`alto state list` shows the states there are")
+    )]
+    NoState { name: String },
+
+    #[error("{file} cannot be imported: {message}")]
+    #[diagnostic(
+        code(alto::state::bad_export),
+        help("`alto state export > FILE` writes a document `alto state import` reads")
+    )]
+    BadExport { file: String, message: String },
+
+    #[error("not importing {file}: the state of {names} changed since it was exported")]
+    #[diagnostic(
+        code(alto::state::changed_since_export),
+        help(
+            "nothing was written; `alto state show` what is there now, or pass --force to overwrite it (its current state is kept in the history)"
+        )
+    )]
+    StateChangedSinceExport { file: String, names: String },
+
     #[error("cannot write {}", path.display())]
     #[diagnostic(code(alto::io))]
     Write {
@@ -188,6 +222,10 @@ impl Error {
             | Error::BadRemotePath { .. }
             | Error::NoSuchRemoteFile { .. }
             | Error::BadJson { .. }
+            | Error::StateNotWritable { .. }
+            | Error::NoState { .. }
+            | Error::BadExport { .. }
+            | Error::StateChangedSinceExport { .. }
             | Error::Catalog { .. } => 2,
             Error::Interrupted { signal } => crate::interrupt::exit_code(*signal),
             Error::NotImplemented { .. }

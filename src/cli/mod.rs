@@ -264,6 +264,40 @@ pub enum StateCommand {
     Show { pipeline: String },
     /// Replace the active state of TAP:TARGET with a file (a Meltano export works as is).
     Set { pipeline: String, file: PathBuf },
+    /// Every state of the environment (pipelines, ingests, replay positions):
+    /// its last commit and size.
+    List {
+        /// Only names matching this glob (`tap-x:*`).
+        pattern: Option<String>,
+    },
+    /// The timestamped copies of TAP:TARGET's state, oldest first.
+    History { pipeline: String },
+    /// Make a timestamped copy the active state again (the current one is
+    /// kept as a new copy first, so a restore can be undone).
+    Restore {
+        pipeline: String,
+        /// The copy's stamp, as `alto state history` lists it.
+        #[arg(long, value_name = "STAMP")]
+        at: String,
+    },
+    /// Drop the active state (as `alto clean TAP:TARGET`); the history stays.
+    Clear { pipeline: String },
+    /// Make FROM's active state TO's.
+    Copy { from: String, to: String },
+    /// Deep-merge a state file into the active state (Meltano's `state merge`).
+    Merge { pipeline: String, file: PathBuf },
+    /// Print every matching state of the environment as one JSON document.
+    Export {
+        /// Only names matching this glob (`tap-x:*`).
+        pattern: Option<String>,
+    },
+    /// Write the states of an `alto state export` document.
+    Import {
+        file: PathBuf,
+        /// Overwrite states that changed since the export.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -547,12 +581,32 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             };
             run::run(g, &g.load()?, pipelines, &opts, *jobs)
         }
-        Command::State {
-            command: StateCommand::Show { pipeline: p },
-        } => state::state_show(&g.load()?, p).map(|_| ExitStatus::Success),
-        Command::State {
-            command: StateCommand::Set { pipeline: p, file },
-        } => state::state_set(&g.load()?, p, file).map(|_| ExitStatus::Success),
+        Command::State { command } => {
+            let project = g.load()?;
+            match command {
+                StateCommand::Show { pipeline } => state::state_show(&project, pipeline),
+                StateCommand::Set { pipeline, file } => state::state_set(&project, pipeline, file),
+                StateCommand::List { pattern } => {
+                    state::state_list(g, &project, pattern.as_deref())
+                }
+                StateCommand::History { pipeline } => state::state_history(g, &project, pipeline),
+                StateCommand::Restore { pipeline, at } => {
+                    state::state_restore(g, &project, pipeline, at)
+                }
+                StateCommand::Clear { pipeline } => state::state_clear(&project, pipeline),
+                StateCommand::Copy { from, to } => state::state_copy(&project, from, to),
+                StateCommand::Merge { pipeline, file } => {
+                    state::state_merge(g, &project, pipeline, file)
+                }
+                StateCommand::Export { pattern } => {
+                    state::state_export(&project, pattern.as_deref())
+                }
+                StateCommand::Import { file, force } => {
+                    state::state_import(g, &project, file, *force)
+                }
+            }
+            .map(|_| ExitStatus::Success)
+        }
         Command::Clean { name } => clean::clean(g, &g.load()?, name).map(|_| ExitStatus::Success),
         Command::Catalog {
             command:

@@ -31,7 +31,7 @@ pub use confirm::{Confirmations, commit_interval, read_confirmations};
 pub use dir::RunDir;
 pub use lock::PipelineLock;
 pub use log::{Redactor, RunLog, Tail, printable, pump_stderr, skipped_line};
-pub use state_store::StateStore;
+pub use state_store::{HistoryCopy, StateStore};
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum RunError {
@@ -62,6 +62,17 @@ pub enum RunError {
         help("another process wrote the state; check `alto state show` and run again")
     )]
     StateConflict { path: String },
+
+    #[error("{pipeline} has no state copy `{stamp}`")]
+    #[diagnostic(
+        code(alto::state::no_such_copy),
+        help("its copies: {known}; `alto state history` lists them")
+    )]
+    NoSuchCopy {
+        pipeline: String,
+        stamp: String,
+        known: String,
+    },
 
     #[error("{pipeline} is already running on {host} (pid {pid}, since {since})")]
     #[diagnostic(
@@ -150,6 +161,7 @@ impl RunError {
         match self {
             RunError::Config(_)
             | RunError::BadState { .. }
+            | RunError::NoSuchCopy { .. }
             | RunError::StreamMaps { .. }
             | RunError::NothingSelected { .. } => 2,
             RunError::Realize(r) => r.exit_code(),
