@@ -83,6 +83,13 @@ pub enum Error {
     )]
     BadDuration { value: String },
 
+    #[error("`{value}` is not a timeout")]
+    #[diagnostic(
+        code(alto::run::timeout),
+        help("write a number and a unit greater than zero: 90s, 15m, 2h")
+    )]
+    BadTimeout { value: String },
+
     #[error("{failed} of {total} plugins failed to realize")]
     #[diagnostic(code(alto::build::failed))]
     BuildFailed { failed: usize, total: usize },
@@ -191,6 +198,14 @@ pub enum Error {
     )]
     StateChangedSinceExport { file: String, names: String },
 
+    #[error("{flag} does not apply to {task}: {why}")]
+    #[diagnostic(code(alto::run::flag))]
+    FlagNotApplicable {
+        flag: String,
+        task: String,
+        why: String,
+    },
+
     #[error("cannot write {}", path.display())]
     #[diagnostic(code(alto::io))]
     Write {
@@ -218,11 +233,13 @@ impl Error {
             | Error::ImportTargetExists { .. }
             | Error::NothingToRun { .. }
             | Error::BadDuration { .. }
+            | Error::BadTimeout { .. }
             | Error::NotConfirmed { .. }
             | Error::BadRemotePath { .. }
             | Error::NoSuchRemoteFile { .. }
             | Error::BadJson { .. }
             | Error::StateNotWritable { .. }
+            | Error::FlagNotApplicable { .. }
             | Error::NoState { .. }
             | Error::BadExport { .. }
             | Error::StateChangedSinceExport { .. }

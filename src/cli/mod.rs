@@ -17,6 +17,7 @@ mod list;
 mod printer;
 mod reservoir;
 mod run;
+mod run_controls;
 mod show;
 mod state;
 mod store;
@@ -167,6 +168,8 @@ pub enum Command {
         /// Wait for a running instance of the pipeline instead of failing.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        controls: run_controls::RunControls,
     },
     /// A pipeline's state.
     State {
@@ -573,13 +576,15 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             full_refresh,
             jobs,
             wait,
+            controls,
         } => {
             let opts = crate::run::RunOptions {
                 full_refresh: *full_refresh,
                 wait: *wait,
+                no_state_update: controls.no_state_update,
                 strict: g.strict,
             };
-            run::run(g, &g.load()?, pipelines, &opts, *jobs)
+            run::run(g, &mut g.load()?, pipelines, &opts, *jobs, controls)
         }
         Command::State { command } => {
             let project = g.load()?;
@@ -676,6 +681,22 @@ mod tests {
                 matches!(c.command, Command::Run { wait: true, .. })
             }),
             ("tap:target --json", |c| c.global.json),
+            (
+                "tap:target --select users --select 'orders.id' --exclude users.email --refresh-catalog --no-state-update --timeout 15m --dry-run",
+                |c| {
+                    matches!(&c.command, Command::Run { controls, .. }
+                    if controls.select == ["users", "'orders.id'"]
+                        && controls.exclude == ["users.email"]
+                        && controls.refresh_catalog
+                        && controls.no_state_update
+                        && controls.timeout.as_deref() == Some("15m")
+                        && controls.dry_run)
+                },
+            ),
+            (
+                "tap:reservoir --dry-run --select=users",
+                |c| matches!(&c.command, Command::Run { controls, .. } if controls.dry_run && controls.select == ["users"]),
+            ),
             ("tap:target --strict", |c| c.global.strict),
             ("tap:target --show-secrets", |c| c.global.show_secrets),
             ("tap:target -qq", |c| c.global.quiet == 2),
@@ -744,6 +765,8 @@ mod tests {
             ("tap:target --ful-refresh", "--full-refresh"),
             ("tap:target --evn prod", "--evn"),
             ("tap:target --wiat", "--wait"),
+            ("tap:target --dry-rn", "--dry-run"),
+            ("tap:target --selct users", "--select"),
             ("tap:reservoir --jsno", "--json"),
             ("build:tap --ofline", "--offline"),
         ] {

@@ -2,6 +2,7 @@
 //! `reservoir:tap-target`): pipelines, ingests and replays, one after another or `-j` at once.
 
 use super::printer::{human_bytes, print_json};
+use super::run_controls::{self, RunControls};
 use super::task::{self, Task};
 use super::{Error, ExitStatus, Global};
 use crate::config::Project;
@@ -21,13 +22,15 @@ pub(super) fn build_options(g: &Global) -> Options {
 }
 
 /// Runs pipelines (`tap:target`, `tap:reservoir`, `reservoir:tap-target`),
-/// one after another, or `jobs` at once.
+/// one after another, or `jobs` at once; `controls` are the run's flags
+/// (`--select`, `--dry-run`, ...).
 pub fn run(
     g: &Global,
-    project: &Project,
+    project: &mut Project,
     names: &[String],
     opts: &RunOptions,
     jobs: usize,
+    controls: &RunControls,
 ) -> Result<ExitStatus, Error> {
     let mut tasks = Vec::new();
     for n in names {
@@ -43,8 +46,20 @@ pub fn run(
             }
         }
     }
+    controls.apply(project, &tasks)?;
+    let project: &Project = project;
     let realizer = Realizer::new(project)?;
     let build = build_options(g);
+    if controls.dry_run {
+        run_controls::dry_run(g, &realizer, &tasks, opts, controls)?;
+        return Ok(ExitStatus::Success);
+    }
+    if let Some(after) = controls.timeout()? {
+        crate::interrupt::stop_after(after);
+    }
+    if controls.refresh_catalog {
+        run_controls::refresh_catalogs(&realizer, &tasks, &build)?;
+    }
     type Outcome = Result<(String, Value), Error>;
     let results: std::sync::Mutex<Vec<(usize, Outcome)>> = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);

@@ -180,6 +180,10 @@ pub fn run(
     if commits > 0 && session.licensed() {
         store.keep_history(&state)?;
     }
+    if opts.no_state_update {
+        // Confirmations were read, none committed.
+        commits = 0;
+    }
     prepared.log.upload(&session.remote, &session.env);
     if let Some(e) = session.stopped().or(middle_error) {
         return Err(e);

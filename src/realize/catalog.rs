@@ -51,11 +51,25 @@ pub fn base_catalog(
     plugin: &PluginDerivation,
     config: &Path,
 ) -> Result<Value, RealizeError> {
+    if let Some(v) = cached(realizer, tap, plugin)? {
+        return Ok(v);
+    }
     let (key, drv) = derivation(realizer, tap, plugin)?;
+    discover(realizer, tap, plugin, config, &key, drv)
+}
+
+/// The tap's base catalog if it is in the local store or the remote
+/// (substituted then), without discovering: `None` when a run would discover.
+pub fn cached(
+    realizer: &Realizer,
+    tap: &Plugin,
+    plugin: &PluginDerivation,
+) -> Result<Option<Value>, RealizeError> {
+    let (key, _) = derivation(realizer, tap, plugin)?;
     if let LocalStatus::Valid(_) = realizer.local.status(&key, false)?
         && let Some(v) = read_catalog(&realizer.local.data_path(&key))
     {
-        return Ok(v);
+        return Ok(Some(v));
     }
     let (data_rel, meta_rel) = remote_paths(&tap.name);
     let remote = realizer.remote().ok();
@@ -73,7 +87,7 @@ pub fn base_catalog(
                     .map_err(store::StoreError::io("cannot write", &tmp))?;
                 realizer.local.commit(&key, &tmp, &meta, false)?;
                 if let Some(v) = read_catalog(&realizer.local.data_path(&key)) {
-                    return Ok(v);
+                    return Ok(Some(v));
                 }
             } else {
                 tracing::warn!(
@@ -83,7 +97,7 @@ pub fn base_catalog(
             }
         }
     }
-    discover(realizer, tap, plugin, config, &key, drv)
+    Ok(None)
 }
 
 fn read_catalog(path: &Path) -> Option<Value> {

@@ -126,6 +126,15 @@ pub enum RunError {
     #[diagnostic(code(alto::interrupted))]
     Interrupted { what: String, signal: i32 },
 
+    #[error("{what} stopped: it ran longer than its --timeout; the state confirmed so far is kept")]
+    #[diagnostic(
+        code(alto::pipeline::timeout),
+        help(
+            "the plugins were stopped as an interrupt stops them; the next run resumes from the committed state"
+        )
+    )]
+    TimedOut { what: String },
+
     #[error("{what} stopped: its pipeline lock could not be renewed in time")]
     #[diagnostic(
         code(alto::pipeline::lock_lost),
@@ -187,6 +196,8 @@ pub(crate) fn io_err(
 pub struct RunOptions {
     pub full_refresh: bool,
     pub wait: bool,
+    /// Run without committing state (`--no-state-update`): a dry load.
+    pub no_state_update: bool,
     /// Refuse what alto cannot honour (the original's Python stream maps).
     pub strict: bool,
 }
@@ -408,6 +419,8 @@ pub struct Session<'r, 'p> {
     pub remote: Arc<Remote>,
     pub start: Instant,
     lock: PipelineLock,
+    /// Whether this run commits state at all (not with `--no-state-update`).
+    commits_state: bool,
     _aware: interrupt::Aware,
 }
 
@@ -450,6 +463,7 @@ impl<'r, 'p> Session<'r, 'p> {
             remote,
             start: Instant::now(),
             lock,
+            commits_state: !opts.no_state_update,
             _aware: aware,
         })
     }
@@ -500,6 +514,11 @@ impl<'r, 'p> Session<'r, 'p> {
                 signal,
             });
         }
+        if interrupt::stopping() == Some(interrupt::Stop::Timeout) {
+            return Some(RunError::TimedOut {
+                what: self.name.clone(),
+            });
+        }
         if self.lock.lost() {
             return Some(RunError::LockLost {
                 what: self.name.clone(),
@@ -510,9 +529,9 @@ impl<'r, 'p> Session<'r, 'p> {
     }
 
     /// Whether state may still be committed: not once the lock is lost
-    /// (another machine may hold it by now).
+    /// (another machine may hold it by now), and never with `--no-state-update`.
     pub fn licensed(&self) -> bool {
-        !self.lock.lost()
+        self.commits_state && !self.lock.lost()
     }
 
     /// Launches plugin `i` of `prepared` with `--config`, `args` and `stdin`;
