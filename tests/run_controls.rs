@@ -1,7 +1,8 @@
 //! The controls of `alto run` and the task shorthand, with the fixture
 //! plugins: `--dry-run`, `--select`/`--exclude` (configured rules left
 //! untouched, hash rules still applied), `--no-state-update`,
-//! `--refresh-catalog` and `--timeout`.
+//! `--refresh-catalog` and `--timeout`; and `alto logs` and `--log-format
+//! json` over the runs they make.
 
 mod common;
 
@@ -213,7 +214,90 @@ fn timeout_stops_the_run_and_keeps_what_was_confirmed() {
     );
     assert!(records(&p, "orders").len() < 5);
     std::fs::write(p.path().join("alto.yaml"), config("")).unwrap();
-    let (code, _, err) = p.run_on(&m, &[PIPE]);
+    let (code, _, err) = p.run_on(&m, &[PIPE, "--log-format", "json"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(bookmark(&p, &m, "users"), confirmed + 5);
+    // --log-format json: every stderr line is a JSON object; plugin lines
+    // name their plugin.
+    let lines: Vec<Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["timestamp"].is_string() && l["level"].is_string())
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["plugin"] == "tap-fixture" && l["message"] == "tap-fixture: sent 10 records"),
+        "{err}"
+    );
+    assert!(lines.iter().any(|l| l["plugin"].is_null()), "{err}");
+
+    // alto logs: both runs, oldest first, with how each ended.
+    let listed = p.json_on(&m, &["logs"]);
+    let runs = listed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{listed}");
+    assert_eq!(runs[0]["end"]["exit"], 1);
+    assert!(
+        runs[0]["end"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("--timeout")
+    );
+    assert_eq!(runs[1]["end"]["exit"], 0);
+    assert_eq!(
+        runs[1]["end"]["state_commits"].as_u64().map(|n| n > 0),
+        Some(true)
+    );
+    assert!(
+        runs.iter()
+            .all(|r| r["local"] == true && r["remote"] == true)
+    );
+    let (code, out, _) = p.run_on(&m, &["logs", PIPE, "--last", "1"]);
+    assert_eq!(code, 0);
+    let last = runs[1]["run"].as_str().unwrap();
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with(last), "{out}");
+    assert!(
+        p.json_on(&m, &["logs", "tap-fixture:reservoir"])["runs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // logs show: this machine's copy, else the remote's.
+    let (code, shown, _) = p.run_on(&m, &["logs", "show", last]);
+    assert_eq!(code, 0);
+    assert!(
+        shown.contains("tap-fixture | tap-fixture: sent 10 records"),
+        "{shown}"
+    );
+    assert!(
+        shown
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("alto | end {\"exit\":0"),
+        "{shown}"
+    );
+    std::fs::remove_dir_all(p.path().join(".alto/logs")).unwrap();
+    let listed = p.json_on(&m, &["logs"]);
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["runs"][1]["local"], false);
+    assert_eq!(listed["runs"][1]["end"]["exit"], 0);
+    let (code, from_remote, _) = p.run_on(&m, &["logs", "show", &format!("{last}.log")]);
+    assert_eq!(code, 0);
+    assert_eq!(from_remote, shown);
+    let (code, _, err) = p.run_on(
+        &m,
+        &[
+            "logs",
+            "show",
+            "tap-fixture-to-target-fixture.20000101000000",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
 }

@@ -198,6 +198,10 @@ pub enum Error {
     )]
     StateChangedSinceExport { file: String, names: String },
 
+    #[error("no run `{run}` in the logs of the {environment} environment")]
+    #[diagnostic(code(alto::logs::no_such_run), help("`alto logs` lists the runs"))]
+    NoSuchRun { run: String, environment: String },
+
     #[error("{flag} does not apply to {task}: {why}")]
     #[diagnostic(code(alto::run::flag))]
     FlagNotApplicable {
@@ -240,6 +244,7 @@ impl Error {
             | Error::BadJson { .. }
             | Error::StateNotWritable { .. }
             | Error::FlagNotApplicable { .. }
+            | Error::NoSuchRun { .. }
             | Error::NoState { .. }
             | Error::BadExport { .. }
             | Error::StateChangedSinceExport { .. }

@@ -14,6 +14,7 @@ mod import;
 mod init;
 mod invoke;
 mod list;
+mod logs;
 mod printer;
 mod reservoir;
 mod run;
@@ -70,6 +71,16 @@ pub struct Global {
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// How alto's log messages and the plugins' lines are written on stderr:
+    /// text, or JSON lines (timestamp, level, plugin, message) for log shippers.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -171,6 +182,17 @@ pub enum Command {
         #[command(flatten)]
         controls: run_controls::RunControls,
     },
+    /// The logs of past runs (here and in the remote): start, duration, exit, records.
+    #[command(args_conflicts_with_subcommands = true)]
+    Logs {
+        #[command(subcommand)]
+        command: Option<LogsCommand>,
+        /// Only this pipeline's runs (`TAP:TARGET`, `TAP:reservoir`, `reservoir:TAP-TARGET`).
+        pipeline: Option<String>,
+        /// How many of the latest runs to list.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+    },
     /// A pipeline's state.
     State {
         #[command(subcommand)]
@@ -259,6 +281,12 @@ pub enum ReservoirCommand {
         #[arg(long)]
         wait: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Print one run's log (RUN as `alto logs` lists it).
+    Show { run: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -467,6 +495,15 @@ pub fn init_logging(global: &Global) {
         1 => Level::DEBUG,
         _ => Level::TRACE,
     };
+    if global.log_format == LogFormat::Json {
+        crate::run::log::set_json_console(true);
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .event_format(JsonLines)
+            .try_init();
+        return;
+    }
     let ansi = std::env::var_os("NO_COLOR").is_none()
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
@@ -476,6 +513,43 @@ pub fn init_logging(global: &Global) {
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+/// alto's log messages as JSON lines (`--log-format json`), as plugin lines are.
+struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        writeln!(
+            writer,
+            "{}",
+            crate::run::log::json_line(event.metadata().level().as_str(), None, &message.0)
+        )
+    }
+}
+
+/// An event's message, with any other fields after it as `name=value`.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.insert_str(0, &format!("{value:?}"));
+        } else {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
 }
 
 /// Runs a parsed command line; the exit code on success.
@@ -586,6 +660,15 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             };
             run::run(g, &mut g.load()?, pipelines, &opts, *jobs, controls)
         }
+        Command::Logs {
+            command: Some(LogsCommand::Show { run }),
+            ..
+        } => logs::show(&g.load()?, run).map(|_| ExitStatus::Success),
+        Command::Logs {
+            command: None,
+            pipeline,
+            last,
+        } => logs::logs(g, &g.load()?, pipeline.as_deref(), *last).map(|_| ExitStatus::Success),
         Command::State { command } => {
             let project = g.load()?;
             match command {

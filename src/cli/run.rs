@@ -145,9 +145,7 @@ pub fn run(
     for (_, r) in results {
         match r {
             Ok((text, json)) => {
-                if g.printer().verbose() {
-                    eprintln!("{text}");
-                }
+                g.printer().status(&text);
                 summaries.push(json);
             }
             Err(e) => {

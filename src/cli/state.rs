@@ -98,6 +98,12 @@ fn state_id(project: &Project, name: &str) -> Result<StateId, Error> {
     })
 }
 
+/// The name a run's lock, log and state go by (`<tap>-to-<target>`, ...)
+/// for `TAP:TARGET`, `tap-target`, `TAP:reservoir` or `reservoir:TAP-TARGET`.
+pub fn run_name(project: &Project, name: &str) -> Result<String, Error> {
+    Ok(state_id(project, name)?.stem)
+}
+
 /// The state a file stem belongs to, by the configured names.
 fn from_stem(project: &Project, stem: &str) -> StateId {
     for tap in project.taps.keys() {

@@ -30,7 +30,7 @@ use crate::store::{Remote, StoreError};
 pub use confirm::{Confirmations, commit_interval, read_confirmations};
 pub use dir::RunDir;
 pub use lock::PipelineLock;
-pub use log::{Redactor, RunLog, Tail, printable, pump_stderr, skipped_line};
+pub use log::{PendingLog, Redactor, RunEnd, RunLog, Tail, printable, pump_stderr, skipped_line};
 pub use state_store::{HistoryCopy, StateStore};
 
 #[derive(Debug, Error, Diagnostic)]

@@ -284,7 +284,7 @@ fn split_stamp(s: &str) -> bool {
 }
 
 /// A stamp's place in time: second, then the `-N` of that second.
-fn stamp_order(stamp: &str) -> (String, u64) {
+pub fn stamp_order(stamp: &str) -> (String, u64) {
     match stamp.split_once('-') {
         Some((d, n)) => (d.to_string(), n.parse().unwrap_or(0)),
         None => (stamp.to_string(), 1),
@@ -294,7 +294,12 @@ fn stamp_order(stamp: &str) -> (String, u64) {
 /// Reads a state file's name: `<stem>.json` is an active state,
 /// `<stem>.<stamp>.json` a history copy; anything else is not a state file.
 pub fn split_name(name: &str) -> Option<(&str, Option<&str>)> {
-    let base = name.strip_suffix(".json")?;
+    split_stamped(name, ".json")
+}
+
+/// Reads a file name `<stem><ext>` or `<stem>.<stamp><ext>` (state copies, logs).
+pub fn split_stamped<'a>(name: &'a str, ext: &str) -> Option<(&'a str, Option<&'a str>)> {
+    let base = name.strip_suffix(ext)?;
     if let Some((stem, stamp)) = base.rsplit_once('.')
         && split_stamp(stamp)
     {
