@@ -228,7 +228,11 @@ fn plan_catalog(
     tap: &PlannedPlugin,
     refresh: bool,
 ) -> Result<(Option<Vec<Value>>, Option<&'static str>), Error> {
-    let caps = tap.plugin.capabilities();
+    let Some(caps) =
+        crate::realize::about::known_capabilities(realizer, tap.plugin, tap.deriv.as_ref())?
+    else {
+        return Ok((None, Some("(--catalog or --properties: its --about says)")));
+    };
     let flag = if caps.iter().any(|c| c == "catalog") {
         Some("--catalog $RUN/catalog.json")
     } else if caps.iter().any(|c| c == "properties") {
@@ -293,7 +297,9 @@ pub fn dry_run(
                 let tap = project.tap(tap)?;
                 if opts.full_refresh {
                     (None, "ignored (--full-refresh)".into())
-                } else if !tap.has_capability("state") {
+                } else if !crate::realize::about::known_capabilities(realizer, tap, None)?
+                    .is_none_or(|c| c.iter().any(|c| c == "state"))
+                {
                     (
                         None,
                         format!("not passed: {} has no `state` capability", tap.name),

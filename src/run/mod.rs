@@ -313,7 +313,7 @@ pub fn tap_args(
     config_path: &Path,
     state: &Map<String, Value>,
 ) -> Result<Vec<std::ffi::OsString>, RunError> {
-    let caps = tap.capabilities();
+    let caps = realize::about::capabilities(realizer, tap, d)?;
     let catalog_flag = if caps.iter().any(|c| c == "catalog") {
         Some("--catalog")
     } else if caps.iter().any(|c| c == "properties") {
