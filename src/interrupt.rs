@@ -11,7 +11,8 @@
 //! then commits what was confirmed, releases its lock and exits 128 + the
 //! signal. A second signal, or any signal while no such command runs, kills
 //! the groups, removes the private directories and exits at once.
-//! Losing the pipeline lock stops the groups the same way ([`stop`]).
+//! Losing the pipeline lock, or a run's `--timeout` passing, stops the groups
+//! the same way ([`stop`]).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output};
@@ -26,9 +27,11 @@ pub enum Stop {
     Signal(i32),
     /// The run's pipeline lock could no longer be renewed.
     LockLost,
+    /// The run's `--timeout` passed.
+    Timeout,
 }
 
-/// 0: not stopping; > 0: the signal; -1: the lock was lost.
+/// 0: not stopping; > 0: the signal; -1: the lock was lost; -2: the timeout passed.
 static STOP: AtomicI32 = AtomicI32::new(0);
 /// Commands at work that stop cleanly on a signal.
 static AWARE: AtomicUsize = AtomicUsize::new(0);
@@ -41,6 +44,7 @@ pub fn stopping() -> Option<Stop> {
     match STOP.load(Ordering::SeqCst) {
         0 => None,
         -1 => Some(Stop::LockLost),
+        -2 => Some(Stop::Timeout),
         s => Some(Stop::Signal(s)),
     }
 }
@@ -173,12 +177,13 @@ fn remove_dirs() {
     }
 }
 
-/// Stops every registered group for `why` (the lock was lost); the command
-/// sees it through [`stopping`].
+/// Stops every registered group for `why` (the lock was lost, the timeout
+/// passed); the command sees it through [`stopping`].
 pub fn stop(why: Stop) {
     let code = match why {
         Stop::Signal(s) => s,
         Stop::LockLost => -1,
+        Stop::Timeout => -2,
     };
     if STOP
         .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
@@ -186,6 +191,17 @@ pub fn stop(why: Stop) {
     {
         terminate_groups();
     }
+}
+
+/// Stops the run as a signal does once `after` has passed (`alto run
+/// --timeout`). The watch is a thread of its own that ends with alto.
+pub fn stop_after(after: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("alto-timeout".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            stop(Stop::Timeout);
+        });
 }
 
 /// While alive, signals stop the command cleanly instead of ending alto.
@@ -242,6 +258,7 @@ impl Process {
                 match why {
                     Stop::Signal(s) => format!("alto is stopping ({})", signal_name(s)),
                     Stop::LockLost => "alto is stopping (the pipeline lock was lost)".into(),
+                    Stop::Timeout => "alto is stopping (the run's --timeout passed)".into(),
                 },
             ));
         }

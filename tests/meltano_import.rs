@@ -399,3 +399,72 @@ fn bad_meltano_files_are_diagnostics() {
     assert_eq!(code, 2);
     assert!(err.contains("no Meltano project file at"), "{err}");
 }
+
+/// Meltano reads plugin settings from `.env` (`TAP_X_PASSWORD=...`): the
+/// import moves them into a new `alto.secrets.yaml`, never over one, and
+/// never prints a value.
+#[test]
+fn env_settings_move_into_a_new_secrets_file() {
+    let (p, dir) = meltano_project();
+    std::fs::write(
+        dir.join(".env"),
+        "TAP_GITHUB_AUTH_TOKEN=gh-secret-1\nexport TAP_POSTGRES_BILLING_PASSWORD='bill-secret'\nTARGET_POSTGRES_PASSWORD=\"tp \\\"quoted\\\" secret\"\nMELTANO_ENVIRONMENT=dev\nUNRELATED=keep-me\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&p, &dir, &["import", "meltano", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    for secret in ["gh-secret-1", "bill-secret", "quoted"] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret} printed:\n{out}\n{err}"
+        );
+    }
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["secrets"]["written"], "alto.secrets.yaml");
+    assert_eq!(
+        report["secrets"]["settings"].as_array().unwrap().len(),
+        3,
+        "{report}"
+    );
+    let secrets = dir.join("alto.secrets.yaml");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    assert!(
+        !text.contains("keep-me") && !text.contains("MELTANO"),
+        "{text}"
+    );
+    // Each value reaches its plugin's config, the longest plugin name first.
+    let config = |plugin: &str| json_of(&p, &dir, &["config", plugin, "--show-secrets"]);
+    assert_eq!(config("tap-github")["auth_token"], "gh-secret-1");
+    assert_eq!(config("tap-postgres-billing")["password"], "bill-secret");
+    assert_eq!(
+        config("target-postgres")["password"],
+        "tp \"quoted\" secret"
+    );
+    // .env itself is left as it was.
+    assert!(
+        std::fs::read_to_string(dir.join(".env"))
+            .unwrap()
+            .contains("gh-secret-1")
+    );
+
+    // An existing secrets file is never overwritten: the settings are listed instead.
+    std::fs::remove_file(dir.join("alto.yaml")).unwrap();
+    std::fs::write(&secrets, "default: {}\n").unwrap();
+    let (code, _, err) = run(&p, &dir, &["import", "meltano"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&secrets).unwrap(), "default: {}\n");
+    assert!(
+        err.contains("alto.secrets.yaml exists and is left as is"),
+        "{err}"
+    );
+    assert!(
+        err.contains("taps.tap-github.config.auth_token (from TAP_GITHUB_AUTH_TOKEN)"),
+        "{err}"
+    );
+    assert!(!err.contains("gh-secret-1"), "{err}");
+}

@@ -1,13 +1,12 @@
 //! `alto clean`: drop a pipeline's active state, a tap's base catalog or a replay position; compact a reservoir.
 
 use super::reservoir::reservoir_compact;
-use super::state::pair;
 use super::task::{self, Task};
 use super::{Error, Global};
 use crate::config::Project;
 use crate::realize::{Options, Realizer};
 use crate::reservoir;
-use crate::run::{self, StateStore};
+use crate::run;
 
 pub fn clean(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
     let realizer = Realizer::new(project)?;
@@ -41,10 +40,5 @@ pub fn clean(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
         }
         _ => {}
     }
-    let (tap, target) = pair(project, name)?;
-    let remote = realizer.remote()?;
-    let (store, _) = StateStore::open(&remote, &project.environment, &tap, &target)?;
-    store.clear()?;
-    eprintln!("the state of {tap}:{target} is dropped (its history stays)");
-    Ok(())
+    super::state::state_clear(project, name)
 }

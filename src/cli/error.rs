@@ -83,6 +83,13 @@ pub enum Error {
     )]
     BadDuration { value: String },
 
+    #[error("`{value}` is not a timeout")]
+    #[diagnostic(
+        code(alto::run::timeout),
+        help("write a number and a unit greater than zero: 90s, 15m, 2h")
+    )]
+    BadTimeout { value: String },
+
     #[error("{failed} of {total} plugins failed to realize")]
     #[diagnostic(code(alto::build::failed))]
     BuildFailed { failed: usize, total: usize },
@@ -177,6 +184,52 @@ pub enum Error {
         hint: String,
     },
 
+    #[error(
+        "{name} is an ingest's state, which its reservoir's index holds; alto does not write it here"
+    )]
+    #[diagnostic(
+        code(alto::state::not_writable),
+        help(
+            "`alto state show {name}` prints it; a new ingest commits it with the partitions it describes"
+        )
+    )]
+    StateNotWritable { name: String },
+
+    #[error("{name} has no state to copy")]
+    #[diagnostic(
+        code(alto::state::none),
+        help("`alto state list` shows the states there are")
+    )]
+    NoState { name: String },
+
+    #[error("{file} cannot be imported: {message}")]
+    #[diagnostic(
+        code(alto::state::bad_export),
+        help("`alto state export > FILE` writes a document `alto state import` reads")
+    )]
+    BadExport { file: String, message: String },
+
+    #[error("not importing {file}: the state of {names} changed since it was exported")]
+    #[diagnostic(
+        code(alto::state::changed_since_export),
+        help(
+            "nothing was written; `alto state show` what is there now, or pass --force to overwrite it (its current state is kept in the history)"
+        )
+    )]
+    StateChangedSinceExport { file: String, names: String },
+
+    #[error("no run `{run}` in the logs of the {environment} environment")]
+    #[diagnostic(code(alto::logs::no_such_run), help("`alto logs` lists the runs"))]
+    NoSuchRun { run: String, environment: String },
+
+    #[error("{flag} does not apply to {task}: {why}")]
+    #[diagnostic(code(alto::run::flag))]
+    FlagNotApplicable {
+        flag: String,
+        task: String,
+        why: String,
+    },
+
     #[error("cannot write {}", path.display())]
     #[diagnostic(code(alto::io))]
     Write {
@@ -204,10 +257,17 @@ impl Error {
             | Error::ImportTargetExists { .. }
             | Error::NothingToRun { .. }
             | Error::BadDuration { .. }
+            | Error::BadTimeout { .. }
             | Error::NotConfirmed { .. }
             | Error::BadRemotePath { .. }
             | Error::NoSuchRemoteFile { .. }
             | Error::BadJson { .. }
+            | Error::StateNotWritable { .. }
+            | Error::FlagNotApplicable { .. }
+            | Error::NoSuchRun { .. }
+            | Error::NoState { .. }
+            | Error::BadExport { .. }
+            | Error::StateChangedSinceExport { .. }
             | Error::Catalog { .. } => 2,
             Error::Interrupted { signal } => crate::interrupt::exit_code(*signal),
             // A failed step's own code (a user's error in it stays 2, a stop 130).

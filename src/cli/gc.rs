@@ -29,6 +29,7 @@ pub(super) fn project_roots(project: &Project) -> Result<BTreeSet<Key>, Error> {
         let derivs = realizer.derivations(&[])?;
         for d in &derivs {
             keys.insert(d.key.clone());
+            keys.insert(crate::realize::about::derivation(d).0);
             for tap in d.plugins.iter().filter_map(|n| p.taps.get(n)) {
                 // A catalog whose inputs cannot be rendered here is simply not a root.
                 if let Ok((k, _)) = crate::realize::catalog::derivation(&realizer, tap, d) {

@@ -73,6 +73,7 @@ pub fn meltano(g: &Global, path: Option<&Path>) -> Result<(), Error> {
         None => "alto.yaml".into(),
     };
     eprintln!("wrote {} from {shown}", written.display());
+    let secrets = move_env_settings(&dir, file.parent().unwrap_or(&dir), &translation.plugins)?;
     if !translation.untranslated.is_empty() {
         eprintln!("not translated (also listed at the top of the file):");
         for u in &translation.untranslated {
@@ -88,9 +89,84 @@ pub fn meltano(g: &Global, path: Option<&Path>) -> Result<(), Error> {
         print_json(&json!({
             "written": written.to_string_lossy(),
             "untranslated": translation.untranslated,
+            "secrets": secrets,
         }));
     }
     Ok(())
+}
+
+/// Meltano reads plugin settings from `.env` (`TAP_X_PASSWORD=...`); alto
+/// reads them from its secrets file. They go into a new
+/// `alto.secrets.yaml`; one that exists is never overwritten, and the
+/// settings are then listed to add by hand. Values are never printed.
+fn move_env_settings(
+    dir: &Path,
+    meltano_dir: &Path,
+    plugins: &[(String, String)],
+) -> Result<serde_json::Value, Error> {
+    let (_, vars) = crate::config::load::read_dotenv(meltano_dir)?;
+    let settings = meltano::env_settings(plugins, &vars);
+    if settings.is_empty() {
+        return Ok(json!(null));
+    }
+    let keys: Vec<String> = settings
+        .iter()
+        .map(|s| {
+            format!(
+                "{}.{}.config.{} (from {})",
+                s.section, s.plugin, s.setting, s.var
+            )
+        })
+        .collect();
+    if let Some((existing, _)) = crate::config::load::candidates(dir, "alto.secrets").first() {
+        eprintln!(
+            "{} exists and is left as is; add these settings from .env to it:",
+            file_name(existing)
+        );
+        for k in &keys {
+            eprintln!("  {k}");
+        }
+        return Ok(json!({"written": null, "settings": keys}));
+    }
+    let path = dir.join("alto.secrets.yaml");
+    if !write_private(&path, &meltano::secrets_yaml(&settings))? {
+        return Ok(json!({"written": null, "settings": keys}));
+    }
+    eprintln!(
+        "wrote alto.secrets.yaml with {} plugin settings from .env (keep it out of version control):",
+        settings.len()
+    );
+    for k in &keys {
+        eprintln!("  {k}");
+    }
+    Ok(json!({"written": "alto.secrets.yaml", "settings": keys}))
+}
+
+/// Creates a file only this user can read (it holds secrets); `false` if it exists.
+fn write_private(path: &Path, text: &str) -> Result<bool, Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        });
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => {
+            // Nothing half-written stays behind.
+            let _ = std::fs::remove_file(path);
+            Err(Error::Write {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
 }
 
 fn file_name(p: &Path) -> String {

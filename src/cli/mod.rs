@@ -14,10 +14,12 @@ mod import;
 mod init;
 mod invoke;
 mod list;
+mod logs;
 mod orchestrate;
 mod printer;
 mod reservoir;
 mod run;
+mod run_controls;
 mod schedule;
 mod show;
 mod state;
@@ -71,6 +73,16 @@ pub struct Global {
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// How alto's log messages and the plugins' lines are written on stderr:
+    /// text, or JSON lines (timestamp, level, plugin, message) for log shippers.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -171,6 +183,19 @@ pub enum Command {
         /// Wait for a running instance of the pipeline instead of failing.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        controls: run_controls::RunControls,
+    },
+    /// The logs of past runs (here and in the remote): start, duration, exit, records.
+    #[command(args_conflicts_with_subcommands = true)]
+    Logs {
+        #[command(subcommand)]
+        command: Option<LogsCommand>,
+        /// Only this pipeline's runs (`TAP:TARGET`, `TAP:reservoir`, `reservoir:TAP-TARGET`).
+        pipeline: Option<String>,
+        /// How many of the latest runs to list.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
     },
     /// Schedules: their jobs, intervals and next run times.
     Schedule {
@@ -295,11 +320,51 @@ pub enum ReservoirCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Print one run's log (RUN as `alto logs` lists it).
+    Show { run: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Print the active state of TAP:TARGET.
     Show { pipeline: String },
     /// Replace the active state of TAP:TARGET with a file (a Meltano export works as is).
     Set { pipeline: String, file: PathBuf },
+    /// Every state of the environment (pipelines, ingests, replay positions):
+    /// its last commit and size.
+    List {
+        /// Only names matching this glob (`tap-x:*`).
+        pattern: Option<String>,
+    },
+    /// The timestamped copies of TAP:TARGET's state, oldest first.
+    History { pipeline: String },
+    /// Make a timestamped copy the active state again (the current one is
+    /// kept as a new copy first, so a restore can be undone).
+    Restore {
+        pipeline: String,
+        /// The copy's stamp, as `alto state history` lists it.
+        #[arg(long, value_name = "STAMP")]
+        at: String,
+    },
+    /// Drop the active state (as `alto clean TAP:TARGET`); the history stays.
+    Clear { pipeline: String },
+    /// Make FROM's active state TO's.
+    Copy { from: String, to: String },
+    /// Deep-merge a state file into the active state (Meltano's `state merge`).
+    Merge { pipeline: String, file: PathBuf },
+    /// Print every matching state of the environment as one JSON document.
+    Export {
+        /// Only names matching this glob (`tap-x:*`).
+        pattern: Option<String>,
+    },
+    /// Write the states of an `alto state export` document.
+    Import {
+        file: PathBuf,
+        /// Overwrite states that changed since the export.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -459,6 +524,15 @@ pub fn init_logging(global: &Global) {
         1 => Level::DEBUG,
         _ => Level::TRACE,
     };
+    if global.log_format == LogFormat::Json {
+        crate::run::log::set_json_console(true);
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .event_format(JsonLines)
+            .try_init();
+        return;
+    }
     let ansi = std::env::var_os("NO_COLOR").is_none()
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
@@ -468,6 +542,43 @@ pub fn init_logging(global: &Global) {
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+/// alto's log messages as JSON lines (`--log-format json`), as plugin lines are.
+struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        writeln!(
+            writer,
+            "{}",
+            crate::run::log::json_line(event.metadata().level().as_str(), None, &message.0)
+        )
+    }
+}
+
+/// An event's message, with any other fields after it as `name=value`.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.insert_str(0, &format!("{value:?}"));
+        } else {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
 }
 
 /// Runs a parsed command line; the exit code on success.
@@ -568,20 +679,51 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             full_refresh,
             jobs,
             wait,
+            controls,
         } => {
             let opts = crate::run::RunOptions {
                 full_refresh: *full_refresh,
                 wait: *wait,
+                no_state_update: controls.no_state_update,
                 strict: g.strict,
             };
-            run::run(g, &g.load()?, pipelines, &opts, *jobs)
+            run::run(g, &mut g.load()?, pipelines, &opts, *jobs, controls)
         }
-        Command::State {
-            command: StateCommand::Show { pipeline: p },
-        } => state::state_show(&g.load()?, p).map(|_| ExitStatus::Success),
-        Command::State {
-            command: StateCommand::Set { pipeline: p, file },
-        } => state::state_set(&g.load()?, p, file).map(|_| ExitStatus::Success),
+        Command::Logs {
+            command: Some(LogsCommand::Show { run }),
+            ..
+        } => logs::show(&g.load()?, run).map(|_| ExitStatus::Success),
+        Command::Logs {
+            command: None,
+            pipeline,
+            last,
+        } => logs::logs(g, &g.load()?, pipeline.as_deref(), *last).map(|_| ExitStatus::Success),
+        Command::State { command } => {
+            let project = g.load()?;
+            match command {
+                StateCommand::Show { pipeline } => state::state_show(&project, pipeline),
+                StateCommand::Set { pipeline, file } => state::state_set(&project, pipeline, file),
+                StateCommand::List { pattern } => {
+                    state::state_list(g, &project, pattern.as_deref())
+                }
+                StateCommand::History { pipeline } => state::state_history(g, &project, pipeline),
+                StateCommand::Restore { pipeline, at } => {
+                    state::state_restore(g, &project, pipeline, at)
+                }
+                StateCommand::Clear { pipeline } => state::state_clear(&project, pipeline),
+                StateCommand::Copy { from, to } => state::state_copy(&project, from, to),
+                StateCommand::Merge { pipeline, file } => {
+                    state::state_merge(g, &project, pipeline, file)
+                }
+                StateCommand::Export { pattern } => {
+                    state::state_export(&project, pattern.as_deref())
+                }
+                StateCommand::Import { file, force } => {
+                    state::state_import(g, &project, file, *force)
+                }
+            }
+            .map(|_| ExitStatus::Success)
+        }
         Command::Clean { name } => clean::clean(g, &g.load()?, name).map(|_| ExitStatus::Success),
         Command::Catalog {
             command:
@@ -657,6 +799,22 @@ mod tests {
                 matches!(c.command, Command::Run { wait: true, .. })
             }),
             ("tap:target --json", |c| c.global.json),
+            (
+                "tap:target --select users --select 'orders.id' --exclude users.email --refresh-catalog --no-state-update --timeout 15m --dry-run",
+                |c| {
+                    matches!(&c.command, Command::Run { controls, .. }
+                    if controls.select == ["users", "'orders.id'"]
+                        && controls.exclude == ["users.email"]
+                        && controls.refresh_catalog
+                        && controls.no_state_update
+                        && controls.timeout.as_deref() == Some("15m")
+                        && controls.dry_run)
+                },
+            ),
+            (
+                "tap:reservoir --dry-run --select=users",
+                |c| matches!(&c.command, Command::Run { controls, .. } if controls.dry_run && controls.select == ["users"]),
+            ),
             ("tap:target --strict", |c| c.global.strict),
             ("tap:target --show-secrets", |c| c.global.show_secrets),
             ("tap:target -qq", |c| c.global.quiet == 2),
@@ -725,6 +883,8 @@ mod tests {
             ("tap:target --ful-refresh", "--full-refresh"),
             ("tap:target --evn prod", "--evn"),
             ("tap:target --wiat", "--wait"),
+            ("tap:target --dry-rn", "--dry-run"),
+            ("tap:target --selct users", "--select"),
             ("tap:reservoir --jsno", "--json"),
             ("build:tap --ofline", "--offline"),
         ] {

@@ -14,6 +14,8 @@ use super::Global;
 pub struct Printer {
     json: bool,
     quiet: u8,
+    /// Status lines as JSON lines (`--log-format json`).
+    json_lines: bool,
 }
 
 impl Printer {
@@ -21,6 +23,7 @@ impl Printer {
         Printer {
             json: g.json,
             quiet: g.quiet,
+            json_lines: g.log_format == super::LogFormat::Json,
         }
     }
 
@@ -43,7 +46,11 @@ impl Printer {
     /// A status line on stderr, unless quiet or `--json`.
     pub fn status(&self, text: &str) {
         if self.verbose() {
-            eprintln!("{text}");
+            if self.json_lines {
+                eprintln!("{}", crate::run::log::json_line("INFO", None, text));
+            } else {
+                eprintln!("{text}");
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::printer::{human_bytes, print_json};
+use super::run_controls::{self, RunControls};
 use super::task::Task;
 use super::{Error, ExitStatus, Global};
 use crate::config::{Project, Step};
@@ -213,10 +214,11 @@ fn run_step(
 /// them) in order, or `jobs` at once; after a failure no step starts.
 pub fn run(
     g: &Global,
-    project: &Project,
+    project: &mut Project,
     names: &[String],
     opts: &RunOptions,
     jobs: usize,
+    controls: &RunControls,
 ) -> Result<ExitStatus, Error> {
     let steps = project
         .expand_steps(names)
@@ -224,7 +226,29 @@ pub fn run(
             name,
             environment: project.environment.clone(),
         })?;
+    // The run's flags apply to the pipelines among the steps.
+    let tasks: Vec<Task> = steps
+        .iter()
+        .filter_map(|(_, step)| match step {
+            Step::Task(t @ (Task::Run { .. } | Task::Ingest { .. } | Task::Replay { .. })) => {
+                Some(t.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    controls.apply(project, &tasks)?;
+    let project: &Project = project;
     let realizer = Realizer::new(project)?;
+    if controls.dry_run {
+        run_controls::dry_run(g, &realizer, &tasks, opts, controls)?;
+        return Ok(ExitStatus::Success);
+    }
+    if let Some(after) = controls.timeout()? {
+        crate::interrupt::stop_after(after);
+    }
+    if controls.refresh_catalog {
+        run_controls::refresh_catalogs(&realizer, &tasks, &build_options(g))?;
+    }
     type Outcome = (f64, Result<Done, Error>);
     let results: std::sync::Mutex<Vec<(usize, Outcome)>> = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);

@@ -287,7 +287,7 @@ fn warn_unread_includes(root: &Path) {
 
 /// Reads `.env`: `KEY=value` lines, quotes and `export` allowed. Returns
 /// the text too, for diagnostics.
-fn read_dotenv(root: &Path) -> Result<(String, Vec<(String, String)>), ConfigError> {
+pub(crate) fn read_dotenv(root: &Path) -> Result<(String, Vec<(String, String)>), ConfigError> {
     let path = root.join(".env");
     if !path.is_file() {
         return Ok((String::new(), Vec::new()));

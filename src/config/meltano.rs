@@ -26,6 +26,8 @@ use super::interpolate;
 #[derive(Debug, Clone)]
 pub struct Translation {
     pub alto_yaml: String,
+    /// Every plugin written: its alto section (`taps`, ...) and name.
+    pub plugins: Vec<(String, String)>,
     /// Meltano settings with no alto equivalent, by their path in meltano.yml.
     pub untranslated: Vec<Untranslated>,
     /// Translations that change the shape of the config, worth knowing about.
@@ -122,6 +124,81 @@ pub fn translate_named(
         uses_load_path: false,
     };
     Ok(tr.run(root, project_name))
+}
+
+/// A plugin setting Meltano reads from a variable: `TAP_X_PASSWORD` is
+/// setting `password` of plugin `tap-x` (the plugin's name upper-cased, `-`
+/// as `_`, then the setting's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSetting {
+    /// The plugin's alto section (`taps`, `targets`, ...).
+    pub section: String,
+    pub plugin: String,
+    pub setting: String,
+    pub var: String,
+    pub value: String,
+}
+
+/// The `.env` variables that are settings of `plugins` (section, name); the
+/// longest plugin name wins (`TAP_X_EU_KEY` is `tap-x-eu`'s `key`).
+pub fn env_settings(plugins: &[(String, String)], vars: &[(String, String)]) -> Vec<EnvSetting> {
+    let mut by_prefix: Vec<(String, &(String, String))> = plugins
+        .iter()
+        .map(|p| {
+            (
+                format!("{}_", p.1.to_ascii_uppercase().replace(['-', '.'], "_")),
+                p,
+            )
+        })
+        .collect();
+    by_prefix.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+    let mut out = Vec::new();
+    for (var, value) in vars {
+        let Some((prefix, (section, plugin))) = by_prefix
+            .iter()
+            .find(|(prefix, _)| var.starts_with(prefix.as_str()) && var.len() > prefix.len())
+        else {
+            continue;
+        };
+        let setting = var[prefix.len()..].to_ascii_lowercase();
+        out.push(EnvSetting {
+            section: section.clone(),
+            plugin: plugin.clone(),
+            setting,
+            var: var.clone(),
+            value: value.clone(),
+        });
+    }
+    out
+}
+
+/// `alto.secrets.yaml` holding those settings in the `default` section.
+pub fn secrets_yaml(settings: &[EnvSetting]) -> String {
+    let mut out = String::from(
+        "# Plugin settings Meltano read from .env, moved here by `alto import meltano`.\n# Keep this file out of version control.\ndefault:\n",
+    );
+    let mut last_section = "";
+    let mut last_plugin = "";
+    let mut sorted: Vec<&EnvSetting> = settings.iter().collect();
+    sorted.sort_by(|a, b| (&a.section, &a.plugin).cmp(&(&b.section, &b.plugin)));
+    for s in sorted {
+        if s.section != last_section {
+            out.push_str(&format!("  {}:\n", s.section));
+            last_section = &s.section;
+            last_plugin = "";
+        }
+        if s.plugin != last_plugin {
+            out.push_str(&format!("    {}:\n      config:\n", s.plugin));
+            last_plugin = &s.plugin;
+        }
+        // JSON strings are YAML strings: quotes and escapes kept exact.
+        out.push_str(&format!(
+            "        {}: {}\n",
+            s.setting,
+            Value::String(s.value.clone())
+        ));
+    }
+    out
 }
 
 // ----- plugins and environments as read -----------------------------------
@@ -714,6 +791,12 @@ impl<'s, 'a> Tr<'s, 'a> {
         }
         Translation {
             alto_yaml: out,
+            plugins: self
+                .src
+                .plugins
+                .iter()
+                .map(|p| (p.kind.alto().to_string(), p.name.clone()))
+                .collect(),
             untranslated: self.untranslated,
             notes: self.notes,
         }

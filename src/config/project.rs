@@ -795,6 +795,41 @@ impl Project {
             .is_some_and(|l| l.is_secret())
     }
 
+    /// Replaces a tap's select rules for this process only (`alto run
+    /// --select/--exclude`): `select` replaces the configured rules (all of
+    /// them but the `~` hash rules, which still apply), each `exclude`
+    /// becomes a `!` rule after them. The files are not touched.
+    pub fn override_select(
+        &mut self,
+        tap: &str,
+        select: &[String],
+        exclude: &[String],
+    ) -> Result<(), ConfigError> {
+        let configured = self.tap(tap)?.str_list("select");
+        let (hash, plain): (Vec<String>, Vec<String>) =
+            configured.into_iter().partition(|r| r.starts_with('~'));
+        let mut rules = if select.is_empty() {
+            plain
+        } else {
+            select.to_vec()
+        };
+        rules.extend(exclude.iter().map(|e| {
+            if e.starts_with('!') {
+                e.clone()
+            } else {
+                format!("!{e}")
+            }
+        }));
+        rules.extend(hash);
+        if let Some(plugin) = self.taps.get_mut(tap) {
+            plugin.spec.insert(
+                "select".into(),
+                Value::Array(rules.into_iter().map(Value::String).collect()),
+            );
+        }
+        Ok(())
+    }
+
     // ----- lookups ---------------------------------------------------------
 
     /// A plugin of any kind by name (taps first, then targets, then utilities).

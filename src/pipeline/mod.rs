@@ -36,7 +36,7 @@ pub struct RunSummary {
     pub records_counted_by: Option<&'static str>,
 }
 
-/// Runs `tap → [mappers →] target` once.
+/// Runs `tap → [mappers →] target` once; its log ends with how it ended.
 pub fn run(
     realizer: &Realizer,
     tap_name: &str,
@@ -44,6 +44,32 @@ pub fn run(
     target_name: &str,
     opts: &RunOptions,
     build: &Options,
+) -> Result<RunSummary, RunError> {
+    let mut log = run::PendingLog::default();
+    let result = run_logged(
+        realizer,
+        tap_name,
+        mapper_names,
+        target_name,
+        opts,
+        build,
+        &mut log,
+    );
+    match &result {
+        Ok(s) => log.finish(0, None, None, Some(s.state_commits)),
+        Err(e) => log.finish(e.exit_code(), Some(e.to_string()), None, None),
+    }
+    result
+}
+
+fn run_logged(
+    realizer: &Realizer,
+    tap_name: &str,
+    mapper_names: &[String],
+    target_name: &str,
+    opts: &RunOptions,
+    build: &Options,
+    log: &mut run::PendingLog,
 ) -> Result<RunSummary, RunError> {
     let project = realizer.project;
     let tap = project.tap(tap_name)?;
@@ -68,6 +94,13 @@ pub fn run(
         for_tap: Some(tap_name),
     });
     let prepared = session.prepare(&roles, build)?;
+    log.set(
+        &prepared.log,
+        &session.remote,
+        &session.env,
+        &prepared.redactor,
+        session.start,
+    );
 
     let (mut store, mut state) =
         StateStore::open(&session.remote, &session.env, tap_name, target_name)?;
@@ -202,7 +235,10 @@ pub fn run(
     if commits > 0 && session.licensed() {
         store.keep_history(&state)?;
     }
-    prepared.log.upload(&session.remote, &session.env);
+    if opts.no_state_update {
+        // Confirmations were read, none committed.
+        commits = 0;
+    }
     if let Some(e) = session.stopped().or(middle_error) {
         return Err(e);
     }

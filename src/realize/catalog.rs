@@ -54,10 +54,31 @@ pub fn base_catalog(
     let (key, drv) = derivation(realizer, tap, plugin)?;
     // Shared store lock and a temporary root: gc cannot take it meanwhile.
     let _held = realizer.hold(std::slice::from_ref(&key))?;
+    if let Some(v) = cached_held(realizer, tap, &key)? {
+        return Ok(v);
+    }
+    discover(realizer, tap, plugin, config, &key, drv)
+}
+
+/// The tap's base catalog if it is in the local store or the remote
+/// (substituted then), without discovering: `None` when a run would discover.
+pub fn cached(
+    realizer: &Realizer,
+    tap: &Plugin,
+    plugin: &PluginDerivation,
+) -> Result<Option<Value>, RealizeError> {
+    let (key, _) = derivation(realizer, tap, plugin)?;
+    let _held = realizer.hold(std::slice::from_ref(&key))?;
+    cached_held(realizer, tap, &key)
+}
+
+/// [`cached`], with the store lock and the key's temporary root held.
+fn cached_held(realizer: &Realizer, tap: &Plugin, key: &Key) -> Result<Option<Value>, RealizeError> {
+    let key = key.clone();
     if let LocalStatus::Valid(_) = realizer.local.status(&key, false)?
         && let Some(v) = read_catalog(&realizer.local.data_path(&key))
     {
-        return Ok(v);
+        return Ok(Some(v));
     }
     let (data_rel, meta_rel) = remote_paths(&tap.name);
     let remote = realizer.remote().ok();
@@ -75,7 +96,7 @@ pub fn base_catalog(
                     .map_err(store::StoreError::io("cannot write", &tmp))?;
                 realizer.local.commit(&key, &tmp, &meta, false)?;
                 if let Some(v) = read_catalog(&realizer.local.data_path(&key)) {
-                    return Ok(v);
+                    return Ok(Some(v));
                 }
             } else {
                 tracing::warn!(
@@ -85,7 +106,7 @@ pub fn base_catalog(
             }
         }
     }
-    discover(realizer, tap, plugin, config, &key, drv)
+    Ok(None)
 }
 
 fn read_catalog(path: &Path) -> Option<Value> {

@@ -3,6 +3,7 @@
 //! building it (uv installs, pex packs) and publishing it; then preparing
 //! its venv so its first run starts as fast as any; in parallel, with progress.
 
+pub mod about;
 pub mod catalog;
 pub mod pex;
 pub mod python;
@@ -136,6 +137,19 @@ pub enum RealizeError {
         tail: String,
     },
 
+    #[error("{plugin} has no `capabilities`, and its `--about` does not say them: {reason}")]
+    #[diagnostic(
+        code(alto::realize::no_capabilities),
+        help(
+            "set `capabilities` in {section}.{plugin} (any of catalog, properties, state, discover, about, test); alto asks `--about --format json` only when it is absent"
+        )
+    )]
+    NoCapabilities {
+        plugin: String,
+        section: String,
+        reason: String,
+    },
+
     #[error("cannot run {}", program.display())]
     #[diagnostic(code(alto::realize::spawn))]
     Spawn {
@@ -156,7 +170,9 @@ impl RealizeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RealizeError::Config(_) | RealizeError::PythonNotFound { .. } => 2,
-            RealizeError::SigningKey { .. } | RealizeError::SecretInOutput { .. } => 2,
+            RealizeError::SigningKey { .. }
+            | RealizeError::SecretInOutput { .. }
+            | RealizeError::NoCapabilities { .. } => 2,
             RealizeError::Eval(e) => e.exit_code(),
             RealizeError::Interrupted { signal, .. } => crate::interrupt::exit_code(*signal),
             RealizeError::Spawn { source, .. }

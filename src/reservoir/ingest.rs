@@ -617,6 +617,22 @@ pub fn run(
     opts: &RunOptions,
     build: &Options,
 ) -> Result<IngestSummary, ReservoirError> {
+    let mut log = run::PendingLog::default();
+    let result = run_logged(realizer, tap_name, opts, build, &mut log);
+    match &result {
+        Ok(s) => log.finish(0, None, Some(s.stats.records), Some(s.stats.commits)),
+        Err(e) => log.finish(e.exit_code(), Some(e.to_string()), None, None),
+    }
+    result
+}
+
+fn run_logged(
+    realizer: &Realizer,
+    tap_name: &str,
+    opts: &RunOptions,
+    build: &Options,
+    log: &mut run::PendingLog,
+) -> Result<IngestSummary, ReservoirError> {
     let project = realizer.project;
     let tap = project.tap(tap_name)?;
     run::check_stream_maps(tap, opts.strict)?;
@@ -642,6 +658,13 @@ pub fn run(
         }],
         build,
     )?;
+    log.set(
+        &prepared.log,
+        &session.remote,
+        &session.env,
+        &prepared.redactor,
+        session.start,
+    );
     let extra = run::tap_args(
         realizer,
         tap,
@@ -709,7 +732,6 @@ pub fn run(
     let stopped = session.stopped();
     let ok = failure.is_none() && status.success() && stopped.is_none();
     let finished = ingestor.finish(ok);
-    prepared.log.upload(&remote, &env);
     if let Some(e) = stopped {
         return Err(e.into());
     }

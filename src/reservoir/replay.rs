@@ -280,6 +280,23 @@ pub fn run(
     opts: &RunOptions,
     build: &Options,
 ) -> Result<ReplaySummary, ReservoirError> {
+    let mut log = run::PendingLog::default();
+    let result = run_logged(realizer, tap_name, target_name, opts, build, &mut log);
+    match &result {
+        Ok(s) => log.finish(0, None, Some(s.records), Some(s.commits)),
+        Err(e) => log.finish(e.exit_code(), Some(e.to_string()), None, None),
+    }
+    result
+}
+
+fn run_logged(
+    realizer: &Realizer,
+    tap_name: &str,
+    target_name: &str,
+    opts: &RunOptions,
+    build: &Options,
+    log: &mut run::PendingLog,
+) -> Result<ReplaySummary, ReservoirError> {
     let project = realizer.project;
     project.tap(tap_name)?;
     let target = project.target(target_name)?;
@@ -319,6 +336,13 @@ pub fn run(
         }],
         build,
     )?;
+    log.set(
+        &prepared.log,
+        &session.remote,
+        &session.env,
+        &prepared.redactor,
+        session.start,
+    );
     let Launched {
         mut process,
         tail,
@@ -395,7 +419,6 @@ pub fn run(
     if commits > 0 && session.licensed() {
         store.keep_history(&confirmed.to_state(tap_name))?;
     }
-    prepared.log.upload(&remote, &env);
     if let Some(e) = session.stopped() {
         return Err(e.into());
     }

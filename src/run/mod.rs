@@ -30,8 +30,8 @@ use crate::store::{Remote, StoreError};
 pub use confirm::{Confirmations, commit_interval, read_confirmations};
 pub use dir::RunDir;
 pub use lock::PipelineLock;
-pub use log::{Redactor, RunLog, Tail, printable, pump_stderr, skipped_line};
-pub use state_store::StateStore;
+pub use log::{PendingLog, Redactor, RunEnd, RunLog, Tail, printable, pump_stderr, skipped_line};
+pub use state_store::{HistoryCopy, StateStore};
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum RunError {
@@ -69,6 +69,17 @@ pub enum RunError {
         help("another process wrote the state; check `alto state show` and run again")
     )]
     StateConflict { path: String },
+
+    #[error("{pipeline} has no state copy `{stamp}`")]
+    #[diagnostic(
+        code(alto::state::no_such_copy),
+        help("its copies: {known}; `alto state history` lists them")
+    )]
+    NoSuchCopy {
+        pipeline: String,
+        stamp: String,
+        known: String,
+    },
 
     #[error("{pipeline} is already running on {host} (pid {pid}, since {since})")]
     #[diagnostic(
@@ -122,6 +133,15 @@ pub enum RunError {
     #[diagnostic(code(alto::interrupted))]
     Interrupted { what: String, signal: i32 },
 
+    #[error("{what} stopped: it ran longer than its --timeout; the state confirmed so far is kept")]
+    #[diagnostic(
+        code(alto::pipeline::timeout),
+        help(
+            "the plugins were stopped as an interrupt stops them; the next run resumes from the committed state"
+        )
+    )]
+    TimedOut { what: String },
+
     #[error("{what} stopped: its pipeline lock could not be renewed in time")]
     #[diagnostic(
         code(alto::pipeline::lock_lost),
@@ -157,6 +177,7 @@ impl RunError {
         match self {
             RunError::Config(_)
             | RunError::BadState { .. }
+            | RunError::NoSuchCopy { .. }
             | RunError::StreamMaps { .. }
             | RunError::NothingSelected { .. }
             | RunError::NoPipUrl { .. } => 2,
@@ -183,6 +204,8 @@ pub(crate) fn io_err(
 pub struct RunOptions {
     pub full_refresh: bool,
     pub wait: bool,
+    /// Run without committing state (`--no-state-update`): a dry load.
+    pub no_state_update: bool,
     /// Refuse what alto cannot honour (the original's Python stream maps).
     pub strict: bool,
 }
@@ -298,7 +321,7 @@ pub fn tap_args(
     config_path: &Path,
     state: &Map<String, Value>,
 ) -> Result<Vec<std::ffi::OsString>, RunError> {
-    let caps = tap.capabilities();
+    let caps = realize::about::capabilities(realizer, tap, d)?;
     let catalog_flag = if caps.iter().any(|c| c == "catalog") {
         Some("--catalog")
     } else if caps.iter().any(|c| c == "properties") {
@@ -404,6 +427,8 @@ pub struct Session<'r, 'p> {
     pub remote: Arc<Remote>,
     pub start: Instant,
     lock: PipelineLock,
+    /// Whether this run commits state at all (not with `--no-state-update`).
+    commits_state: bool,
     _aware: interrupt::Aware,
 }
 
@@ -448,6 +473,7 @@ impl<'r, 'p> Session<'r, 'p> {
             remote,
             start: Instant::now(),
             lock,
+            commits_state: !opts.no_state_update,
             _aware: aware,
         })
     }
@@ -498,6 +524,11 @@ impl<'r, 'p> Session<'r, 'p> {
                 signal,
             });
         }
+        if interrupt::stopping() == Some(interrupt::Stop::Timeout) {
+            return Some(RunError::TimedOut {
+                what: self.name.clone(),
+            });
+        }
         if self.lock.lost() {
             return Some(RunError::LockLost {
                 what: self.name.clone(),
@@ -508,9 +539,9 @@ impl<'r, 'p> Session<'r, 'p> {
     }
 
     /// Whether state may still be committed: not once the lock is lost
-    /// (another machine may hold it by now).
+    /// (another machine may hold it by now), and never with `--no-state-update`.
     pub fn licensed(&self) -> bool {
-        !self.lock.lost()
+        self.commits_state && !self.lock.lost()
     }
 
     /// Launches plugin `i` of `prepared` with `--config`, `args` and `stdin`;

@@ -33,7 +33,7 @@ pub const META_FORMAT: &str = "alto-object/v1";
 pub struct ObjectMeta {
     pub format: String,
     pub key: Key,
-    /// `plugin`, `catalog` or `tool`.
+    /// `plugin`, `catalog`, `about` or `tool`.
     pub kind: String,
     /// The derivation's inputs, as hashed into the key.
     pub derivation: Value,

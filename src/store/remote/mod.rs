@@ -9,7 +9,7 @@ mod cache;
 mod project;
 
 pub use cache::{RemoteObject, content_key, content_name, is_content_name};
-pub use project::Listing;
+pub use project::{FileInfo, Listing};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -68,7 +68,7 @@ pub struct RemoteSettings {
     pub bucket: Option<String>,
     pub bucket_path: Option<String>,
     /// The backend's options, in the order they apply (each a named map).
-    pub options: Vec<(String, serde_json::Map<String, Value>)>,
+    pub options: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
 }
 
 /// One object of a listing.

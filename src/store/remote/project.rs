@@ -14,6 +14,15 @@ use crate::store::StoreError;
 /// A directory listing: subdirectory names, and file names with sizes.
 pub type Listing = (Vec<String>, Vec<(String, u64)>);
 
+/// A file of a project directory: its name, size and when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+    /// RFC 3339, UTC, to the second.
+    pub modified: String,
+}
+
 impl Remote {
     /// The local path of a file under the project's prefix, for directory remotes.
     fn local_path(&self, rel: &str) -> Option<PathBuf> {
@@ -128,6 +137,32 @@ impl Remote {
                 .collect();
             names.sort();
             Ok(names)
+        })
+    }
+
+    /// The files directly under a directory of the project's prefix, with
+    /// their sizes and modification times, sorted by name.
+    pub fn list_project_files(&self, rel: &str) -> Result<Vec<FileInfo>, StoreError> {
+        let prefix = self.path(&self.project_rel(rel));
+        self.rt.block_on(async {
+            let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
+                Ok(l) => l,
+                Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+                Err(e) => return Err(self.err("list", &prefix, e)),
+            };
+            let mut files: Vec<FileInfo> = listing
+                .objects
+                .iter()
+                .filter_map(|o| {
+                    Some(FileInfo {
+                        name: o.location.filename()?.to_string(),
+                        size: o.size,
+                        modified: o.last_modified.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    })
+                })
+                .collect();
+            files.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(files)
         })
     }
 
