@@ -1,7 +1,12 @@
-//! Realization benchmarks: a no-op `alto build`, substituting a 30 MB artifact
-//! from a directory remote and from a local S3 server (moto), blake3
-//! verification throughput, a cold build against raw pex, and plugin start-up.
-//! Prints medians; needs python3 with pip (and moto for the S3 line).
+//! Realization benchmarks: a cold `alto build` of two registry plugins on a
+//! fresh HOME against Meltano's `meltano install` and the floor (`uv pip
+//! install` into two venvs); time to the first output of a plugin's first
+//! run after substitution against its hundredth; a no-op `alto build`,
+//! substituting a 30 MB artifact from a directory remote and from a local S3
+//! server (moto), blake3 verification throughput, a cold build against raw
+//! pex, and plugin start-up. Prints medians and the load average; needs
+//! python3 with pip (and moto for the S3 line). `ALTO_BENCH_RUNS` sets the
+//! runs of the cold builds (default 3).
 
 mod common;
 #[path = "../tests/common/mod.rs"]
@@ -116,8 +121,260 @@ fn substitution(label: &str, project: &Path, home: &Path, warm: &Path, size: usi
     );
 }
 
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Meltano 4.4.1 in `target/bench-meltano`, installed when it can be.
+fn meltano(root: &Path) -> Option<PathBuf> {
+    let venv = root.join("target/bench-meltano");
+    let bin = venv.join("bin/meltano");
+    if !bin.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "meltano==4.4.1"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !made {
+            return None;
+        }
+    }
+    bin.exists().then_some(bin)
+}
+
+const TAP: &str = "meltanolabs-tap-postgres==0.10.0";
+const TARGET: &str = "target-jsonl==0.1.4";
+
+/// Cold builds of the two plugins, each on a fresh HOME (empty caches):
+/// alto, Meltano, and `uv pip install` of both into two venvs.
+fn versus_meltano(root: &Path, python: &str) {
+    let runs: usize = std::env::var("ALTO_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!(
+        "cold build of {TAP} + {TARGET}, a fresh HOME each run, {runs} runs (2 cores shared with other engineers' compiles: load average before each line)"
+    );
+    let alto_config = format!(
+        "default:\n  project_name: cold\n  taps:\n    tap-postgres:\n      pip_url: {TAP}\n  targets:\n    target-jsonl:\n      pip_url: {TARGET}\n"
+    );
+    let fresh = || {
+        let w = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(w.path().join("home")).unwrap();
+        std::fs::create_dir_all(w.path().join("project")).unwrap();
+        w
+    };
+    let mut alto = Vec::new();
+    let mut alto_tools = Vec::new();
+    let mut melt = Vec::new();
+    let mut floor = Vec::new();
+    let meltano = meltano(root);
+    let tools = tempfile::tempdir().unwrap();
+    let load_before = load();
+    for _ in 0..runs {
+        // alto, from nothing: provisions uv and pex, builds, prepares, uploads to ~/.alto.
+        let w = fresh();
+        let project = w.path().join("project");
+        std::fs::write(project.join("alto.yaml"), &alto_config).unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alto"));
+        c.current_dir(&project)
+            .env("HOME", w.path().join("home"))
+            .env_remove("ALTO_CACHE_DIR")
+            .env_remove("XDG_CACHE_HOME")
+            .args(["-q", "build"]);
+        alto.push(run_ok(&mut c));
+        let cache = w.path().join("home/.cache/alto/tools");
+        if !tools.path().join("tools").exists() {
+            copy_dir(&cache, &tools.path().join("tools"));
+        }
+        // alto with its tools already provisioned (as on any machine after the first build).
+        let w = fresh();
+        let project = w.path().join("project");
+        std::fs::write(project.join("alto.yaml"), &alto_config).unwrap();
+        copy_dir(
+            &tools.path().join("tools"),
+            &w.path().join("home/.cache/alto/tools"),
+        );
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alto"));
+        c.current_dir(&project)
+            .env("HOME", w.path().join("home"))
+            .env_remove("ALTO_CACHE_DIR")
+            .env_remove("XDG_CACHE_HOME")
+            .args(["-q", "build"]);
+        alto_tools.push(run_ok(&mut c));
+        if let Some(meltano) = &meltano {
+            let w = fresh();
+            let project = w.path().join("project");
+            std::fs::write(
+                project.join("meltano.yml"),
+                format!("version: 1\ndefault_environment: dev\nproject_id: cold-bench\nenvironments:\n- name: dev\nplugins:\n  extractors:\n  - name: tap-postgres\n    namespace: tap_postgres\n    pip_url: {TAP}\n    executable: tap-postgres\n  loaders:\n  - name: target-jsonl\n    namespace: target_jsonl\n    pip_url: {TARGET}\n    executable: target-jsonl\n"),
+            )
+            .unwrap();
+            let mut c = Command::new(meltano);
+            c.current_dir(&project)
+                .env("HOME", w.path().join("home"))
+                .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+                .env_remove("XDG_CACHE_HOME")
+                .args(["install"]);
+            melt.push(run_ok(&mut c));
+        }
+        // The floor: uv (the one alto provisioned) into two venvs, its cache empty.
+        let w = fresh();
+        let uv = tools
+            .path()
+            .join("tools")
+            .join(format!("uv-{}", alto::realize::uv::UV_VERSION))
+            .join("bin/uv");
+        let start = Instant::now();
+        for (venv, req) in [("tap", TAP), ("target", TARGET)] {
+            let v = w.path().join(venv);
+            let env = |c: &mut Command| {
+                c.env("UV_CACHE_DIR", w.path().join("uv-cache"))
+                    .env("UV_SYSTEM_CERTS", "1")
+                    .arg("-q");
+            };
+            let mut c = Command::new(&uv);
+            c.args(["venv", "--python", python]).arg(&v);
+            env(&mut c);
+            run_ok(&mut c);
+            let mut c = Command::new(&uv);
+            c.args(["pip", "install", "--python"])
+                .arg(v.join("bin/python"))
+                .arg(req);
+            env(&mut c);
+            run_ok(&mut c);
+        }
+        floor.push(start.elapsed());
+    }
+    let f = median(floor.clone());
+    let line = |label: &str, d: Duration| {
+        println!(
+            "  {label:<44} median {:7.1} s   {:5.2}x the floor",
+            d.as_secs_f64(),
+            d.as_secs_f64() / f.as_secs_f64()
+        );
+    };
+    println!(
+        "  (load average at the start: {load_before}; at the end: {})",
+        load()
+    );
+    line("alto build, nothing provisioned", median(alto.clone()));
+    line(
+        "alto build, uv and pex provisioned",
+        median(alto_tools.clone()),
+    );
+    match meltano {
+        Some(_) => {
+            let m = median(melt.clone());
+            line("meltano install (Meltano 4.4.1)", m);
+            println!(
+                "  alto / Meltano: {:.2}x from nothing, {:.2}x with tools provisioned (goal: at most 1.0x, never above 1.5x)",
+                median(alto).as_secs_f64() / m.as_secs_f64(),
+                median(alto_tools).as_secs_f64() / m.as_secs_f64()
+            );
+        }
+        None => println!(
+            "  (Meltano 4.4.1 could not be installed into target/bench-meltano; no Meltano line)"
+        ),
+    }
+    line("floor: uv venv + uv pip install, two venvs", f);
+}
+
+/// Seconds from starting `alto invoke PLUGIN ARGS` to its first line of output.
+fn first_output(project: &Path, home: &Path, cache: &Path, args: &[&str]) -> Duration {
+    use std::io::BufRead;
+    let start = Instant::now();
+    let mut child = alto_cmd(project, home, cache)
+        .arg("invoke")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("alto invoke");
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    let took = start.elapsed();
+    assert!(!line.is_empty(), "alto invoke {args:?} printed nothing");
+    let _ = child.kill();
+    let _ = child.wait();
+    took
+}
+
+/// The first run of a plugin on a machine that just substituted it, against
+/// its hundredth run.
+fn first_run_after_substitution(root: &Path) {
+    let w = tempfile::tempdir().unwrap();
+    let home = w.path().join("home");
+    let project = w.path().join("project");
+    std::fs::create_dir_all(&home).unwrap();
+    copy_dir(&root.join("fixtures/plugins"), &project.join("plugins"));
+    std::fs::write(
+        project.join("alto.yaml"),
+        format!("default:\n  project_name: first\n  taps:\n    tap-postgres:\n      pip_url: {TAP}\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n"),
+    )
+    .unwrap();
+    let builder = w.path().join("builder");
+    common::cache_dir(root, &builder);
+    run_ok(alto_cmd(&project, &home, &builder).arg("build"));
+    println!(
+        "first run after substitution against the hundredth (load average {})",
+        load()
+    );
+    for (label, args) in [
+        (
+            "tap-postgres --about, first line",
+            &["tap-postgres", "--about"][..],
+        ),
+        ("tap-fixture, first message", &["tap-fixture"][..]),
+    ] {
+        let mut firsts = Vec::new();
+        let mut later = Vec::new();
+        for round in 0..3 {
+            // A new machine: an empty store substitutes from the remote (~/.alto).
+            let cache = w
+                .path()
+                .join(format!("machine-{label}-{round}").replace(' ', "_"));
+            std::fs::create_dir_all(&cache).unwrap();
+            run_ok(alto_cmd(&project, &home, &cache).arg("build"));
+            firsts.push(first_output(&project, &home, &cache, args));
+            if round == 0 {
+                // 100 runs of tap-postgres take over half an hour on a loaded
+                // machine: ALTO_BENCH_LATER_RUNS shortens it (default 99 more).
+                let more: usize = std::env::var("ALTO_BENCH_LATER_RUNS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(99);
+                for _ in 0..more.max(1) {
+                    later.push(first_output(&project, &home, &cache, args));
+                }
+            }
+        }
+        let last = later.len().min(10);
+        let (a, b) = (median(firsts), median(later[later.len() - last..].to_vec()));
+        println!(
+            "  {label:<34} first {:6.2} s   last runs {:6.2} s   difference {:+.2} s (goal: within 0.2 s)",
+            a.as_secs_f64(),
+            b.as_secs_f64(),
+            a.as_secs_f64() - b.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python3 = common::python3();
+    versus_meltano(&root, &python3);
+    first_run_after_substitution(&root);
+    if std::env::var_os("ALTO_BENCH_ONLY_COLD").is_some() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let home = work.path().join("home");
     let project = work.path().join("project");
