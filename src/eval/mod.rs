@@ -258,6 +258,7 @@ impl EvalError {
     pub fn exit_code(&self) -> u8 {
         match self {
             EvalError::Io { .. } => 1,
+            EvalError::Config(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -526,6 +527,7 @@ mod tests {
             env: None,
             vars: vec![],
             strict: false,
+            vault_layer: false,
         };
         crate::config::load(&opts).unwrap()
     }
@@ -711,6 +713,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             strict: false,
+            vault_layer: false,
         };
         let p = crate::config::load(&opts).unwrap();
         (dir, p)
@@ -767,6 +770,7 @@ mod tests {
             env: None,
             vars: vec![],
             strict: false,
+            vault_layer: false,
         };
         let p = crate::config::load(&opts).unwrap();
         let d = &derivations(&p, &["tap-x"]).unwrap()[0];

@@ -137,7 +137,8 @@ impl StoreError {
     /// 2 for a setting the user got wrong, 1 for a failure while working.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StoreError::Setting { .. } | StoreError::Config(_) => 2,
+            StoreError::Config(e) => e.exit_code(),
+            StoreError::Setting { .. } => 2,
             _ => 1,
         }
     }
