@@ -458,20 +458,26 @@ fn run_logs_never_show_vault_secrets() {
     let config = "default:\n  project_name: vaulted\n  load_path: raw\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n      capabilities: [catalog, state, discover]\n      config:\n        rows: 3\n        log_config: true\n        dbpass: \"@format {vault[pg#password]}\"\n  targets:\n    target-fixture:\n      pip_url: ./plugins/target-fixture\n      config:\n        destination: out\n";
     let p = plugin_project(config);
     let m = Machine::new(true);
-    let url = v.url();
-    let out = p
-        .on(&m)
-        .env("VAULT_ENABLED_FOR_DYNACONF", "true")
-        .env("VAULT_URL_FOR_DYNACONF", &url)
-        .env("VAULT_TOKEN_FOR_DYNACONF", TOKEN)
-        .env("VAULT_KV_VERSION_FOR_DYNACONF", "2")
-        .env("VAULT_PATH_FOR_DYNACONF", "pipes")
-        .arg("tap-fixture:target-fixture")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The pipeline with the Vault layer at `pipes`: (exit code, stderr).
+    let run_with = |v: &FakeVault| {
+        let out = p
+            .on(&m)
+            .env("VAULT_ENABLED_FOR_DYNACONF", "true")
+            .env("VAULT_URL_FOR_DYNACONF", v.url())
+            .env("VAULT_TOKEN_FOR_DYNACONF", TOKEN)
+            .env("VAULT_KV_VERSION_FOR_DYNACONF", "2")
+            .env("VAULT_PATH_FOR_DYNACONF", "pipes")
+            .arg("tap-fixture:target-fixture")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run_with(&v);
     // `pipes/default` is missing: the layer reads `pipes/dev` alone.
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         says(&err, "secret/pipes/default or secret/pipes/dev"),
         "{err}"
@@ -484,19 +490,8 @@ fn run_logs_never_show_vault_secrets() {
             "pg": {"password": "vault-field-passw0rd"},
         },
     }));
-    let url = v.url();
-    let out = p
-        .on(&m)
-        .env("VAULT_ENABLED_FOR_DYNACONF", "true")
-        .env("VAULT_URL_FOR_DYNACONF", &url)
-        .env("VAULT_TOKEN_FOR_DYNACONF", TOKEN)
-        .env("VAULT_KV_VERSION_FOR_DYNACONF", "2")
-        .env("VAULT_PATH_FOR_DYNACONF", "pipes")
-        .arg("tap-fixture:target-fixture")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (code, err) = run_with(&v);
+    assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("tap-fixture: config"), "{err}");
     let mut texts = vec![err];
     for entry in std::fs::read_dir(p.path().join(".alto/logs/dev")).unwrap() {

@@ -696,20 +696,8 @@ fn apply_overrides(
     if overrides.is_empty() {
         return Ok(());
     }
-    // The synthetic source names each variable (never its value, which may be secret).
-    let mut text = String::new();
-    let mut spans = Vec::new();
-    for (k, _) in &overrides {
-        spans.push((text.len(), k.len()));
-        text.push_str(k);
-        text.push('\n');
-    }
-    let id = sources.add(SourceFile {
-        name: "<environment>".into(),
-        path: None,
-        text: Arc::from(text.as_str()),
-        layer: Layer::Environment,
-    });
+    let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+    let (id, spans) = listing(sources, "<environment>", Layer::Environment, &names);
     for ((name, raw), span) in overrides.into_iter().zip(spans) {
         let value = parse_override(raw).map_err(|message| ConfigError::Invalid {
             message: format!("{name} is not valid: {message}"),
@@ -725,6 +713,30 @@ fn apply_overrides(
         merge_at(tree, &name[5..], value, id, span);
     }
     Ok(())
+}
+
+/// A synthetic source listing the names of what a layer applied (never their
+/// values, which may be secret), one a line, and the span of each name.
+fn listing(
+    sources: &mut Sources,
+    name: &str,
+    layer: Layer,
+    names: &[&str],
+) -> (usize, Vec<(usize, usize)>) {
+    let mut text = String::new();
+    let mut spans = Vec::new();
+    for n in names {
+        spans.push((text.len(), n.len()));
+        text.push_str(n);
+        text.push('\n');
+    }
+    let id = sources.add(SourceFile {
+        name: name.into(),
+        path: None,
+        text: Arc::from(text.as_str()),
+        layer,
+    });
+    (id, spans)
 }
 
 /// Merges `value` at the tree path `A__B__C` names: each segment picks an
@@ -803,20 +815,8 @@ fn apply_vault(
             help: "set VAULT_PATH_FOR_DYNACONF (or vault.path) and VAULT_MOUNT_POINT_FOR_DYNACONF (or vault.mount_point) to where the project's secrets are, or write one of them".into(),
         });
     }
-    // The synthetic source names each key (never its value, which is secret).
-    let mut text = String::new();
-    let mut spans = Vec::new();
-    for (shown, _, _) in &entries {
-        spans.push((text.len(), shown.len()));
-        text.push_str(shown);
-        text.push('\n');
-    }
-    let id = sources.add(SourceFile {
-        name: "<vault>".into(),
-        path: None,
-        text: Arc::from(text.as_str()),
-        layer: Layer::Vault,
-    });
+    let names: Vec<&str> = entries.iter().map(|(shown, _, _)| shown.as_str()).collect();
+    let (id, spans) = listing(sources, "<vault>", Layer::Vault, &names);
     for ((shown, key, value), span) in entries.into_iter().zip(spans) {
         let value = match value {
             Value::String(raw) => parse_override(&raw).map_err(|message| ConfigError::Invalid {
