@@ -92,6 +92,7 @@ fn exercise_bytes(dir: &Path, ext: &str, text: &[u8], vars: Vec<(String, String)
         env: None,
         vars,
         strict: false,
+        vault_layer: false,
     };
     match config::load(&opts) {
         Ok(project) => {

@@ -245,7 +245,8 @@ impl Error {
     /// the signal); the command line's own errors are classified here.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Meltano(_) => 2,
+            Error::Config(e) => e.exit_code(),
+            Error::Meltano(_) => 2,
             Error::Realize(e) => e.exit_code(),
             Error::Store(e) => e.exit_code(),
             Error::Run(e) => e.exit_code(),

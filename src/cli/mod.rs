@@ -490,6 +490,15 @@ impl Global {
     pub fn load(&self) -> Result<Project, Error> {
         Ok(crate::config::load(&self.load_options())?)
     }
+
+    /// The project without the Vault layer, for commands that render no
+    /// secret (`list`, `show`): they never contact Vault. A `{vault[...]}`
+    /// field is still fetched if such a command renders one.
+    pub fn load_without_vault(&self) -> Result<Project, Error> {
+        Ok(crate::config::load(
+            &self.load_options().vault_layer(false),
+        )?)
+    }
 }
 
 /// How a command that did not fail ended; errors carry their own code
@@ -597,7 +606,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             config::config(g, &g.load()?, plugin, tap.as_deref()).map(|_| ExitStatus::Success)
         }
         Command::Dump { keys } => config::dump(g, &g.load()?, keys).map(|_| ExitStatus::Success),
-        Command::List => list::list(g, &g.load()?).map(|_| ExitStatus::Success),
+        Command::List => list::list(g, &g.load_without_vault()?).map(|_| ExitStatus::Success),
         Command::Build {
             plugins,
             jobs,
@@ -622,7 +631,9 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             };
             build::build(g, &g.load()?, &opts).map(|_| ExitStatus::Success)
         }
-        Command::Show { plugin } => show::show(g, &g.load()?, plugin).map(|_| ExitStatus::Success),
+        Command::Show { plugin } => {
+            show::show(g, &g.load_without_vault()?, plugin).map(|_| ExitStatus::Success)
+        }
         Command::Invoke { args } => invoke::invoke(g, &g.load()?, args),
         Command::Store {
             command:

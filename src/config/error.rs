@@ -158,4 +158,46 @@ pub enum ConfigError {
         #[label("here")]
         span: SourceSpan,
     },
+
+    /// A Vault setting (a `vault:` key or a `VAULT_*` variable) alto cannot use.
+    #[error("{message}")]
+    #[diagnostic(
+        code(alto::config::vault_setting),
+        help("the README's \"Secrets from HashiCorp Vault\" lists the variables and keys")
+    )]
+    VaultSetting { message: String },
+
+    /// A secret or key the config needs is not in Vault.
+    #[error("{message}")]
+    #[diagnostic(code(alto::config::vault_missing), help("{help}"))]
+    VaultMissing { message: String, help: String },
+
+    /// Vault could not be reached, or answered nonsense.
+    #[error("{message}")]
+    #[diagnostic(
+        code(alto::config::vault_unreachable),
+        help(
+            "check VAULT_ADDR (or VAULT_URL_FOR_DYNACONF) and that Vault is up; VAULT_CACERT names a private CA"
+        )
+    )]
+    VaultUnreachable { message: String },
+
+    /// Vault refused the token or the AppRole login.
+    #[error("{message}")]
+    #[diagnostic(
+        code(alto::config::vault_denied),
+        help("the token may have expired, or its policy does not allow reading this path")
+    )]
+    VaultDenied { message: String },
+}
+
+impl ConfigError {
+    /// 1 when Vault could not be reached or refused alto (the work failed);
+    /// 2 for everything else, which the configuration is at fault for.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ConfigError::VaultUnreachable { .. } | ConfigError::VaultDenied { .. } => 1,
+            _ => 2,
+        }
+    }
 }

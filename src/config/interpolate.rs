@@ -1,4 +1,4 @@
-//! `@format` strings: `{env[NAME]}` and `{this.dotted.path}` fields in a Python
+//! `@format` strings: `{env[NAME]}`, `{vault[path#key]}` and `{this.dotted.path}` fields in a Python
 //! `str.format` template (`{{` and `}}` are literal braces). Rendering is lazy:
 //! only the values a command needs are rendered, so an unset variable breaks
 //! only what uses it.
@@ -8,6 +8,11 @@
 pub enum Piece {
     Text(String),
     Env(String),
+    /// `{vault[path#key]}`: one key of a Vault secret (path under the mount point).
+    Vault {
+        path: String,
+        key: String,
+    },
     This(Vec<String>),
 }
 
@@ -73,7 +78,7 @@ pub fn parse(template: &str) -> Result<Vec<Piece>, String> {
 }
 
 fn parse_field(field: &str) -> Result<Piece, String> {
-    if field.contains(['!', ':']) && !field.starts_with("env[") {
+    if field.contains(['!', ':']) && !field.starts_with("env[") && !field.starts_with("vault[") {
         return Err(format!(
             "`{{{field}}}`: conversions and format specs are not supported"
         ));
@@ -87,6 +92,22 @@ fn parse_field(field: &str) -> Result<Piece, String> {
             return Err("`{env[]}` names no variable".into());
         }
         return Ok(Piece::Env(name.to_string()));
+    }
+    if let Some(rest) = field.strip_prefix("vault[") {
+        let inner = rest
+            .strip_suffix(']')
+            .ok_or_else(|| format!("`{{{field}}}` should be `{{vault[path#key]}}`"))?;
+        let inner = inner.trim_matches(|c| c == '\'' || c == '"');
+        let (path, key) = inner
+            .rsplit_once('#')
+            .filter(|(p, k)| !p.trim_matches('/').is_empty() && !k.is_empty())
+            .ok_or_else(|| {
+                format!("`{{{field}}}` should be `{{vault[path#key]}}`: a secret's path and one of its keys")
+            })?;
+        return Ok(Piece::Vault {
+            path: path.trim_matches('/').to_string(),
+            key: key.to_string(),
+        });
     }
     if field == "this" {
         return Err("`{this}` needs a path, like `{this.load_path}`".into());
@@ -115,7 +136,7 @@ fn parse_field(field: &str) -> Result<Piece, String> {
         return Ok(Piece::This(path));
     }
     Err(format!(
-        "`{{{field}}}` is not a field alto knows: use `{{env[NAME]}}` or `{{this.path.to.key}}`"
+        "`{{{field}}}` is not a field alto knows: use `{{env[NAME]}}`, `{{vault[path#key]}}` or `{{this.path.to.key}}`"
     ))
 }
 
@@ -151,5 +172,15 @@ mod tests {
         assert!(parse("{foo}").is_err());
         assert!(parse("{this.x:>3}").is_err());
         assert!(parse("{env[]}").is_err());
+        assert_eq!(
+            parse("{vault[db/prod#pass:word]}").unwrap(),
+            vec![Piece::Vault {
+                path: "db/prod".into(),
+                key: "pass:word".into()
+            }]
+        );
+        for bad in ["{vault[db]}", "{vault[#k]}", "{vault[db#]}", "{vault[db#k}"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -11,6 +11,7 @@ use super::error::ConfigError;
 use super::format::{Format, KeyPath, SpanMap};
 use super::source::{Layer, Origin, SourceFile, Sources};
 use super::tree::{LayerSource, Tree, find_key};
+use super::vault::{Vault, VaultSettings};
 
 /// Variables of the `ALTO_` prefix that steer alto itself and are not config.
 const CONTROL_VARS: [&str; 5] = [
@@ -25,7 +26,7 @@ const CONTROL_VARS: [&str; 5] = [
 /// at the top of a file means the user forgot `default:`; the Meltano importer
 /// never names an environment after one; any other key of a section is named
 /// in a warning (an error with `--strict`, see `config::keys`).
-pub(crate) const SETTING_KEYS: [&str; 33] = [
+pub(crate) const SETTING_KEYS: [&str; 34] = [
     // config: the project, its plugins and what they get.
     "mappers",
     "project_name",
@@ -66,6 +67,8 @@ pub(crate) const SETTING_KEYS: [&str; 33] = [
     "reservoir_buffer_size",
     "reservoir_buffer_bytes",
     "reservoir_compression_level",
+    // config::vault: where HashiCorp Vault is and how to log in.
+    "vault",
 ];
 
 /// What a load needs from the outside world; tests pass their own.
@@ -81,6 +84,10 @@ pub struct LoadOptions {
     pub vars: Vec<(String, String)>,
     /// `--strict`: a key alto does not read is an error, not a warning.
     pub strict: bool,
+    /// Read the Vault layer when it is turned on. Commands that render no
+    /// secret (`list`, `show`) leave it off, so they never contact Vault;
+    /// `{vault[...]}` fields are fetched only when rendered, whatever this says.
+    pub vault_layer: bool,
 }
 
 impl LoadOptions {
@@ -93,12 +100,21 @@ impl LoadOptions {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
             strict: false,
+            vault_layer: true,
         }
     }
 
     /// The same options with `--strict` on or off.
     pub fn strict(self, strict: bool) -> Self {
         LoadOptions { strict, ..self }
+    }
+
+    /// The same options reading the Vault layer or not.
+    pub fn vault_layer(self, vault_layer: bool) -> Self {
+        LoadOptions {
+            vault_layer,
+            ..self
+        }
     }
 }
 
@@ -125,6 +141,8 @@ pub struct Loaded {
     /// Every target named in any section of any file: a tap's block keyed by
     /// one is an override for it, even in an environment without that target.
     pub all_targets: Vec<String>,
+    /// Vault, contacted only when a secret from it is needed.
+    pub vault: Arc<Vault>,
 }
 
 /// A key at the top of a section, as written in one file.
@@ -568,6 +586,20 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         }
     }
 
+    // `vault:` configures alto, not plugins: it leaves the tree, so that a
+    // token in alto.local.* is never shown by `dump`.
+    let vault_section = match &mut tree.value {
+        Value::Object(m) => m.remove("vault"),
+        _ => None,
+    };
+    let vault = Arc::new(Vault::new(VaultSettings::resolve(
+        vault_section.as_ref(),
+        &vars,
+        &root,
+    )?));
+    if opts.vault_layer {
+        apply_vault(&mut tree, &mut sources, &vault, &environment)?;
+    }
     apply_overrides(&mut tree, &mut sources, &vars)?;
     warn_missing_environment(
         &environment,
@@ -591,6 +623,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         strict: opts.strict,
         section_keys,
         all_targets,
+        vault,
     })
 }
 
@@ -666,20 +699,8 @@ fn apply_overrides(
     if overrides.is_empty() {
         return Ok(());
     }
-    // The synthetic source names each variable (never its value, which may be secret).
-    let mut text = String::new();
-    let mut spans = Vec::new();
-    for (k, _) in &overrides {
-        spans.push((text.len(), k.len()));
-        text.push_str(k);
-        text.push('\n');
-    }
-    let id = sources.add(SourceFile {
-        name: "<environment>".into(),
-        path: None,
-        text: Arc::from(text.as_str()),
-        layer: Layer::Environment,
-    });
+    let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+    let (id, spans) = listing(sources, "<environment>", Layer::Environment, &names);
     for ((name, raw), span) in overrides.into_iter().zip(spans) {
         let value = parse_override(raw).map_err(|message| ConfigError::Invalid {
             message: format!("{name} is not valid: {message}"),
@@ -692,24 +713,129 @@ fn apply_overrides(
             label: "this variable".into(),
             help: Some("`@json` values must be JSON".into()),
         })?;
-        let mut path: KeyPath = Vec::new();
-        let mut node = Some(&tree.value);
-        for seg in name[5..].split("__") {
-            let key = match node {
-                Some(Value::Object(m)) => find_key(m, seg).cloned(),
-                _ => None,
-            }
-            .unwrap_or_else(|| seg.to_ascii_lowercase());
-            node = node.and_then(|n| n.get(&key));
-            path.push(key);
+        merge_at(tree, &name[5..], value, id, span);
+    }
+    Ok(())
+}
+
+/// A synthetic source listing the names of what a layer applied (never their
+/// values, which may be secret), one a line, and the span of each name.
+fn listing(
+    sources: &mut Sources,
+    name: &str,
+    layer: Layer,
+    names: &[&str],
+) -> (usize, Vec<(usize, usize)>) {
+    let mut text = String::new();
+    let mut spans = Vec::new();
+    for n in names {
+        spans.push((text.len(), n.len()));
+        text.push_str(n);
+        text.push('\n');
+    }
+    let id = sources.add(SourceFile {
+        name: name.into(),
+        path: None,
+        text: Arc::from(text.as_str()),
+        layer,
+    });
+    (id, spans)
+}
+
+/// Merges `value` at the tree path `A__B__C` names: each segment picks an
+/// existing key loosely (case and `-`/`_`), else a new lower-case key.
+fn merge_at(tree: &mut Tree, name: &str, value: Value, source: usize, span: (usize, usize)) {
+    let mut path: KeyPath = Vec::new();
+    let mut node = Some(&tree.value);
+    for seg in name.split("__") {
+        let key = match node {
+            Some(Value::Object(m)) => find_key(m, seg).cloned(),
+            _ => None,
         }
-        let spans_map = SpanMap::new();
-        let layer = LayerSource {
-            source: id,
-            spans: &spans_map,
-            fallback: span,
+        .unwrap_or_else(|| seg.to_ascii_lowercase());
+        node = node.and_then(|n| n.get(&key));
+        path.push(key);
+    }
+    let spans_map = SpanMap::new();
+    let layer = LayerSource {
+        source,
+        spans: &spans_map,
+        fallback: span,
+    };
+    tree.merge(value, &vec![], &path, &layer);
+}
+
+/// The Vault layer, as Dynaconf's Vault loader reads it: the secrets at
+/// `<path>/default`, then `<path>/<environment>`; each key names a setting
+/// (`__` nests, as `ALTO_*` variables do) and a string value is read as
+/// `ALTO_*` values are. A missing secret is skipped, as Dynaconf does, but
+/// not both: then the path is wrong.
+fn apply_vault(
+    tree: &mut Tree,
+    sources: &mut Sources,
+    vault: &Vault,
+    environment: &str,
+) -> Result<(), ConfigError> {
+    let settings = vault.settings();
+    let Some(by) = settings.layer_by.clone() else {
+        return Ok(());
+    };
+    let base = settings.path.clone();
+    let env = environment.to_ascii_lowercase();
+    let mut paths = vec![format!("{base}/default")];
+    if env != "default" {
+        paths.push(format!("{base}/{env}"));
+    }
+    let mut found = false;
+    let mut entries: Vec<(String, String, Value)> = Vec::new();
+    for path in &paths {
+        let Some(secret) = vault.secret(path, &by)? else {
+            continue;
         };
-        tree.merge(value, &vec![], &path, &layer);
+        found = true;
+        for (k, v) in secret {
+            if k.split("__").any(str::is_empty) {
+                super::keys::warn_once(
+                    &format!("vault-key:{path}#{k}"),
+                    &format!(
+                        "{}#{k} is not read: a key of the Vault layer names a setting, its parts joined by `__`",
+                        vault.shown(path)
+                    ),
+                );
+                continue;
+            }
+            entries.push((format!("{}#{k}", vault.shown(path)), k, v));
+        }
+    }
+    if !found {
+        let shown: Vec<String> = paths.iter().map(|p| vault.shown(p)).collect();
+        return Err(ConfigError::VaultMissing {
+            message: format!(
+                "the Vault layer ({by}) found no secret at {} in Vault at {}",
+                shown.join(" or "),
+                settings.url
+            ),
+            help: "set VAULT_PATH_FOR_DYNACONF (or vault.path) and VAULT_MOUNT_POINT_FOR_DYNACONF (or vault.mount_point) to where the project's secrets are, or write one of them".into(),
+        });
+    }
+    let names: Vec<&str> = entries.iter().map(|(shown, _, _)| shown.as_str()).collect();
+    let (id, spans) = listing(sources, "<vault>", Layer::Vault, &names);
+    for ((shown, key, value), span) in entries.into_iter().zip(spans) {
+        let value = match value {
+            Value::String(raw) => parse_override(&raw).map_err(|message| ConfigError::Invalid {
+                message: format!("{shown} is not valid: {message}"),
+                src: sources.named(Origin {
+                    source: id,
+                    offset: span.0,
+                    len: span.1,
+                }),
+                span: span.into(),
+                label: "this key".into(),
+                help: Some("`@json` values must be JSON".into()),
+            })?,
+            other => other,
+        };
+        merge_at(tree, &key, value, id, span);
     }
     Ok(())
 }
@@ -782,6 +908,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             strict: false,
+            vault_layer: false,
         };
         load(&opts)
     }

@@ -1,6 +1,6 @@
 //! Configuration: the file formats (YAML, TOML, JSON, KDL), environments,
-//! layering of `alto.*`, `alto.local.*`, `alto.secrets.*`, `.env` and `ALTO_*`
-//! variables, `@format` interpolation, `inherit_from`, per-tap target
+//! layering of `alto.*`, `alto.local.*`, `alto.secrets.*`, HashiCorp Vault,
+//! `.env` and `ALTO_*` variables, `@format` interpolation, `inherit_from`, per-tap target
 //! overrides, secrets, and diagnostics that point into the files.
 
 pub mod error;
@@ -18,6 +18,7 @@ pub mod source;
 pub mod task;
 pub mod template;
 pub mod tree;
+pub mod vault;
 
 pub use error::ConfigError;
 pub use format::Format;

@@ -272,6 +272,8 @@ pub struct Project {
     pub schedules: IndexMap<String, super::jobs::Schedule>,
     vars: BTreeMap<String, String>,
     dotenv_names: Vec<String>,
+    /// Vault, for `{vault[...]}` fields: contacted when one is rendered.
+    vault: std::sync::Arc<super::vault::Vault>,
 }
 
 /// Where the raw values being rendered live: a plugin's lineage and a prefix.
@@ -301,6 +303,7 @@ impl Project {
             strict,
             section_keys,
             all_targets,
+            vault,
         } = loaded;
         let mut project = Project {
             name: String::new(),
@@ -319,6 +322,7 @@ impl Project {
             schedules: IndexMap::new(),
             vars,
             dotenv_names,
+            vault,
         };
         project.name = match project.tree.value.get("project_name") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
@@ -468,7 +472,12 @@ impl Project {
     /// Where a key is written, from where its value is.
     fn key_origin(&self, key: &str, value: Origin) -> Origin {
         match self.sources.get(value.source) {
-            Some(f) if f.layer != super::source::Layer::Environment => {
+            Some(f)
+                if !matches!(
+                    f.layer,
+                    super::source::Layer::Environment | super::source::Layer::Vault
+                ) =>
+            {
                 keys::key_origin(&f.text, key, value)
             }
             _ => value,
@@ -1235,6 +1244,7 @@ impl Project {
             .filter(|k| !k.starts_with("ALTO_ENV"))
             .filter_map(|k| self.vars.get(k).cloned())
             .collect();
+        out.extend(self.vault.settings().secrets());
         if let Ok(r) = self.render_dump(&[]) {
             out.extend(r.secret_strings());
         }
@@ -1354,6 +1364,10 @@ impl Project {
                         })??,
                         true,
                     );
+                }
+                Piece::Vault { path, key: name } => {
+                    let v = self.vault.value(&path, &name, &key())?;
+                    out.push(python_str(&v), true);
                 }
                 Piece::This(path) => {
                     if path.len() == 1 && path[0] == "load_path" {
@@ -1541,6 +1555,7 @@ mod tests {
             env: env.map(str::to_string),
             vars: vec![],
             strict,
+            vault_layer: false,
         };
         crate::config::load(&opts)
     }
@@ -1556,6 +1571,7 @@ mod tests {
             env: env.map(str::to_string),
             vars: vec![],
             strict: false,
+            vault_layer: false,
         };
         let loaded = super::super::load::load(&opts).unwrap();
         let section_keys = loaded.section_keys.clone();

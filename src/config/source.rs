@@ -17,6 +17,8 @@ pub enum Layer {
     Local,
     /// `alto.secrets.*`
     Secrets,
+    /// Secrets read from HashiCorp Vault (the Dynaconf-style layer).
+    Vault,
     /// `ALTO_*` variables of the process environment or `.env`.
     Environment,
 }
@@ -24,12 +26,12 @@ pub enum Layer {
 impl Layer {
     /// Values from these layers are redacted in dumps and logs.
     pub fn is_secret(self) -> bool {
-        matches!(self, Layer::Secrets | Layer::Environment)
+        matches!(self, Layer::Secrets | Layer::Vault | Layer::Environment)
     }
 }
 
 /// One configuration text alto read: a file, or the synthetic listing of the
-/// `ALTO_*` variables it applied.
+/// `ALTO_*` variables or Vault keys it applied.
 #[derive(Debug)]
 pub struct SourceFile {
     /// What error messages call it (a path relative to the root, or `<environment>`).

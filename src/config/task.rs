@@ -154,6 +154,7 @@ mod tests {
             env: None,
             vars: vec![],
             strict: false,
+            vault_layer: false,
         };
         crate::config::load(&opts).unwrap()
     }

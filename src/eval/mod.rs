@@ -343,6 +343,7 @@ impl EvalError {
     pub fn exit_code(&self) -> u8 {
         match self {
             EvalError::Io { .. } => 1,
+            EvalError::Config(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -618,6 +619,7 @@ mod tests {
             env: None,
             vars: vec![],
             strict: false,
+            vault_layer: false,
         };
         crate::config::load(&opts).unwrap()
     }
@@ -923,6 +925,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             strict: false,
+            vault_layer: false,
         };
         let p = crate::config::load(&opts).unwrap();
         (dir, p)
@@ -979,6 +982,7 @@ mod tests {
             env: None,
             vars: vec![],
             strict: false,
+            vault_layer: false,
         };
         let p = crate::config::load(&opts).unwrap();
         let d = &derivations(&p, &["tap-x"]).unwrap()[0];

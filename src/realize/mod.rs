@@ -169,7 +169,8 @@ impl RealizeError {
     /// interrupted.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RealizeError::Config(_) | RealizeError::PythonNotFound { .. } => 2,
+            RealizeError::Config(e) => e.exit_code(),
+            RealizeError::PythonNotFound { .. } => 2,
             RealizeError::SigningKey { .. }
             | RealizeError::SecretInOutput { .. }
             | RealizeError::NoCapabilities { .. } => 2,

@@ -102,6 +102,7 @@ impl ReservoirError {
         match self {
             ReservoirError::Run(e) => e.exit_code(),
             ReservoirError::Store(e) => e.exit_code(),
+            ReservoirError::Config(e) => e.exit_code(),
             e if e.is_bad_input() => 2,
             _ => 1,
         }

@@ -175,8 +175,8 @@ impl RunError {
     /// failure while working, 128 + the signal when interrupted.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Config(_)
-            | RunError::BadState { .. }
+            RunError::Config(e) => e.exit_code(),
+            RunError::BadState { .. }
             | RunError::NoSuchCopy { .. }
             | RunError::StreamMaps { .. }
             | RunError::NothingSelected { .. }

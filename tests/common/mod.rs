@@ -875,3 +875,68 @@ pub const SHOP: &str = r#"default:
 pub fn shop_project() -> Project {
     plugin_project(SHOP)
 }
+
+/// The fake of Vault's HTTP API (`tests/fake_vault.py`) on a free loopback
+/// port, stopped when dropped. `config` is its JSON configuration: mount,
+/// KV version, token, AppRole ids, optional TLS files and the secrets.
+pub struct FakeVault {
+    child: std::process::Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl FakeVault {
+    pub fn start(config: &serde_json::Value) -> FakeVault {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vault.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_vault.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 tests/fake_vault.py");
+        // It prints its port once it listens.
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("fake_vault.py printed no port: {line:?}")
+        });
+        FakeVault { child, port, dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The requests it answered, one `METHOD path` each.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("vault.json.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for FakeVault {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -18,6 +18,7 @@ fn load(t: &Translation, env: &str, vars: &[(&str, &str)]) -> Result<Project, St
             .collect(),
         // Every key the importer writes is one alto reads.
         strict: true,
+        vault_layer: false,
     };
     crate::config::load(&opts).map_err(|e| format!("{e:?}\n{}", t.alto_yaml))
 }
