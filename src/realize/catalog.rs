@@ -73,7 +73,11 @@ pub fn cached(
 }
 
 /// [`cached`], with the store lock and the key's temporary root held.
-fn cached_held(realizer: &Realizer, tap: &Plugin, key: &Key) -> Result<Option<Value>, RealizeError> {
+fn cached_held(
+    realizer: &Realizer,
+    tap: &Plugin,
+    key: &Key,
+) -> Result<Option<Value>, RealizeError> {
     let key = key.clone();
     if let LocalStatus::Valid(_) = realizer.local.status(&key, false)?
         && let Some(v) = read_catalog(&realizer.local.data_path(&key))
