@@ -126,6 +126,16 @@ fn flip_remote_byte(server: &Server, rel: &str) {
     });
 }
 
+/// The name the remote record of `key` gives its content (`<key>.<hex>`).
+fn remote_content_name(server: &Server, key: &str) -> String {
+    let path = ObjectPath::from(format!("alto/.store/v1/meta/{key}.json"));
+    let record = on_bucket(server, async move |b| {
+        Ok(b.get(&path).await?.bytes().await?.to_vec())
+    });
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    record["content"].as_str().unwrap_or(key).to_string()
+}
+
 fn remote_exists(server: &Server, rel: &str) -> bool {
     let path = ObjectPath::from(format!("alto/{rel}"));
     on_bucket(server, async move |b| match b.head(&path).await {
@@ -331,7 +341,8 @@ fn suite(server: Server) {
         2,
         "{verified}"
     );
-    flip_remote_byte(&server, &format!(".store/v1/data/{tap_key}"));
+    let content = remote_content_name(&server, &tap_key);
+    flip_remote_byte(&server, &format!(".store/v1/data/{content}"));
     let mc = Machine::new(false);
     let (code, _, err) = b.run_on(&mc, &["build"]);
     assert_eq!(code, 1, "{err}");
