@@ -115,3 +115,79 @@ fn tap_postgres_describes_itself() {
         "not incremental: {ids:?}"
     );
 }
+
+/// `alto add`: the plugin lands in alto.yaml under `default` with the file's
+/// comments kept, built, its capabilities and setting names (secrets marked)
+/// from its --about; the new tap then runs. A name taken, a bad name or a
+/// build that fails leaves the file as it was.
+#[test]
+fn add_writes_builds_and_describes_a_plugin() {
+    let config = "# the team's project\ndefault:\n  project_name: adding\n  taps:\n    # the old one\n    tap-old:\n      pip_url: ./plugins/tap-fixture\n      capabilities: [catalog]\n  targets:\n    target-fixture:\n      pip_url: ./plugins/target-fixture  # local\n      config:\n        destination: out\nprod:\n  project_name: adding-prod\n";
+    let p = plugin_project(config);
+    let m = Machine::new(true);
+    let file = p.path().join("alto.yaml");
+    let (code, out, err) = p.run_on(
+        &m,
+        &[
+            "add",
+            "tap",
+            "tap-new",
+            "--pip-url",
+            "./plugins/tap-fixture",
+            "--executable",
+            "tap-fixture",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("added tap-new to alto.yaml under default.taps"),
+        "{err}"
+    );
+    assert!(
+        out.contains("api_key (secret: set it in alto.secrets.yaml)"),
+        "{out}"
+    );
+    assert!(out.contains("rows (required)"), "{out}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    // Everything that was there is still there, in order, and the new
+    // plugin sits at the end of the taps.
+    let added = "    tap-new:\n      pip_url: \"./plugins/tap-fixture\"\n      executable: \"tap-fixture\"\n      capabilities: [\"catalog\", \"state\", \"discover\", \"about\"]\n      # Settings its --about reports; secrets go in alto.secrets.yaml.\n      # config:\n      #   rows:  # required\n      #   api_key:  # secret\n";
+    assert_eq!(
+        text,
+        config.replace("  targets:\n", &format!("{added}  targets:\n")),
+        "{text}"
+    );
+    let (code, _, err) = p.run_on(&m, &["tap-new:target-fixture"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(p.path().join("out/users.jsonl").exists());
+
+    for (args, says) in [
+        (
+            &["add", "target", "tap-new", "--pip-url", "x"][..],
+            "already has a tap of that name",
+        ),
+        (
+            &["add", "tap", "../up", "--pip-url", "x"][..],
+            "separates directories",
+        ),
+        (
+            &[
+                "add",
+                "mapper",
+                "m-missing",
+                "--pip-url",
+                "./plugins/nowhere",
+            ][..],
+            "does not exist",
+        ),
+    ] {
+        let (code, _, err) = p.run_on(&m, args);
+        assert_eq!(code, 2, "alto {args:?}: {err}");
+        assert!(err.contains(says), "alto {args:?}: {err}");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            text,
+            "alto {args:?}"
+        );
+    }
+}

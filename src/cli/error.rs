@@ -157,6 +157,17 @@ pub enum Error {
     )]
     AlreadyInitialized { dir: PathBuf, file: String },
 
+    #[error("cannot add {name}: {why}")]
+    #[diagnostic(code(alto::add::refused))]
+    CannotAdd { name: String, why: String },
+
+    #[error("alto add leaves {file} as it was: {why}")]
+    #[diagnostic(
+        code(alto::add::cannot_place),
+        help("add the plugin to {file} by hand; `alto show` then checks it")
+    )]
+    CannotPlace { file: String, why: String },
+
     #[error("no Meltano project file at {}", path.display())]
     #[diagnostic(
         code(alto::import::not_found),
@@ -254,6 +265,8 @@ impl Error {
             Error::UnknownCommand { .. }
             | Error::UnknownTask { .. }
             | Error::AlreadyInitialized { .. }
+            | Error::CannotAdd { .. }
+            | Error::CannotPlace { .. }
             | Error::MeltanoNotFound { .. }
             | Error::ImportTargetExists { .. }
             | Error::NothingToRun { .. }

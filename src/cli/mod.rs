@@ -3,6 +3,7 @@
 //! in the other modules.
 
 mod about;
+mod add;
 mod build;
 mod catalog;
 mod clean;
@@ -85,6 +86,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The kinds of plugin `alto add` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AddKind {
+    Tap,
+    Target,
+    Utility,
+    Mapper,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum InitFormat {
     Yaml,
@@ -106,6 +116,21 @@ pub enum Command {
         /// Never ask; use defaults.
         #[arg(long)]
         no_prompt: bool,
+    },
+    /// Add a plugin to the main config file (its comments kept), build it,
+    /// and fill its capabilities and setting names from its --about.
+    Add {
+        kind: AddKind,
+        name: String,
+        /// What pip installs it from (a requirement, a path, a URL, with options).
+        #[arg(long)]
+        pip_url: String,
+        /// The command it installs, when not named like the plugin.
+        #[arg(long)]
+        executable: Option<String>,
+        /// Only write it: no build, no --about.
+        #[arg(long)]
+        no_build: bool,
     },
     /// Write alto.yaml from another tool's project, listing what has no alto equivalent.
     Import {
@@ -599,6 +624,21 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             name,
             no_prompt,
         } => init::init(g, *format, name.clone(), *no_prompt).map(|_| ExitStatus::Success),
+        Command::Add {
+            kind,
+            name,
+            pip_url,
+            executable,
+            no_build,
+        } => add::add(
+            g,
+            add::kind(*kind),
+            name,
+            pip_url,
+            executable.as_deref(),
+            *no_build,
+        )
+        .map(|_| ExitStatus::Success),
         Command::Import {
             source: ImportSource::Meltano { path },
         } => import::meltano(g, path.as_deref()).map(|_| ExitStatus::Success),
