@@ -125,8 +125,23 @@ fn extract_logged(
     let passed = passed?;
     let statuses: Vec<(String, std::process::ExitStatus, Tail)> =
         vec![(tap_name.to_string(), status, launched.tail.clone())];
-    if let Some(e) = session.failure(&statuses, &prepared.log.path) {
-        return Err(e);
+    match session.failure(&statuses, &prepared.log.path) {
+        // Nothing is confirmed here, unlike a pipeline's failure.
+        Some(RunError::PluginFailed {
+            plugin,
+            status,
+            log,
+            tail,
+        }) => {
+            return Err(RunError::ExtractFailed {
+                plugin,
+                status,
+                log,
+                tail,
+            });
+        }
+        Some(e) => return Err(e),
+        None => {}
     }
     let records = if in_pipe {
         Some(passed.records)
