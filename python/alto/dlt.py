@@ -176,9 +176,15 @@ def _messages(prefix, tap, streams):
             code = proc.wait()
             err.join()
         finally:
+            # Stopped early (dlt closed the generator, or an error): SIGTERM
+            # lets alto stop the tap and release its lock, as on Ctrl-C.
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
             proc.stdout.close()
         if code != 0:
             raise _failure("alto extract %s" % tap, code, list(err.tail))
