@@ -2,7 +2,9 @@
 //! files: 2 million synthetic records into a sink, a tiny run's fixed
 //! overhead, alto's peak memory, and what `~` hash rules cost: one rule on
 //! 4-field records, three rules on 10-field records, into the sink and into
-//! the reservoir (against the same ingest without rules). Prints medians and
+//! the reservoir (against the same ingest without rules), and `alto extract`
+//! (the tap's messages on stdout, for `alto.dlt`) against the tap alone, without
+//! and with a rule. Prints medians and
 //! the load average (the machine is shared).
 //! `ALTO_BENCH_RECORDS` and `ALTO_BENCH_RUNS` change the size and count;
 //! `ALTO_BENCH_BIN` measures another alto binary (before and after a change).
@@ -195,9 +197,10 @@ fn main() {
     let sink = Some("tap-synthetic:target-sink");
     let reservoir = Some("tap-synthetic:reservoir");
     let tap = Some("tap alone");
+    let extract = Some("extract");
     // (rules, fields, task: None for the raw pipe, "tap alone" for the tap
     // into /dev/null)
-    let cases: [(&[&str], u32, Option<&str>); 11] = [
+    let cases: [(&[&str], u32, Option<&str>); 13] = [
         (&[], 0, None),
         (&[], 0, sink),
         (&one, 0, sink),
@@ -209,6 +212,8 @@ fn main() {
         (&three, 10, reservoir),
         (&[], 0, tap),
         (&[], 10, tap),
+        (&[], 0, extract),
+        (&one, 0, extract),
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     let mut cpus: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
@@ -219,6 +224,7 @@ fn main() {
             let (d, rss, cpu) = match *task {
                 None => timed_cpu(&mut b.raw()),
                 Some("tap alone") => timed_cpu(&mut b.tap_alone()),
+                Some("extract") => timed_cpu(b.alto().args(["extract", "tap-synthetic"])),
                 Some(task) => {
                     // Each ingest starts from an empty reservoir.
                     let _ = std::fs::remove_dir_all(b.home.join(".alto/bench/reservoir"));
@@ -278,6 +284,15 @@ fn main() {
         per(cpu[3].as_secs_f64()),
         added(2, 0),
         added(4, 3)
+    );
+    println!(
+        "  {label:<18} alto extract > /dev/null {:8.0} ms = {:.2}x the tap alone's throughput ({:8.0} ms); 1 rule {:8.0} ms = {:.2}x; alto peak {:5.1} MiB",
+        ms(t[11]),
+        x(t[9], t[11]),
+        ms(t[9]),
+        ms(t[12]),
+        x(t[9], t[12]),
+        mib(11).max(mib(12))
     );
     println!(
         "  targets: 2M within 5% of the raw pipe; tiny under 50 ms above it; peak under 50 MiB; load average now {}",

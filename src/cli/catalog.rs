@@ -46,7 +46,7 @@ pub fn catalog_apply(base: &std::path::Path, rules: &std::path::Path) -> Result<
 }
 
 /// Realizes the tap and its base catalog; runs `f` with them.
-fn with_base_catalog<T>(
+pub(super) fn with_base_catalog<T>(
     g: &Global,
     project: &Project,
     tap_name: &str,

@@ -233,6 +233,21 @@ pub enum Error {
     #[diagnostic(code(alto::logs::no_such_run), help("`alto logs` lists the runs"))]
     NoSuchRun { run: String, environment: String },
 
+    #[error("{tap} has no stream {names}")]
+    #[diagnostic(
+        code(alto::extract::unknown_stream),
+        help("its streams: {available}; `alto select {tap} --list` shows them with their fields")
+    )]
+    UnknownStreams {
+        tap: String,
+        names: String,
+        available: String,
+    },
+
+    #[error("--name `{name}` cannot name a run: {why}")]
+    #[diagnostic(code(alto::extract::name), help("{}", crate::config::name::NAME_RULE))]
+    BadRunName { name: String, why: String },
+
     #[error("{flag} does not apply to {task}: {why}")]
     #[diagnostic(code(alto::run::flag))]
     FlagNotApplicable {
@@ -278,6 +293,8 @@ impl Error {
             | Error::BadJson { .. }
             | Error::StateNotWritable { .. }
             | Error::FlagNotApplicable { .. }
+            | Error::UnknownStreams { .. }
+            | Error::BadRunName { .. }
             | Error::NoSuchRun { .. }
             | Error::NoState { .. }
             | Error::BadExport { .. }

@@ -9,6 +9,7 @@ mod catalog;
 mod clean;
 mod config;
 mod error;
+mod extract;
 mod fs;
 mod gc;
 mod import;
@@ -193,6 +194,9 @@ pub enum Command {
         )]
         args: Vec<String>,
     },
+    /// Run a tap alone, its Singer messages on stdout, for a loader that is
+    /// not a Singer target (alto.dlt); `--streams` lists what it would extract.
+    Extract(extract::ExtractArgs),
     /// Run pipelines (`alto run tap-x:target-y`, or just `alto tap-x:target-y`),
     /// ingests, replays, utility commands (`UTILITY:COMMAND`) or jobs, in
     /// order, stopping at the first that fails.
@@ -740,6 +744,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
             };
             run::run(g, &mut g.load()?, pipelines, &opts, *jobs, controls)
         }
+        Command::Extract(args) => extract::extract(g, &mut g.load()?, args),
         Command::Logs {
             command: Some(LogsCommand::Show { run }),
             ..

@@ -46,6 +46,9 @@ enum Kind {
     Ingest,
     /// `reservoir:TAP-TARGET`: a target's replay position.
     Replay,
+    /// `TAP:dlt_PIPELINE`: the mirror of a dlt pipeline's Singer state
+    /// (`alto.dlt`; dlt's own state is the one its runs resume from).
+    Dlt,
     /// A state file no configured pipeline of this environment names.
     Other,
 }
@@ -56,6 +59,7 @@ impl Kind {
             Kind::Pipeline => "pipeline",
             Kind::Ingest => "ingest",
             Kind::Replay => "replay",
+            Kind::Dlt => "dlt",
             Kind::Other => "unconfigured",
         }
     }
@@ -90,11 +94,29 @@ fn state_id(project: &Project, name: &str) -> Result<StateId, Error> {
         }
         _ => {}
     }
+    if let Some(id) = dlt_id(project, name) {
+        return Ok(id);
+    }
     let (tap, target) = pair(project, name)?;
     Ok(StateId {
         stem: format!("{tap}-to-{target}"),
         shown: format!("{tap}:{target}"),
         kind: Kind::Pipeline,
+    })
+}
+
+/// `TAP:dlt_PIPELINE`, a configured tap read by the dlt pipeline PIPELINE
+/// (`alto.dlt` mirrors its state there); a target named so wins.
+fn dlt_id(project: &Project, name: &str) -> Option<StateId> {
+    let (tap, reader) = name.split_once(':')?;
+    let ok = project.taps.contains_key(tap)
+        && reader.starts_with("dlt_")
+        && crate::config::name::problem(reader).is_none()
+        && !project.targets.contains_key(reader);
+    ok.then(|| StateId {
+        stem: format!("{tap}-to-{reader}"),
+        shown: name.to_string(),
+        kind: Kind::Dlt,
     })
 }
 
@@ -132,6 +154,13 @@ fn from_stem(project: &Project, stem: &str) -> StateId {
             }
         }
     }
+    for tap in project.taps.keys() {
+        if let Some(reader) = stem.strip_prefix(&format!("{tap}-to-"))
+            && let Some(id) = dlt_id(project, &format!("{tap}:{reader}"))
+        {
+            return id;
+        }
+    }
     StateId {
         stem: stem.into(),
         shown: stem.into(),
@@ -167,7 +196,7 @@ fn lock(
     )?)
 }
 
-fn read_state_file(file: &Path) -> Result<Map<String, Value>, Error> {
+pub(super) fn read_state_file(file: &Path) -> Result<Map<String, Value>, Error> {
     let bytes = std::fs::read(file).map_err(|source| Error::Read {
         path: file.to_path_buf(),
         source,
@@ -203,10 +232,10 @@ pub fn state_show(project: &Project, name: &str) -> Result<(), Error> {
         }
         _ => {}
     }
-    let (tap, target) = pair(project, name)?;
+    let id = state_id(project, name)?;
     let realizer = Realizer::new(project)?;
     let remote = realizer.remote()?;
-    let (_, state) = StateStore::open(&remote, &project.environment, &tap, &target)?;
+    let (_, state) = StateStore::open_named(&remote, &project.environment, &id.stem)?;
     print_json(&Value::Object(state));
     Ok(())
 }

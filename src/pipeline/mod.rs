@@ -2,8 +2,12 @@
 //! after the tap when `~` hash rules need alto in the middle; the target's
 //! STATE lines merged into the state and committed as they arrive. The run's
 //! lifecycle (lock, configs, logs, signals, teardown) is `run`'s.
+//! `extract` is a tap alone, its messages on stdout for another loader.
 
+mod extract;
 mod middle;
+
+pub use extract::{ExtractSummary, extract};
 
 use std::process::Stdio;
 

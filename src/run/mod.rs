@@ -103,6 +103,17 @@ pub enum RunError {
         tail: String,
     },
 
+    #[error(
+        "{plugin} failed ({status}); alto committed nothing: the state on stdout is its reader's"
+    )]
+    #[diagnostic(code(alto::extract::tap_failed), help("last lines of its log ({}):\n{tail}", log.display()))]
+    ExtractFailed {
+        plugin: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+
     #[error("{tap} has stream_maps ({maps}), Python files alto does not run")]
     #[diagnostic(
         code(alto::pipeline::stream_maps),

@@ -308,6 +308,103 @@ pub fn hashed(rules: &[HashRule], stream: &str, field: &[String]) -> bool {
     })
 }
 
+/// What a loader needs of one stream of a runtime catalog: its name, key
+/// properties, replication method and key, and its fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StreamInfo {
+    pub tap_stream_id: String,
+    /// The name in its messages (`stream`, else the id).
+    pub stream: String,
+    pub key_properties: Vec<String>,
+    /// `INCREMENTAL`, `FULL_TABLE` or `LOG_BASED`, as the catalog says
+    /// (the stream's metadata first, as taps read it); without one, a stream
+    /// with a replication key is INCREMENTAL, else FULL_TABLE.
+    pub replication_method: String,
+    pub replication_key: Option<String>,
+    pub fields: Vec<String>,
+}
+
+/// The streams of a runtime catalog, in its order.
+pub fn stream_infos(runtime: &Value) -> Vec<StreamInfo> {
+    let empty = Vec::new();
+    let streams = runtime
+        .get("streams")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    streams
+        .iter()
+        .filter_map(|s| {
+            let id = s
+                .get("tap_stream_id")
+                .or_else(|| s.get("stream"))
+                .and_then(Value::as_str)?;
+            let root = s
+                .get("metadata")
+                .and_then(Value::as_array)
+                .and_then(|md| {
+                    md.iter().find(|m| {
+                        m.get("breadcrumb")
+                            .and_then(Value::as_array)
+                            .is_some_and(|b| b.is_empty())
+                    })
+                })
+                .and_then(|m| m.get("metadata"));
+            let md = |key: &str| root.and_then(|r| r.get(key));
+            let strings = |v: Option<&Value>| -> Option<Vec<String>> {
+                v.and_then(Value::as_array).map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+            };
+            let replication_key = md("replication-key")
+                .or_else(|| s.get("replication_key"))
+                .and_then(Value::as_str)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string);
+            let replication_method = md("replication-method")
+                .or_else(|| md("forced-replication-method"))
+                .or_else(|| s.get("replication_method"))
+                .and_then(Value::as_str)
+                .map(str::to_ascii_uppercase)
+                .unwrap_or_else(|| {
+                    if replication_key.is_some() {
+                        "INCREMENTAL".into()
+                    } else {
+                        "FULL_TABLE".into()
+                    }
+                });
+            Some(StreamInfo {
+                tap_stream_id: id.to_string(),
+                stream: s
+                    .get("stream")
+                    .and_then(Value::as_str)
+                    .unwrap_or(id)
+                    .to_string(),
+                key_properties: strings(md("table-key-properties"))
+                    .or_else(|| strings(s.get("key_properties")))
+                    .unwrap_or_default(),
+                replication_method,
+                replication_key,
+                fields: s
+                    .pointer("/schema/properties")
+                    .and_then(Value::as_object)
+                    .map(|p| p.keys().cloned().collect())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Whether a select pattern (`users`, `users.email`, `!orders`, `~users.*`)
+/// can name something of `stream`.
+pub fn pattern_names_stream(pattern: &str, stream: &str) -> bool {
+    let body = pattern.trim_start_matches(['!', '~']);
+    let glob = Glob::new(body);
+    glob.matches(stream) || glob.matches_some_extension(&format!("{stream}."))
+}
+
 /// One row of `alto select TAP --list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Selection {
@@ -1330,6 +1427,44 @@ fn stream_error(id: &str, problem: &str) -> CatalogError {
 
 #[cfg(test)]
 mod tests {
+
+    /// A loader's view of a stream: the metadata first, then the stream's
+    /// own keys, then the replication key deciding the method.
+    #[test]
+    fn stream_infos_read_metadata_first() {
+        let runtime = json!({"streams": [
+            {"tap_stream_id": "users", "stream": "users", "key_properties": ["id"],
+             "replication_key": "updated_at", "replication_method": "INCREMENTAL",
+             "schema": {"properties": {"id": {}, "updated_at": {}}},
+             "metadata": [{"breadcrumb": [], "metadata": {
+                 "table-key-properties": ["uid"], "replication-method": "full_table"}}]},
+            {"tap_stream_id": "events", "replication_key": "ts",
+             "schema": {"properties": {"ts": {}}}},
+            {"stream": "plain", "schema": {}}
+        ]});
+        let infos = stream_infos(&runtime);
+        assert_eq!(infos.len(), 3);
+        assert_eq!(infos[0].key_properties, vec!["uid"]);
+        assert_eq!(infos[0].replication_method, "FULL_TABLE");
+        assert_eq!(infos[0].replication_key.as_deref(), Some("updated_at"));
+        assert_eq!(infos[0].fields, vec!["id", "updated_at"]);
+        assert_eq!(infos[1].stream, "events");
+        assert_eq!(infos[1].replication_method, "INCREMENTAL");
+        assert!(infos[1].key_properties.is_empty());
+        assert_eq!(infos[2].tap_stream_id, "plain");
+        assert_eq!(infos[2].replication_method, "FULL_TABLE");
+    }
+
+    #[test]
+    fn patterns_name_streams_with_or_without_fields() {
+        assert!(pattern_names_stream("users", "users"));
+        assert!(pattern_names_stream("users.email", "users"));
+        assert!(pattern_names_stream("!users.*", "users"));
+        assert!(pattern_names_stream("u*", "users"));
+        assert!(pattern_names_stream("analytics.events", "analytics.events"));
+        assert!(!pattern_names_stream("user", "users"));
+        assert!(!pattern_names_stream("orders", "users"));
+    }
     use super::Strategy;
     use super::*;
     use proptest::prelude::{Just, any, prop, prop_assert, prop_oneof, proptest};
