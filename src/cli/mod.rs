@@ -465,8 +465,18 @@ impl Cli {
     }
 }
 
-/// Global flags that take a value as the next argument.
-const GLOBAL_VALUE_FLAGS: [&str; 3] = ["--env", "--root", "-r"];
+/// Whether `flag` is a global flag whose value is the next argument, as
+/// clap's own definition of [`Global`] says (a hand-kept list drifts).
+fn takes_next_value(flag: &str) -> bool {
+    let globals = Global::augment_args(clap::Command::new("alto"));
+    globals.get_arguments().any(|a| {
+        a.get_action().takes_values()
+            && (a
+                .get_long()
+                .is_some_and(|l| flag.strip_prefix("--") == Some(l))
+                || a.get_short().is_some_and(|c| flag == format!("-{c}")))
+    })
+}
 
 /// The original's task names stand for commands: `alto [FLAGS] tap:target
 /// [FLAGS]` is `alto [FLAGS] run tap:target [FLAGS]` (so are `tap:reservoir`
@@ -482,11 +492,7 @@ pub fn expand_task_name(mut args: Vec<OsString>) -> Vec<OsString> {
             break;
         }
         if a.starts_with('-') {
-            i += if GLOBAL_VALUE_FLAGS.contains(&a.as_str()) {
-                2
-            } else {
-                1
-            };
+            i += if takes_next_value(&a) { 2 } else { 1 };
             continue;
         }
         if !a.contains(':') {
@@ -954,5 +960,22 @@ mod tests {
             "several pipelines are allowed"
         );
         assert_eq!(parse("bogus").expect_err("bogus").exit_code(), 2);
+    }
+
+    /// Every global flag that takes a value may come before a task name,
+    /// written with a space as well as with `=`.
+    #[test]
+    fn global_flags_with_values_may_precede_a_task_name() {
+        for line in [
+            "--log-format json tap:target",
+            "--env prod tap:target",
+            "-r /p tap:target",
+            "--root /p --log-format json tap:target --wait",
+        ] {
+            let cli = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert!(matches!(cli.command, Command::Run { .. }), "{line}");
+        }
+        let cli = parse("--log-format json tap:target").unwrap();
+        assert_eq!(cli.global.log_format, LogFormat::Json);
     }
 }
