@@ -788,6 +788,47 @@ impl<'p> Realizer<'p> {
         pex::ensure(&self.pex, python, uv.map(|u| (u, self.cache_dir.as_path())))
     }
 
+    /// Makes sure pex has its pinned pip for `d`'s interpreter, fetched from
+    /// the package registry once per machine and interpreter (see
+    /// [`pex::provision_pip`]); a marker in pex's root says it is done.
+    fn pex_pip_ready(
+        &self,
+        d: &PluginDerivation,
+        log: &Arc<Mutex<std::fs::File>>,
+        log_path: &Path,
+        redactor: &crate::config::Redactor,
+    ) -> Result<(), RealizeError> {
+        let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
+        let python = blake3::hash(d.python.as_os_str().as_encoded_bytes()).to_hex();
+        let marker = self.pex_root().join(format!(
+            ".alto-pip-{}-{}-{}",
+            pex::PIP_FLAGS[1],
+            self.pex.version(),
+            &python[..16]
+        ));
+        if marker.exists() {
+            return Ok(());
+        }
+        tracing::info!(
+            "provisioning pip {} for pex (once per machine and interpreter)",
+            pex::PIP_FLAGS[1]
+        );
+        let out = self.local.temp_path("pex-pip.pex");
+        let done = self.step(
+            d,
+            "pex (its pip)",
+            pex::provision_pip(&self.pex, &d.python, &out),
+            None,
+            log,
+            log_path,
+            redactor,
+        );
+        let _ = std::fs::remove_file(&out);
+        done?;
+        std::fs::write(&marker, b"").map_err(StoreError::io("cannot write", &marker))?;
+        Ok(())
+    }
+
     fn uv_ready(&self, python: &Path) -> Result<PathBuf, RealizeError> {
         let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
         uv::ensure(python, &self.cache_dir)
@@ -971,6 +1012,7 @@ impl<'p> Realizer<'p> {
                 );
                 say(&why);
                 tracing::info!("{}: {why}", d.plugins.join(", "));
+                self.pex_pip_ready(d, &log, &log_path, &redactor)?;
                 let (cmd, argfile) = pex::invocation(&self.pex, d, out);
                 self.step(d, "pex", cmd, argfile, &log, &log_path, &redactor)
             }

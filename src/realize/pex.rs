@@ -108,6 +108,22 @@ pub fn invocation(tool: &PexTool, d: &PluginDerivation, out: &Path) -> (Command,
     (cmd, Some(file))
 }
 
+/// The pex command that makes pex install its pinned pip (`PIP_FLAGS`) for
+/// `python` from the package registry, as alto provisions pex itself: pex
+/// would otherwise fetch that pip from the `pip_url`'s own index, which a
+/// private index (`--no-pypi --index-url ...`) need not serve. It resolves
+/// only that pip, into `out`, which is thrown away.
+pub fn provision_pip(tool: &PexTool, python: &Path, out: &Path) -> Command {
+    let mut cmd = tool.command(python);
+    cmd.args(PIP_FLAGS)
+        .arg(format!("pip=={}", PIP_FLAGS[1]))
+        .arg("-o")
+        .arg(out)
+        .arg("--python")
+        .arg(python);
+    cmd
+}
+
 /// The pex command packing the venv uv installed into `out`: everything in
 /// it (a `uv venv` holds only what `pip_url` installs), for the venv's
 /// interpreter (`--python` would be another target to pex, even when it is
