@@ -333,6 +333,7 @@ fn merge(
         if p.parts.len() == 1 {
             parts.push(Part {
                 seq: p.parts[0].seq,
+                pipeline: p.parts[0].pipeline.clone(),
                 records: Some(count),
             });
         } else {

@@ -37,6 +37,22 @@ pub struct Index {
     pub state: Map<String, Value>,
     /// In ingest order (by the first part's sequence number).
     pub partitions: Vec<Partition>,
+    /// The ingests' pipeline derivations, by key: what the flushes naming
+    /// them were produced under. Absent in indexes written before
+    /// provenance, and in the original's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pipelines: BTreeMap<String, IngestRecord>,
+}
+
+/// What an ingest's flushes were produced under.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IngestRecord {
+    /// The `~` hash rules the records were hashed by.
+    pub hash_rules: Vec<String>,
+    /// The run that first flushed under it.
+    pub run: String,
+    /// The tap's plugin key.
+    pub tap: crate::eval::Key,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,6 +78,10 @@ pub struct Partition {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     pub seq: u64,
+    /// The key of the ingest's pipeline derivation (see `Index::pipelines`);
+    /// unknown for flushes written before provenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<crate::eval::Key>,
     /// Messages after the SCHEMA line; unknown for the original's partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
@@ -130,6 +150,7 @@ impl Index {
             updated: crate::store::now_rfc3339(),
             state: Map::new(),
             partitions: Vec::new(),
+            pipelines: BTreeMap::new(),
         }
     }
 
@@ -269,7 +290,11 @@ impl Index {
                 schema_id,
                 encoding: Encoding::of_path(&path),
                 path,
-                parts: vec![Part { seq, records: None }],
+                parts: vec![Part {
+                    seq,
+                    pipeline: None,
+                    records: None,
+                }],
                 bytes: 0,
                 raw_bytes: None,
                 blake3: None,
@@ -412,6 +437,7 @@ mod tests {
                 .iter()
                 .map(|(s, r)| Part {
                     seq: *s,
+                    pipeline: None,
                     records: Some(*r),
                 })
                 .collect(),
@@ -443,6 +469,7 @@ mod tests {
             units[1].parts,
             vec![Part {
                 seq: 5,
+                pipeline: None,
                 records: Some(4)
             }]
         );

@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::ReservoirError;
 use super::index::{Index, Position, Unit};
 use super::partition::{self, Encoding, Line};
+use crate::eval::{CatalogInput, PipelineKind};
 use crate::realize::{Options, Realizer};
+use crate::run::provenance::{self, Provenance};
 use crate::run::{self, Launched, Role, RunError, RunOptions, Session, StateStore};
 use crate::store::Remote;
 
@@ -298,7 +300,7 @@ fn run_logged(
     log: &mut run::PendingLog,
 ) -> Result<ReplaySummary, ReservoirError> {
     let project = realizer.project;
-    project.tap(tap_name)?;
+    let tap = project.tap(tap_name)?;
     let target = project.target(target_name)?;
     let owner = position_owner(tap_name);
     let pipeline_name = format!("reservoir:{tap_name}:{target_name}");
@@ -343,6 +345,16 @@ fn run_logged(
         &prepared.redactor,
         session.start,
     );
+    let drv = provenance::of_run(
+        project,
+        PipelineKind::Replay,
+        tap,
+        &[target],
+        &prepared.derivs,
+        CatalogInput::None,
+    )?;
+    provenance::note_changes(&store, &drv, &pipeline_name)?;
+    store.set_provenance(Provenance::new(&drv, prepared.log.run_id()));
     let Launched {
         mut process,
         tail,

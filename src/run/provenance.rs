@@ -1,0 +1,247 @@
+//! Provenance: the pipeline derivation a run evaluates to, and the record
+//! of it kept beside each state file it writes (`<state>.provenance.json`),
+//! so a state says which plugins, catalog, configs and hash rules produced
+//! it, and which run wrote it. A sidecar, not an envelope: the original's
+//! and Meltano's state readers read the state file as it always was.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{RunError, apply_rules};
+use crate::config::task::Task;
+use crate::config::{ConfigError, Plugin, Project};
+use crate::eval::pipeline::content_hash;
+use crate::eval::{CatalogInput, Key, PipelineDerivation, PipelineKind, PluginDerivation};
+use crate::realize::Realizer;
+
+/// The `format` of a provenance record.
+pub const FORMAT: &str = "alto-provenance";
+pub const VERSION: u64 = 1;
+
+/// What produced a state (or a reservoir flush, or a replay position).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Provenance {
+    pub format: String,
+    pub version: u64,
+    /// The pipeline derivation's key.
+    pub pipeline: Key,
+    /// The run's id: its log's name, `<run>.<stamp>`.
+    pub run: String,
+    /// When the record was written (RFC 3339).
+    pub written: String,
+    pub derivation: PipelineDerivation,
+}
+
+impl Provenance {
+    /// The record of `derivation` for run `run`; `None` while its key is unknown.
+    pub fn new(derivation: &PipelineDerivation, run: &str) -> Option<Provenance> {
+        Some(Provenance {
+            format: FORMAT.into(),
+            version: VERSION,
+            pipeline: derivation.key.clone()?,
+            run: run.to_string(),
+            written: crate::store::now_rfc3339(),
+            derivation: derivation.clone(),
+        })
+    }
+
+    /// A record read from a file; `None` for anything that is not one
+    /// (a newer format is not guessed at).
+    pub fn parse(bytes: &[u8]) -> Option<Provenance> {
+        serde_json::from_slice::<Provenance>(bytes)
+            .ok()
+            .filter(|p| p.format == FORMAT && p.version == VERSION)
+    }
+
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec_pretty(self).unwrap_or_default())
+    }
+}
+
+/// The sidecar of a state file `<stem>.json` or `<stem>.<stamp>.json`.
+pub fn sidecar(state_rel: &str) -> String {
+    let base = state_rel.strip_suffix(".json").unwrap_or(state_rel);
+    format!("{base}{SUFFIX}")
+}
+
+/// How a provenance sidecar's name ends.
+pub const SUFFIX: &str = ".provenance.json";
+
+/// The plugins a pipeline task runs, in pipe order, with its kind and tap.
+pub fn task_plugins<'p>(
+    project: &'p Project,
+    task: &Task,
+) -> Result<(PipelineKind, &'p Plugin, Vec<&'p Plugin>), ConfigError> {
+    match task {
+        Task::Run {
+            tap,
+            mappers,
+            target,
+        } => {
+            let t = project.tap(tap)?;
+            let mut plugins = vec![t];
+            for m in mappers {
+                plugins.push(project.mapper(m)?);
+            }
+            plugins.push(project.target(target)?);
+            Ok((PipelineKind::Run, t, plugins))
+        }
+        Task::Ingest { tap } => {
+            let t = project.tap(tap)?;
+            Ok((PipelineKind::Ingest, t, vec![t]))
+        }
+        Task::Replay { tap, target } => Ok((
+            PipelineKind::Replay,
+            project.tap(tap)?,
+            vec![project.target(target)?],
+        )),
+        other => Err(ConfigError::Unknown {
+            message: format!("`{other}` is not a pipeline"),
+            help: Some(
+                "a pipeline is TAP:TARGET, TAP:MAPPER:TARGET, TAP:reservoir or reservoir:TAP-TARGET"
+                    .into(),
+            ),
+        }),
+    }
+}
+
+/// The pipeline derivation of a run from its realized plugins (in pipe
+/// order, as `plugins`) and the runtime catalog it hands the tap.
+pub fn of_run(
+    project: &Project,
+    kind: PipelineKind,
+    tap: &Plugin,
+    plugins: &[&Plugin],
+    derivs: &[PluginDerivation],
+    catalog: CatalogInput,
+) -> Result<PipelineDerivation, RunError> {
+    let pairs: Vec<(&Plugin, &PluginDerivation)> =
+        plugins.iter().copied().zip(derivs.iter()).collect();
+    Ok(crate::eval::pipeline_derivation(
+        project, kind, tap, &pairs, catalog,
+    )?)
+}
+
+/// The catalog input of a runtime catalog.
+pub fn catalog_input(runtime: Option<&Value>) -> CatalogInput {
+    match runtime {
+        Some(c) => CatalogInput::Runtime(content_hash(c)),
+        None => CatalogInput::None,
+    }
+}
+
+/// A task's pipeline derivation without running or building anything: the
+/// plugins' keys as evaluated, and the runtime catalog from the base
+/// catalog if it was discovered already (else the key is not known yet).
+/// `offline`: only the local store is looked at.
+pub fn evaluate(
+    realizer: &Realizer,
+    task: &Task,
+    offline: bool,
+) -> Result<PipelineDerivation, RunError> {
+    let project = realizer.project;
+    let (kind, tap, plugins) = task_plugins(project, task)?;
+    let mut names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
+    if kind == PipelineKind::Replay {
+        names.push(tap.name.clone());
+    }
+    let all = realizer.derivations(&names)?;
+    let of = |p: &Plugin| {
+        all.iter()
+            .find(|d| d.plugins.contains(&p.name))
+            .cloned()
+            .ok_or_else(|| RunError::NoPipUrl {
+                plugin: p.name.clone(),
+            })
+    };
+    let derivs = plugins
+        .iter()
+        .map(|p| of(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let catalog = if kind == PipelineKind::Replay {
+        CatalogInput::None
+    } else {
+        let d = of(tap)?;
+        let caps = if offline {
+            tap.spec
+                .contains_key("capabilities")
+                .then(|| tap.capabilities())
+        } else {
+            crate::realize::about::known_capabilities(realizer, tap, Some(&d))?
+        };
+        let base = |d: &PluginDerivation| {
+            if offline {
+                crate::realize::catalog::local(realizer, tap, d)
+            } else {
+                crate::realize::catalog::cached(realizer, tap, d)
+            }
+        };
+        match caps {
+            Some(caps) if !caps.iter().any(|c| c == "catalog" || c == "properties") => {
+                CatalogInput::None
+            }
+            Some(_) => match base(&d)? {
+                Some(base) => catalog_input(Some(&apply_rules(&base, tap)?)),
+                None => CatalogInput::Unknown,
+            },
+            None => CatalogInput::Unknown,
+        }
+    };
+    of_run(project, kind, tap, &plugins, &derivs, catalog)
+}
+
+/// Says, in one line, what changed since the derivation that produced the
+/// current state, if that is known and differs.
+pub fn note_changes(
+    store: &super::StateStore,
+    drv: &PipelineDerivation,
+    run: &str,
+) -> Result<(), RunError> {
+    let Some(old) = store.provenance()? else {
+        return Ok(());
+    };
+    let changes = drv.changes_since(&old.derivation);
+    if !changes.is_empty() {
+        tracing::info!(
+            "{run}: {} (the current state is from run {})",
+            changes.join("; "),
+            old.run
+        );
+    }
+    Ok(())
+}
+
+/// The pipeline tasks the config names: its jobs' pipeline steps, in order,
+/// each once.
+pub fn configured_tasks(project: &Project) -> Vec<Task> {
+    let mut out: Vec<Task> = Vec::new();
+    let names: Vec<String> = project.jobs.keys().cloned().collect();
+    for (_, step) in project.expand_steps(&names).unwrap_or_default() {
+        if let crate::config::Step::Task(
+            t @ (Task::Run { .. } | Task::Ingest { .. } | Task::Replay { .. }),
+        ) = step
+            && !out.contains(&t)
+        {
+            out.push(t);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecars_sit_beside_their_state() {
+        assert_eq!(
+            sidecar("state/dev/a-to-b.json"),
+            "state/dev/a-to-b.provenance.json"
+        );
+        assert_eq!(
+            sidecar("state/dev/a-to-b.20261127180000-2.json"),
+            "state/dev/a-to-b.20261127180000-2.provenance.json"
+        );
+        assert!(Provenance::parse(b"{\"bookmarks\": {}}").is_none());
+    }
+}
