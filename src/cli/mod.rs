@@ -704,6 +704,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 wait: *wait,
                 no_state_update: controls.no_state_update,
                 strict: g.strict,
+                allow_unhashed: controls.allow_unhashed,
+                replay_changed: controls.replay_changed,
             };
             run::run(g, &mut g.load()?, pipelines, &opts, *jobs, controls)
         }

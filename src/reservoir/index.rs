@@ -304,6 +304,42 @@ impl Index {
         Ok(index)
     }
 
+    /// The hash rules flush `part` was ingested under, when recorded.
+    pub fn flush_rules(&self, part: &Part) -> Option<&[String]> {
+        let key = part.pipeline.as_ref()?;
+        self.pipelines
+            .get(key.as_str())
+            .map(|r| r.hash_rules.as_slice())
+    }
+
+    /// The current `rules` (`~` rules as written) that some pending flush
+    /// of `units` was ingested without, each with the partitions holding
+    /// such flushes. Flushes without a record (older alto, the original)
+    /// are not judged: what hashed them is unknown.
+    pub fn unhashed(&self, units: &[Unit], rules: &[String]) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for rule in rules {
+            let parsed = crate::singer::catalog::hash_rules(std::slice::from_ref(rule));
+            let mut paths: Vec<String> = Vec::new();
+            for u in units {
+                if !parsed.iter().any(|r| r.matches_stream(&u.partition.stream)) {
+                    continue;
+                }
+                let missing = u.parts.iter().any(|p| {
+                    self.flush_rules(p)
+                        .is_some_and(|had| !had.iter().any(|h| h == rule))
+                });
+                if missing && !paths.contains(&u.partition.path) {
+                    paths.push(u.partition.path.clone());
+                }
+            }
+            if !paths.is_empty() {
+                out.push((rule.clone(), paths));
+            }
+        }
+        out
+    }
+
     pub fn to_bytes(&self) -> Bytes {
         Bytes::from(serde_json::to_vec_pretty(self).unwrap_or_default())
     }

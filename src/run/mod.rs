@@ -209,6 +209,10 @@ pub struct RunOptions {
     pub no_state_update: bool,
     /// Refuse what alto cannot honour (the original's Python stream maps).
     pub strict: bool,
+    /// Replay partitions ingested without a hash rule the config now has.
+    pub allow_unhashed: bool,
+    /// Replay what the target loaded under another derivation of it.
+    pub replay_changed: bool,
 }
 
 /// Realizes plugins, returning each one's derivation.
