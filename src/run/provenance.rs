@@ -211,6 +211,32 @@ pub fn note_changes(
     Ok(())
 }
 
+/// The plugin keys the provenance records of an environment's active
+/// states name, for records written within the last `grace` seconds: gc
+/// keeps them, so a rollback to the build that produced a state can still
+/// substitute it.
+pub fn plugin_roots(
+    remote: &crate::store::Remote,
+    env: &str,
+    grace: u64,
+) -> Result<std::collections::BTreeSet<Key>, RunError> {
+    let cutoff = crate::store::now_epoch().saturating_sub(grace);
+    let mut keys = std::collections::BTreeSet::new();
+    for active in super::state_store::list(remote, env)? {
+        let rel = sidecar(&format!("state/{env}/{}.json", active.stem));
+        let Some(v) = remote.read_project_file(&rel)? else {
+            continue;
+        };
+        let Some(p) = Provenance::parse(&v.bytes) else {
+            continue;
+        };
+        if crate::store::parse_rfc3339(&p.written).is_some_and(|t| t >= cutoff) {
+            keys.extend(p.derivation.steps.into_iter().map(|s| s.key));
+        }
+    }
+    Ok(keys)
+}
+
 /// The pipeline tasks the config names: its jobs' pipeline steps, in order,
 /// each once.
 pub fn configured_tasks(project: &Project) -> Vec<Task> {
@@ -243,5 +269,57 @@ mod tests {
             "state/dev/a-to-b.20261127180000-2.provenance.json"
         );
         assert!(Provenance::parse(b"{\"bookmarks\": {}}").is_none());
+    }
+
+    #[test]
+    fn gc_roots_are_the_plugins_of_recent_records() {
+        use crate::store::remote::Backend;
+        let dir = tempfile::tempdir().unwrap();
+        let remote = crate::store::Remote::new(
+            Backend::Directory(dir.path().to_path_buf()),
+            String::new(),
+            "p".into(),
+            &[],
+        )
+        .unwrap();
+        let step = |n: u8| crate::eval::pipeline::Step {
+            role: "tap".into(),
+            name: "tap-x".into(),
+            key: Key::of(&serde_json::json!(n)),
+            pip_url: "tap-x".into(),
+            config: String::new(),
+        };
+        let record = |n: u8, written: &str| {
+            let mut d = PipelineDerivation {
+                key: None,
+                kind: PipelineKind::Ingest,
+                steps: vec![step(n)],
+                catalog: CatalogInput::None,
+                hash_rules: vec![],
+            };
+            d.key = Some(Key::of(&d.inputs()));
+            let mut p = Provenance::new(&d, "run").unwrap();
+            p.written = written.into();
+            p
+        };
+        let day_ago =
+            chrono::DateTime::from_timestamp((crate::store::now_epoch() - 86_400) as i64, 0)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        for (stem, p) in [
+            ("a-to-b", record(1, &crate::store::now_rfc3339())),
+            ("c-to-d", record(2, &day_ago)),
+        ] {
+            let rel = format!("state/dev/{stem}.json");
+            remote
+                .overwrite_project_file(&rel, bytes::Bytes::from_static(b"{}"))
+                .unwrap();
+            remote
+                .overwrite_project_file(&sidecar(&rel), p.to_bytes())
+                .unwrap();
+        }
+        let roots = plugin_roots(&remote, "dev", 3600).unwrap();
+        assert_eq!(roots.into_iter().collect::<Vec<_>>(), vec![step(1).key]);
+        assert_eq!(plugin_roots(&remote, "dev", 2 * 86_400).unwrap().len(), 2);
     }
 }
