@@ -514,6 +514,45 @@ mod tests {
     }
 
     #[test]
+    fn unhashed_names_flushes_ingested_without_a_current_rule() {
+        let key = |n: u8| crate::eval::Key::of(&serde_json::json!(n));
+        let record = |rules: &[&str]| IngestRecord {
+            hash_rules: rules.iter().map(|r| r.to_string()).collect(),
+            run: "r".into(),
+            tap: key(0),
+        };
+        let mut index = Index::empty("dev", "tap");
+        let with = |mut p: Partition, k: Option<u8>| {
+            p.parts[0].pipeline = k.map(key);
+            p
+        };
+        index.partitions = vec![
+            with(part("users", &[(1, 3)]), Some(1)),
+            with(part("users", &[(2, 3)]), Some(2)),
+            with(part("orders", &[(3, 3)]), Some(1)),
+            with(part("users", &[(4, 3)]), None),
+        ];
+        index.next_seq = 5;
+        index.pipelines.insert(key(1).to_string(), record(&[]));
+        index
+            .pipelines
+            .insert(key(2).to_string(), record(&["~users.email"]));
+        let units = index.pending(&Position::default());
+        let rules = vec!["~users.email".to_string()];
+        // The flush hashed by the rule passes, orders is not the rule's
+        // stream, and a flush without a record is not judged.
+        assert_eq!(
+            index.unhashed(&units, &rules),
+            vec![("~users.email".to_string(), vec!["users/1".to_string()])]
+        );
+        assert!(index.unhashed(&units, &[]).is_empty());
+        // Written and read back, the records stay.
+        let back = Index::parse(&index.to_bytes(), "x").unwrap();
+        assert_eq!(back.pipelines, index.pipelines);
+        assert_eq!(back.partitions[1].parts[0].pipeline, Some(key(2)));
+    }
+
+    #[test]
     fn original_index_keeps_each_streams_order() {
         let idx = Index::from_original(
             br#"{"users": ["reservoir/D/t/users/a/2.singer.gz", "reservoir/D/t/users/b/4.singer.gz"], "orders": ["reservoir/D/t/orders/c/3.singer.gz"], "__version__": 2}"#,

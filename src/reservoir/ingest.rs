@@ -711,6 +711,8 @@ fn run_logged(
         &prepared.derivs,
         catalog,
     )?;
+    let (mut mirror, _) = StateStore::open(&remote, &env, tap_name, "reservoir")?;
+    provenance::note_changes(&mirror, &drv, &session.name)?;
     let record = Provenance::new(&drv, prepared.log.run_id());
     if let Some(p) = &record {
         ingestor.set_provenance(p);
@@ -787,7 +789,6 @@ fn run_logged(
     // The index holds the tap's state; the original's state file mirrors it
     // so tools reading `state/` keep working.
     if stats.commits > 0 {
-        let (mut mirror, _) = StateStore::open(&remote, &env, tap_name, "reservoir")?;
         mirror.set_provenance(record);
         mirror.replace(&state)?;
         mirror.keep_history(&state)?;

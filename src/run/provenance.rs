@@ -141,10 +141,7 @@ pub fn evaluate(
 ) -> Result<PipelineDerivation, RunError> {
     let project = realizer.project;
     let (kind, tap, plugins) = task_plugins(project, task)?;
-    let mut names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
-    if kind == PipelineKind::Replay {
-        names.push(tap.name.clone());
-    }
+    let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
     let all = realizer.derivations(&names)?;
     let of = |p: &Plugin| {
         all.iter()
