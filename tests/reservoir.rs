@@ -403,3 +403,104 @@ fn hash_rules_in_the_reservoir_agree_with_the_pipe() {
     assert_eq!(replayed, want, "the reservoir");
     assert!(!p.path().join("out/other.jsonl").exists());
 }
+
+/// Flushes record the ingest's pipeline key and hash rules, replay
+/// positions the replay's; a replay of flushes ingested without a hash rule
+/// the tap has now fails naming both unless `--allow-unhashed`; after the
+/// target's pip_url changes, `--replay-changed` replays what it had loaded.
+#[test]
+fn provenance_guards_replays() {
+    let config = "default:\n  project_name: lineage\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n      capabilities: [catalog, state, discover]\n      select: ['*.*']\n      config:\n        rows: 3\n  targets:\n    target-fixture:\n      pip_url: ./plugins/target-fixture\n      config:\n        destination: out\n";
+    let p = plugin_project(config);
+    let m = Machine::new(true);
+    const REPLAY: &str = "reservoir:tap-fixture-target-fixture";
+    let lines = |stream: &str| {
+        std::fs::read_to_string(p.path().join(format!("out/{stream}.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let set_config = |c: &str| std::fs::write(p.path().join("alto.yaml"), c).unwrap();
+
+    ok(&p, &m, &["tap-fixture:reservoir"]);
+    ok(&p, &m, &[REPLAY]);
+    assert_eq!((lines("users"), lines("orders")), (3, 3));
+    // The index: every flush names the ingest's pipeline, which records its rules.
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(remote_root_of(&p, "lineage").join("reservoir/dev/tap-fixture/_index.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let ingest_key = p.json_on(
+        &m,
+        &["state", "show", "tap-fixture:reservoir", "--provenance"],
+    )["pipeline"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for part in index["partitions"].as_array().unwrap() {
+        assert_eq!(
+            part["parts"][0]["pipeline"],
+            ingest_key.as_str(),
+            "{index:#}"
+        );
+    }
+    assert_eq!(
+        index["pipelines"][&ingest_key]["hash_rules"],
+        serde_json::json!([])
+    );
+    let position = p.json_on(&m, &["state", "show", REPLAY, "--provenance"]);
+    assert_eq!(position["derivation"]["kind"], "replay", "{position}");
+
+    // The target's pip_url changes: nothing new, but --replay-changed
+    // sends again exactly what the old build loaded.
+    common::copy_dir(
+        &p.path().join("plugins/target-fixture"),
+        &p.path().join("plugins/target-fixture-b"),
+    );
+    let changed = config.replace("./plugins/target-fixture\n", "./plugins/target-fixture-b\n");
+    set_config(&changed);
+    let err = ok(&p, &m, &[REPLAY]);
+    assert!(err.contains("nothing new to replay"), "{err}");
+    assert_eq!(lines("users"), 3);
+    let err = ok(&p, &m, &["run", REPLAY, "--replay-changed"]);
+    assert!(err.contains("target-fixture changed since the last run: ./plugins/target-fixture → ./plugins/target-fixture-b"), "{err}");
+    assert_eq!((lines("users"), lines("orders")), (6, 6));
+    // Confirmed by the new build now: nothing more to send again.
+    let err = ok(&p, &m, &["run", REPLAY, "--replay-changed"]);
+    assert!(err.contains("nothing new to replay"), "{err}");
+    assert_eq!(lines("users"), 6);
+
+    // A hash rule the partitions were ingested without: PII would flow out.
+    let hashed = changed.replace("select: ['*.*']", "select: ['*.*', '~users.email']");
+    set_config(&hashed);
+    let (code, _, err) = p.run_on(&m, &["run", REPLAY, "--full-refresh"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("~users.email") && err.contains("users"),
+        "{err}"
+    );
+    assert!(err.contains("alto::reservoir::unhashed"), "{err}");
+    assert_eq!(lines("users"), 6, "nothing was sent");
+    let (_, listing, _) = p.run_on(&m, &["reservoir", "ls", "tap-fixture"]);
+    assert!(listing.contains("hashed: no hash rules"), "{listing}");
+    ok(
+        &p,
+        &m,
+        &["run", REPLAY, "--full-refresh", "--allow-unhashed"],
+    );
+    assert_eq!(lines("users"), 9);
+    // Ingested again under the rule, the new flushes pass the guard.
+    ok(&p, &m, &["run", "tap-fixture:reservoir", "--full-refresh"]);
+    ok(&p, &m, &[REPLAY]);
+    assert_eq!(lines("users"), 12);
+    let (_, listing, _) = p.run_on(&m, &["reservoir", "ls", "tap-fixture"]);
+    assert!(listing.contains("~users.email"), "{listing}");
+    // The flags are a replay's only.
+    let (code, _, err) = p.run_on(&m, &["run", "tap-fixture:reservoir", "--allow-unhashed"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+fn remote_root_of(p: &Project, project: &str) -> std::path::PathBuf {
+    p.home.path().join(".alto").join(project)
+}

@@ -297,3 +297,144 @@ fn a_run_resumes_from_a_restored_bookmark() {
     let state = p.json_on(&m, &["state", "show", "tap-fixture:target-fixture"]);
     assert_eq!(state["bookmarks"]["users"]["updated_at"], 10);
 }
+
+/// Each state commit and history copy records the pipeline derivation and
+/// the run that wrote it, in a sidecar the state readers never see; a
+/// rotated secret is the same pipeline, a changed config is named on the
+/// next run; `alto build --dry-run` lists the jobs' pipelines.
+#[test]
+fn states_record_what_produced_them() {
+    let p = plugin_project(
+        "default:\n  project_name: provenance\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n      capabilities: [catalog, state, discover]\n      select: ['*.*', '~users.email']\n      config:\n        rows: 3\n        password: '@format {env[TAP_SECRET]}'\n  targets:\n    target-fixture:\n      pip_url: ./plugins/target-fixture\n      config:\n        destination: out\n  jobs:\n    nightly: [tap-fixture:target-fixture]\n",
+    );
+    const PIPE: &str = "tap-fixture:target-fixture";
+    let m = Machine::new(true);
+    let with_secret = |secret: &str, args: &[&str]| {
+        let out = p
+            .on(&m)
+            .env("TAP_SECRET", secret)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let json = |secret: &str, args: &[&str]| -> Value {
+        let (code, out, err) = with_secret(secret, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let (code, _, err) = with_secret("s3cret-1", &[PIPE]);
+    assert_eq!(code, 0, "{err}");
+
+    // The key `alto show` evaluates is the one the run recorded.
+    let shown = json("s3cret-1", &["--json", "show", PIPE]);
+    let key = shown["key"]
+        .as_str()
+        .expect("a key once discovered")
+        .to_string();
+    assert_eq!(shown["inputs"]["hash_rules"], json!(["~users.email"]));
+    assert!(shown["inputs"]["catalog"].is_string(), "{shown}");
+    let record = json("s3cret-1", &["state", "show", PIPE, "--provenance"]);
+    assert_eq!(record["pipeline"], key.as_str(), "{record}");
+    let run = record["run"].as_str().unwrap();
+    assert!(run.starts_with("tap-fixture-to-target-fixture."), "{run}");
+    let (_, human, _) = with_secret("s3cret-1", &["show", PIPE]);
+    assert!(
+        human.contains(&key) && human.contains("~users.email"),
+        "{human}"
+    );
+    // Secrets are neither in the record nor in what `show` prints.
+    let sidecar = p
+        .home
+        .path()
+        .join(".alto/provenance/state/dev/tap-fixture-to-target-fixture.provenance.json");
+    assert!(
+        !std::fs::read_to_string(&sidecar)
+            .unwrap()
+            .contains("s3cret")
+    );
+    assert!(!human.contains("s3cret"));
+    // The state file itself is the plain state readers expect.
+    let state = show_on(&p, &m, PIPE);
+    assert!(
+        state.get("bookmarks").is_some() && state.get("pipeline").is_none(),
+        "{state}"
+    );
+    // The history copy records it too; the sidecars are not states.
+    let history = json("s3cret-1", &["--json", "state", "history", PIPE]);
+    assert_eq!(history["copies"][0]["pipeline"], key.as_str(), "{history}");
+    assert_eq!(history["copies"][0]["run"], run);
+    let listed = json("s3cret-1", &["--json", "state", "list"]);
+    assert_eq!(listed["states"].as_array().unwrap().len(), 1, "{listed}");
+    // build --dry-run lists the job's pipeline beside the plugins.
+    let dry = json("s3cret-1", &["--json", "build", "--dry-run"]);
+    let row = dry
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "pipeline")
+        .unwrap_or_else(|| panic!("{dry}"));
+    assert_eq!(row["pipeline"], PIPE);
+    assert_eq!(row["key"], key.as_str());
+
+    // A rotated secret is the same pipeline: nothing to say on the next run.
+    let rotated = json("rotated-2", &["--json", "show", PIPE]);
+    assert_eq!(rotated["key"], key.as_str());
+    let (code, _, err) = with_secret("rotated-2", &[PIPE]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("since the last run"), "{err}");
+    let second = json("rotated-2", &["state", "show", PIPE, "--provenance"]);
+    assert_eq!(second["pipeline"], key.as_str());
+    assert_ne!(
+        second["run"], run,
+        "the record names the run that wrote the state"
+    );
+
+    // A changed config is a new pipeline, and the run says what changed.
+    let yaml = std::fs::read_to_string(p.path().join("alto.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("alto.yaml"),
+        yaml.replace("destination: out", "destination: out2"),
+    )
+    .unwrap();
+    let (code, _, err) = with_secret("rotated-2", &[PIPE]);
+    assert_eq!(code, 0, "{err}");
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("since the last run"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains("the config of target-fixture changed"),
+        "{err}"
+    );
+    assert!(
+        said[0].contains(second["run"].as_str().unwrap()),
+        "names the run of the old state: {err}"
+    );
+    let record = json("rotated-2", &["state", "show", PIPE, "--provenance"]);
+    assert_ne!(record["pipeline"], key.as_str());
+
+    // A state set by hand has no provenance; one restored gets its copy's back.
+    let file = p.path().join("in.json");
+    std::fs::write(&file, r#"{"bookmarks": {}}"#).unwrap();
+    let (code, _, err) = with_secret("x", &["state", "set", PIPE, file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        json("x", &["state", "show", PIPE, "--provenance"]),
+        Value::Null
+    );
+    let first = history["copies"][0]["stamp"].as_str().unwrap();
+    let (code, _, err) = with_secret("x", &["state", "restore", PIPE, "--at", first]);
+    assert_eq!(code, 0, "{err}");
+    let record = json("x", &["state", "show", PIPE, "--provenance"]);
+    assert_eq!(record["pipeline"], key.as_str());
+}
+
+fn show_on(p: &Project, m: &Machine, name: &str) -> Value {
+    p.json_on(m, &["state", "show", name])
+}

@@ -317,6 +317,17 @@ fn dry_run(
     }
     derivs.retain(|d| seen.insert(d.key.clone()));
     let avail = realizer.availability(&derivs, args.offline)?;
+    // The pipelines the config's jobs run, beside the plugins they use.
+    let mut pipelines = Vec::new();
+    if args.plugins.is_empty() {
+        for task in crate::run::provenance::configured_tasks(project) {
+            let name = task.to_string();
+            pipelines.push((
+                name,
+                crate::run::provenance::evaluate(realizer, &task, args.offline),
+            ));
+        }
+    }
     if g.printer().json() {
         let mut rows: Vec<Value> = derivs
             .iter()
@@ -326,6 +337,12 @@ fn dry_run(
         rows.extend(missing.iter().map(
             |(n, m)| json!({"key": null, "plugins": [n], "status": "missing-source", "error": m}),
         ));
+        for (name, d) in &pipelines {
+            rows.push(match d {
+                Ok(d) => super::show::pipeline_json(name, d),
+                Err(e) => json!({"kind": "pipeline", "pipeline": name, "key": null, "error": e.to_string()}),
+            });
+        }
         print_json(&Value::Array(rows));
     } else {
         for (d, a) in derivs.iter().zip(&avail) {
@@ -333,6 +350,12 @@ fn dry_run(
         }
         for (n, m) in &missing {
             out(&format!("{n}\n  status    cannot be keyed: {m}\n"));
+        }
+        for (name, d) in &pipelines {
+            out(&match d {
+                Ok(d) => super::show::describe_pipeline(name, d),
+                Err(e) => format!("{name}\n  status    cannot be keyed: {e}\n"),
+            });
         }
     }
     Ok(())

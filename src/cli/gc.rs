@@ -41,6 +41,37 @@ pub(super) fn project_roots(project: &Project) -> Result<BTreeSet<Key>, Error> {
     Ok(keys)
 }
 
+/// The plugins the provenance of the project's current states names
+/// (recorded within the grace period), in every environment. A remote that
+/// cannot be read keeps nothing more: a local gc still works offline.
+fn provenance_roots(project: &Project, realizer: &Realizer, grace: u64) -> BTreeSet<Key> {
+    let mut keys = BTreeSet::new();
+    let remote = match realizer.remote() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the states' provenance, so gc keeps no plugin for them: {e}"
+            );
+            return keys;
+        }
+    };
+    let mut envs = vec![project.environment.clone()];
+    for e in &project.environments {
+        if !envs.iter().any(|x| x.eq_ignore_ascii_case(e)) {
+            envs.push(e.clone());
+        }
+    }
+    for env in envs {
+        match crate::run::provenance::plugin_roots(&remote, &env, grace) {
+            Ok(k) => keys.extend(k),
+            Err(e) => tracing::warn!(
+                "cannot read the provenance of the {env} states, so gc keeps no plugin for them: {e}"
+            ),
+        }
+    }
+    keys
+}
+
 pub fn gc(
     g: &Global,
     project: &Project,
@@ -53,8 +84,9 @@ pub fn gc(
     })?;
     let opts = store::gc::Options { grace, dry_run };
     let cache = store::cache_dir();
-    let roots = project_roots(project)?;
+    let mut roots = project_roots(project)?;
     let realizer = Realizer::new(project)?;
+    roots.extend(provenance_roots(project, &realizer, grace));
     let mut summary = store::gc::collect_local(&realizer.local, &cache, &roots, &opts)?;
     if remote {
         // Pins are the user's, on this machine; they keep remote objects too.

@@ -182,7 +182,8 @@ pub enum Command {
         #[arg(long)]
         no_push: bool,
     },
-    /// Show a plugin's derivation: key, inputs, and where its output is.
+    /// Show a plugin's derivation (key, inputs, and where its output is), or
+    /// a pipeline's (TAP:TARGET, TAP:reservoir, reservoir:TAP-TARGET), input by input.
     Show { plugin: String },
     /// Run a plugin with its environment (`alto invoke python PLUGIN` runs its Python).
     Invoke {
@@ -357,7 +358,13 @@ pub enum LogsCommand {
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Print the active state of TAP:TARGET.
-    Show { pipeline: String },
+    Show {
+        pipeline: String,
+        /// Print what produced the state instead: the pipeline derivation
+        /// and the run that wrote it.
+        #[arg(long)]
+        provenance: bool,
+    },
     /// Replace the active state of TAP:TARGET with a file (a Meltano export works as is).
     Set { pipeline: String, file: PathBuf },
     /// Every state of the environment (pipelines, ingests, replay positions):
@@ -747,6 +754,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 wait: *wait,
                 no_state_update: controls.no_state_update,
                 strict: g.strict,
+                allow_unhashed: controls.allow_unhashed,
+                replay_changed: controls.replay_changed,
             };
             run::run(g, &mut g.load()?, pipelines, &opts, *jobs, controls)
         }
@@ -763,7 +772,16 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::State { command } => {
             let project = g.load()?;
             match command {
-                StateCommand::Show { pipeline } => state::state_show(&project, pipeline),
+                StateCommand::Show {
+                    pipeline,
+                    provenance,
+                } => {
+                    if *provenance {
+                        state::state_provenance(&project, pipeline)
+                    } else {
+                        state::state_show(&project, pipeline)
+                    }
+                }
                 StateCommand::Set { pipeline, file } => state::state_set(&project, pipeline, file),
                 StateCommand::List { pattern } => {
                     state::state_list(g, &project, pattern.as_deref())
@@ -922,7 +940,7 @@ mod tests {
             }),
             (
                 "state:tap-target",
-                |c| matches!(&c.command, Command::State { command: StateCommand::Show { pipeline } } if pipeline == "tap-target"),
+                |c| matches!(&c.command, Command::State { command: StateCommand::Show { pipeline, .. } } if pipeline == "tap-target"),
             ),
             // Not task names: left alone.
             ("run tap:target", |c| {

@@ -37,12 +37,22 @@ pub fn reservoir_ls(g: &Global, project: &Project, tap: &str) -> Result<(), Erro
             human_bytes(s.raw_bytes)
         ));
         for gr in &s.groups {
+            let hashed: Vec<String> = gr
+                .hash_rules
+                .iter()
+                .map(|r| match r {
+                    None => "unrecorded".to_string(),
+                    Some(r) if r.is_empty() => "no hash rules".to_string(),
+                    Some(r) => r.join(" "),
+                })
+                .collect();
             text.push_str(&format!(
-                "  schema {}: {} partitions, {} records, {}\n",
+                "  schema {}: {} partitions, {} records, {}; hashed: {}\n",
                 gr.schema_id,
                 gr.partitions,
                 gr.records,
-                human_bytes(gr.bytes)
+                human_bytes(gr.bytes),
+                hashed.join(" | ")
             ));
         }
     }

@@ -38,6 +38,14 @@ pub struct RunControls {
     /// streams and fields, the state passed, the commands) and run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replay partitions ingested without a `~` hash rule the tap now has
+    /// (their fields reach the target unhashed).
+    #[arg(long)]
+    pub allow_unhashed: bool,
+    /// Replay, from the start, what the target loaded under another
+    /// derivation of it (a changed pip_url, config, ...).
+    #[arg(long)]
+    pub replay_changed: bool,
 }
 
 fn not_for(flag: &str, task: &Task, why: &str) -> Error {
@@ -69,6 +77,13 @@ impl RunControls {
         for t in tasks {
             match t {
                 Task::Run { tap, .. } | Task::Ingest { tap } => {
+                    let only_replays = "only a replay sends stored partitions to a target";
+                    if self.allow_unhashed {
+                        return Err(not_for("--allow-unhashed", t, only_replays));
+                    }
+                    if self.replay_changed {
+                        return Err(not_for("--replay-changed", t, only_replays));
+                    }
                     if selecting {
                         project.override_select(tap, &self.select, &self.exclude)?;
                     }

@@ -240,6 +240,22 @@ pub fn state_show(project: &Project, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// `alto state show NAME --provenance`: what produced the active state.
+pub fn state_provenance(project: &Project, name: &str) -> Result<(), Error> {
+    let id = state_id(project, name)?;
+    let remote = remote_of(project)?;
+    let (store, _) = StateStore::open_named(&remote, &project.environment, &id.stem)?;
+    let record = store.provenance()?;
+    if record.is_none() {
+        eprintln!(
+            "{} has no provenance record: its state was written before alto kept them, by hand (`alto state set`, ...), or there is none",
+            id.shown
+        );
+    }
+    print_json(&json!(record));
+    Ok(())
+}
+
 pub fn state_set(project: &Project, name: &str, file: &Path) -> Result<(), Error> {
     let id = state_id(project, name)?;
     writable(&id)?;
@@ -312,8 +328,23 @@ pub fn state_history(g: &Global, project: &Project, name: &str) -> Result<(), Er
     let remote = remote_of(project)?;
     let (store, _) = StateStore::open_named(&remote, &project.environment, &id.stem)?;
     let copies = store.history()?;
+    // What produced each copy, where recorded.
+    let mut made_by = Vec::new();
+    for c in &copies {
+        made_by.push(store.copy_provenance(&c.stamp)?);
+    }
     if g.printer().json() {
-        print_json(&json!({"name": id.shown, "copies": copies}));
+        let rows: Vec<Value> = copies
+            .iter()
+            .zip(&made_by)
+            .map(|(c, p)| {
+                let mut v = json!(c);
+                v["pipeline"] = json!(p.as_ref().map(|p| &p.pipeline));
+                v["run"] = json!(p.as_ref().map(|p| &p.run));
+                v
+            })
+            .collect();
+        print_json(&json!({"name": id.shown, "copies": rows}));
         return Ok(());
     }
     if copies.is_empty() {
@@ -321,9 +352,13 @@ pub fn state_history(g: &Global, project: &Project, name: &str) -> Result<(), Er
             .status(&format!("{} has no state history", id.shown));
     }
     let mut text = String::new();
-    for c in &copies {
+    for (c, p) in copies.iter().zip(&made_by) {
+        let by = match p {
+            Some(p) => format!("  pipeline {}  run {}", p.pipeline, p.run),
+            None => String::new(),
+        };
         text.push_str(&format!(
-            "{:17}  {}  {}\n",
+            "{:17}  {}  {}{by}\n",
             c.stamp,
             c.modified,
             human_bytes(c.size)

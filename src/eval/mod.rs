@@ -3,6 +3,7 @@
 //! output. Pure but for hashing local plugin sources (a Nix path input).
 
 mod local;
+pub mod pipeline;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use thiserror::Error;
 use crate::config::{ConfigError, Plugin, PluginKind, Project, REDACTED, SecretAware};
 
 pub use local::hash_tree;
+pub use pipeline::{CatalogInput, PipelineDerivation, PipelineKind, pipeline_derivation};
 
 pub use crate::store::key::{Key, canonical_json};
 

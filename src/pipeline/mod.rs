@@ -14,7 +14,9 @@ use std::process::Stdio;
 use serde_json::{Map, Value};
 
 use crate::config::Plugin;
+use crate::eval::PipelineKind;
 use crate::realize::{Options, Realizer};
+use crate::run::provenance::{self, Provenance};
 use crate::run::{self, Launched, Role, RunError, RunOptions, Session, StateStore, Tail};
 use crate::singer::line;
 use crate::singer::message::StreamHasher;
@@ -112,7 +114,7 @@ fn run_logged(
         tracing::info!("{}: full refresh, ignoring the saved state", session.name);
         state = Map::new();
     }
-    let tap_extra = run::tap_args(
+    let (tap_extra, catalog) = run::tap_args(
         realizer,
         tap,
         &prepared.derivs[0],
@@ -120,6 +122,17 @@ fn run_logged(
         &prepared.configs[0],
         &state,
     )?;
+    let plugins: Vec<&Plugin> = roles.iter().map(|r| r.plugin).collect();
+    let drv = provenance::of_run(
+        project,
+        PipelineKind::Run,
+        tap,
+        &plugins,
+        &prepared.derivs,
+        catalog,
+    )?;
+    provenance::note_changes(&store, &drv, &session.name)?;
+    store.set_provenance(Provenance::new(&drv, prepared.log.run_id()));
 
     // Spawn the chain: tap, mappers, target. Between two plugins the pipe is a
     // direct OS pipe, except after the tap when `~` hash rules need alto there.

@@ -72,6 +72,19 @@ pub fn cached(
     cached_held(realizer, tap, &key)
 }
 
+/// The tap's base catalog if it is in the local store; the remote is not asked.
+pub fn local(
+    realizer: &Realizer,
+    tap: &Plugin,
+    plugin: &PluginDerivation,
+) -> Result<Option<Value>, RealizeError> {
+    let (key, _) = derivation(realizer, tap, plugin)?;
+    Ok(match realizer.local.status(&key, false)? {
+        LocalStatus::Valid(_) => read_catalog(&realizer.local.data_path(&key)),
+        _ => None,
+    })
+}
+
 /// [`cached`], with the store lock and the key's temporary root held.
 fn cached_held(
     realizer: &Realizer,

@@ -26,6 +26,9 @@ pub struct Group {
     pub records: u64,
     pub bytes: u64,
     pub raw_bytes: u64,
+    /// The distinct `~` rule sets its flushes were ingested under; `null`
+    /// for flushes ingested before alto recorded them.
+    pub hash_rules: Vec<Option<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -97,6 +100,12 @@ pub fn ls(
                     &mut s.groups[last]
                 }
             };
+            for part in &p.parts {
+                let rules = idx.flush_rules(part).map(<[String]>::to_vec);
+                if !g.hash_rules.contains(&rules) {
+                    g.hash_rules.push(rules);
+                }
+            }
             g.partitions += 1;
             g.records += records;
             g.bytes += p.bytes;
@@ -333,6 +342,7 @@ fn merge(
         if p.parts.len() == 1 {
             parts.push(Part {
                 seq: p.parts[0].seq,
+                pipeline: p.parts[0].pipeline.clone(),
                 records: Some(count),
             });
         } else {

@@ -37,6 +37,22 @@ pub struct Index {
     pub state: Map<String, Value>,
     /// In ingest order (by the first part's sequence number).
     pub partitions: Vec<Partition>,
+    /// The ingests' pipeline derivations, by key: what the flushes naming
+    /// them were produced under. Absent in indexes written before
+    /// provenance, and in the original's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pipelines: BTreeMap<String, IngestRecord>,
+}
+
+/// What an ingest's flushes were produced under.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IngestRecord {
+    /// The `~` hash rules the records were hashed by.
+    pub hash_rules: Vec<String>,
+    /// The run that first flushed under it.
+    pub run: String,
+    /// The tap's plugin key.
+    pub tap: crate::eval::Key,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,6 +78,10 @@ pub struct Partition {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     pub seq: u64,
+    /// The key of the ingest's pipeline derivation (see `Index::pipelines`);
+    /// unknown for flushes written before provenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<crate::eval::Key>,
     /// Messages after the SCHEMA line; unknown for the original's partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
@@ -130,6 +150,7 @@ impl Index {
             updated: crate::store::now_rfc3339(),
             state: Map::new(),
             partitions: Vec::new(),
+            pipelines: BTreeMap::new(),
         }
     }
 
@@ -269,7 +290,11 @@ impl Index {
                 schema_id,
                 encoding: Encoding::of_path(&path),
                 path,
-                parts: vec![Part { seq, records: None }],
+                parts: vec![Part {
+                    seq,
+                    pipeline: None,
+                    records: None,
+                }],
                 bytes: 0,
                 raw_bytes: None,
                 blake3: None,
@@ -277,6 +302,42 @@ impl Index {
             });
         }
         Ok(index)
+    }
+
+    /// The hash rules flush `part` was ingested under, when recorded.
+    pub fn flush_rules(&self, part: &Part) -> Option<&[String]> {
+        let key = part.pipeline.as_ref()?;
+        self.pipelines
+            .get(key.as_str())
+            .map(|r| r.hash_rules.as_slice())
+    }
+
+    /// The current `rules` (`~` rules as written) that some pending flush
+    /// of `units` was ingested without, each with the partitions holding
+    /// such flushes. Flushes without a record (older alto, the original)
+    /// are not judged: what hashed them is unknown.
+    pub fn unhashed(&self, units: &[Unit], rules: &[String]) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for rule in rules {
+            let parsed = crate::singer::catalog::hash_rules(std::slice::from_ref(rule));
+            let mut paths: Vec<String> = Vec::new();
+            for u in units {
+                if !parsed.iter().any(|r| r.matches_stream(&u.partition.stream)) {
+                    continue;
+                }
+                let missing = u.parts.iter().any(|p| {
+                    self.flush_rules(p)
+                        .is_some_and(|had| !had.iter().any(|h| h == rule))
+                });
+                if missing && !paths.contains(&u.partition.path) {
+                    paths.push(u.partition.path.clone());
+                }
+            }
+            if !paths.is_empty() {
+                out.push((rule.clone(), paths));
+            }
+        }
+        out
     }
 
     pub fn to_bytes(&self) -> Bytes {
@@ -412,6 +473,7 @@ mod tests {
                 .iter()
                 .map(|(s, r)| Part {
                     seq: *s,
+                    pipeline: None,
                     records: Some(*r),
                 })
                 .collect(),
@@ -443,11 +505,51 @@ mod tests {
             units[1].parts,
             vec![Part {
                 seq: 5,
+                pipeline: None,
                 records: Some(4)
             }]
         );
         let bytes = index.to_bytes();
         assert!(Index::parse(&bytes, "x").is_ok());
+    }
+
+    #[test]
+    fn unhashed_names_flushes_ingested_without_a_current_rule() {
+        let key = |n: u8| crate::eval::Key::of(&serde_json::json!(n));
+        let record = |rules: &[&str]| IngestRecord {
+            hash_rules: rules.iter().map(|r| r.to_string()).collect(),
+            run: "r".into(),
+            tap: key(0),
+        };
+        let mut index = Index::empty("dev", "tap");
+        let with = |mut p: Partition, k: Option<u8>| {
+            p.parts[0].pipeline = k.map(key);
+            p
+        };
+        index.partitions = vec![
+            with(part("users", &[(1, 3)]), Some(1)),
+            with(part("users", &[(2, 3)]), Some(2)),
+            with(part("orders", &[(3, 3)]), Some(1)),
+            with(part("users", &[(4, 3)]), None),
+        ];
+        index.next_seq = 5;
+        index.pipelines.insert(key(1).to_string(), record(&[]));
+        index
+            .pipelines
+            .insert(key(2).to_string(), record(&["~users.email"]));
+        let units = index.pending(&Position::default());
+        let rules = vec!["~users.email".to_string()];
+        // The flush hashed by the rule passes, orders is not the rule's
+        // stream, and a flush without a record is not judged.
+        assert_eq!(
+            index.unhashed(&units, &rules),
+            vec![("~users.email".to_string(), vec!["users/1".to_string()])]
+        );
+        assert!(index.unhashed(&units, &[]).is_empty());
+        // Written and read back, the records stay.
+        let back = Index::parse(&index.to_bytes(), "x").unwrap();
+        assert_eq!(back.pipelines, index.pipelines);
+        assert_eq!(back.partitions[1].parts[0].pipeline, Some(key(2)));
     }
 
     #[test]

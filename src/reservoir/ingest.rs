@@ -18,7 +18,9 @@ use serde_json::{Map, Value};
 use super::ReservoirError;
 use super::index::{self, Index, Part, Partition};
 use super::partition::{self, Encoding};
+use crate::eval::PipelineKind;
 use crate::realize::{Options, Realizer};
+use crate::run::provenance::{self, Provenance};
 use crate::run::{
     self, Launched, Redactor, Role, RunError, RunLog, RunOptions, Session, StateStore,
 };
@@ -131,6 +133,8 @@ pub struct Ingestor {
     log: Option<Arc<RunLog>>,
     /// A line the hash rules rewrote.
     out: Vec<u8>,
+    /// What this ingest's flushes record as their provenance.
+    provenance: Option<(crate::eval::Key, super::index::IngestRecord)>,
     pub stats: IngestStats,
 }
 
@@ -198,8 +202,25 @@ impl Ingestor {
             redactor: Redactor::default(),
             log: None,
             out: Vec::new(),
+            provenance: None,
             stats: IngestStats::default(),
         })
+    }
+
+    /// Records `p`'s pipeline key on every flush from now on, and its hash
+    /// rules in the index.
+    pub fn set_provenance(&mut self, p: &Provenance) {
+        let tap = p.derivation.steps.first().map(|s| s.key.clone());
+        self.provenance = tap.map(|tap| {
+            (
+                p.pipeline.clone(),
+                super::index::IngestRecord {
+                    hash_rules: p.derivation.hash_rules.clone(),
+                    run: p.run.clone(),
+                    tap,
+                },
+            )
+        });
     }
 
     /// The state the tap starts from.
@@ -454,13 +475,21 @@ impl Ingestor {
             return Ok(());
         }
         let mut index = self.index.clone();
+        let flushed = !done.is_empty();
         for mut p in done {
             p.parts[0].seq = index.next_seq;
+            p.parts[0].pipeline = self.provenance.as_ref().map(|(k, _)| k.clone());
             index.next_seq += 1;
             self.stats.partitions += 1;
             self.stats.bytes += p.bytes;
             self.stats.raw_bytes += p.raw_bytes.unwrap_or(0);
             index.partitions.push(p);
+        }
+        if flushed && let Some((k, record)) = &self.provenance {
+            index
+                .pipelines
+                .entry(k.to_string())
+                .or_insert_with(|| record.clone());
         }
         index.state = self.state.clone();
         index::commit(&self.remote, &self.index_rel, &mut index, &mut self.version)?;
@@ -578,6 +607,7 @@ fn store_partition(remote: &Remote, job: Job, level: i32) -> Result<(usize, Part
             encoding: Encoding::Zstd,
             parts: vec![Part {
                 seq: 0,
+                pipeline: None,
                 records: Some(job.records),
             }],
             bytes: size,
@@ -665,7 +695,7 @@ fn run_logged(
         &prepared.redactor,
         session.start,
     );
-    let extra = run::tap_args(
+    let (extra, catalog) = run::tap_args(
         realizer,
         tap,
         &prepared.derivs[0],
@@ -673,6 +703,20 @@ fn run_logged(
         &prepared.configs[0],
         ingestor.state(),
     )?;
+    let drv = provenance::of_run(
+        project,
+        PipelineKind::Ingest,
+        tap,
+        &[tap],
+        &prepared.derivs,
+        catalog,
+    )?;
+    let (mut mirror, _) = StateStore::open(&remote, &env, tap_name, "reservoir")?;
+    provenance::note_changes(&mirror, &drv, &session.name)?;
+    let record = Provenance::new(&drv, prepared.log.run_id());
+    if let Some(p) = &record {
+        ingestor.set_provenance(p);
+    }
     ingestor.with_log(prepared.log.clone(), prepared.redactor.clone());
 
     let Launched {
@@ -745,7 +789,7 @@ fn run_logged(
     // The index holds the tap's state; the original's state file mirrors it
     // so tools reading `state/` keep working.
     if stats.commits > 0 {
-        let (mut mirror, _) = StateStore::open(&remote, &env, tap_name, "reservoir")?;
+        mirror.set_provenance(record);
         mirror.replace(&state)?;
         mirror.keep_history(&state)?;
     }

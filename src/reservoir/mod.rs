@@ -93,6 +93,21 @@ pub enum ReservoirError {
         help("drop it with `alto clean reservoir:TAP-TARGET` to replay everything again")
     )]
     BadPosition { path: String, message: String },
+
+    #[error(
+        "the hash rule {rules} of {tap} did not apply when these partitions were ingested: {partitions}"
+    )]
+    #[diagnostic(
+        code(alto::reservoir::unhashed),
+        help(
+            "their fields would reach the target unhashed. Ingest again under the rule (`alto {tap}:reservoir --full-refresh`) and replay what is new, or pass --allow-unhashed to replay these as they are"
+        )
+    )]
+    Unhashed {
+        tap: String,
+        rules: String,
+        partitions: String,
+    },
 }
 
 impl ReservoirError {
@@ -116,6 +131,7 @@ impl ReservoirError {
                 | ReservoirError::BadIndex { .. }
                 | ReservoirError::NewerIndex { .. }
                 | ReservoirError::BadPosition { .. }
+                | ReservoirError::Unhashed { .. }
         )
     }
 }

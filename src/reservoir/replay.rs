@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::ReservoirError;
 use super::index::{Index, Position, Unit};
 use super::partition::{self, Encoding, Line};
+use crate::eval::{CatalogInput, PipelineKind};
 use crate::realize::{Options, Realizer};
+use crate::run::provenance::{self, Provenance};
 use crate::run::{self, Launched, Role, RunError, RunOptions, Session, StateStore};
 use crate::store::Remote;
 
@@ -37,6 +39,47 @@ pub struct ReplaySummary {
 /// The name replay positions are kept under: `<tap>-reservoir-to-<target>`.
 pub fn position_owner(tap: &str) -> String {
     format!("{tap}-reservoir")
+}
+
+/// `--replay-changed`: the position to replay from so that everything the
+/// target loaded under another derivation of it goes again — the start,
+/// when the position was confirmed under another one (or under none
+/// recorded); the position itself when the current one confirmed it.
+fn since_changed(
+    realizer: &Realizer,
+    store: &StateStore,
+    target: &crate::config::Plugin,
+    confirmed: Position,
+) -> Result<Position, ReservoirError> {
+    let now = realizer
+        .derivations(std::slice::from_ref(&target.name))
+        .map_err(RunError::from)?
+        .into_iter()
+        .find(|d| d.plugins.contains(&target.name))
+        .map(|d| d.key);
+    let then = store.provenance()?.and_then(|p| {
+        p.derivation
+            .steps
+            .into_iter()
+            .find(|s| s.role == "target")
+            .map(|s| s.key)
+    });
+    if then.is_some() && then == now {
+        tracing::info!(
+            "{}: its position was confirmed by the same build of it; nothing loaded under another to replay (--replay-changed)",
+            target.name
+        );
+        return Ok(confirmed);
+    }
+    tracing::info!(
+        "{}: {}; replaying from the start what it loaded (--replay-changed)",
+        target.name,
+        match &then {
+            Some(k) => format!("its position was confirmed by build {k}, not the current one"),
+            None => "its position has no provenance record".to_string(),
+        }
+    );
+    Ok(Position::default())
 }
 
 /// The confirmed position of a target, from its file (or the original's).
@@ -298,7 +341,7 @@ fn run_logged(
     log: &mut run::PendingLog,
 ) -> Result<ReplaySummary, ReservoirError> {
     let project = realizer.project;
-    project.tap(tap_name)?;
+    let tap = project.tap(tap_name)?;
     let target = project.target(target_name)?;
     let owner = position_owner(tap_name);
     let pipeline_name = format!("reservoir:{tap_name}:{target_name}");
@@ -314,7 +357,37 @@ fn run_logged(
     } else {
         read_position(&remote, &env, tap_name, target_name, &loaded.index)?
     };
+    if opts.replay_changed && !opts.full_refresh {
+        confirmed = since_changed(realizer, &store, target, confirmed)?;
+    }
     let units = loaded.index.pending(&confirmed);
+    // PII guard: a flush ingested without a hash rule the tap has now would
+    // send the field in clear.
+    let unhashed = loaded
+        .index
+        .unhashed(&units, &crate::eval::pipeline::hash_rules_of(tap));
+    if !unhashed.is_empty() {
+        let rules: Vec<&str> = unhashed.iter().map(|(r, _)| r.as_str()).collect();
+        let mut paths: Vec<&str> = unhashed
+            .iter()
+            .flat_map(|(_, ps)| ps.iter().map(String::as_str))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        if opts.allow_unhashed {
+            tracing::warn!(
+                "{pipeline_name}: replaying {} partitions ingested without {} (--allow-unhashed)",
+                paths.len(),
+                rules.join(", ")
+            );
+        } else {
+            return Err(ReservoirError::Unhashed {
+                tap: tap_name.to_string(),
+                rules: rules.join(", "),
+                partitions: paths.join(", "),
+            });
+        }
+    }
     if units.is_empty() {
         tracing::info!("{pipeline_name}: nothing new to replay; {target_name} not started");
         return Ok(ReplaySummary {
@@ -343,6 +416,27 @@ fn run_logged(
         &prepared.redactor,
         session.start,
     );
+    let drv = provenance::of_run(
+        project,
+        PipelineKind::Replay,
+        tap,
+        &[target],
+        &prepared.derivs,
+        CatalogInput::None,
+    )?;
+    provenance::note_changes(&store, &drv, &pipeline_name)?;
+    let loaded_by = store
+        .provenance()?
+        .and_then(|p| p.derivation.steps.into_iter().next());
+    if let (Some(old), Some(new)) = (loaded_by, drv.steps.first())
+        && old.key != new.key
+        && !opts.replay_changed
+    {
+        tracing::info!(
+            "{pipeline_name}: `--replay-changed` replays what {target_name} loaded under its old build"
+        );
+    }
+    store.set_provenance(Provenance::new(&drv, prepared.log.run_id()));
     let Launched {
         mut process,
         tail,

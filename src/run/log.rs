@@ -147,6 +147,12 @@ pub struct RunLog {
 }
 
 impl RunLog {
+    /// The run's id: its log's name without `.log` (`<run>.<stamp>[-N]`),
+    /// what `alto logs` lists.
+    pub fn run_id(&self) -> &str {
+        self.name.strip_suffix(".log").unwrap_or(&self.name)
+    }
+
     pub fn create(project: &Project, env: &str, pipeline: &str) -> Result<RunLog, RunError> {
         let dir = project.root.join(".alto/logs").join(env);
         std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;

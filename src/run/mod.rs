@@ -10,6 +10,7 @@ pub mod confirm;
 pub mod dir;
 pub mod lock;
 pub mod log;
+pub mod provenance;
 pub mod state_store;
 
 use std::path::{Path, PathBuf};
@@ -219,6 +220,10 @@ pub struct RunOptions {
     pub no_state_update: bool,
     /// Refuse what alto cannot honour (the original's Python stream maps).
     pub strict: bool,
+    /// Replay partitions ingested without a hash rule the config now has.
+    pub allow_unhashed: bool,
+    /// Replay what the target loaded under another derivation of it.
+    pub replay_changed: bool,
 }
 
 /// Realizes plugins, returning each one's derivation.
@@ -323,7 +328,8 @@ fn check_selected(tap: &Plugin, base: &Value, runtime: &Value) -> Result<(), Run
 }
 
 /// The arguments a tap runs with besides `--config`: its catalog (as
-/// `--catalog` or `--properties`, by its capabilities) and its state.
+/// `--catalog` or `--properties`, by its capabilities) and its state; and
+/// the catalog as a pipeline derivation's input.
 pub fn tap_args(
     realizer: &Realizer,
     tap: &Plugin,
@@ -331,7 +337,7 @@ pub fn tap_args(
     run_dir: &RunDir,
     config_path: &Path,
     state: &Map<String, Value>,
-) -> Result<Vec<std::ffi::OsString>, RunError> {
+) -> Result<(Vec<std::ffi::OsString>, crate::eval::CatalogInput), RunError> {
     let caps = realize::about::capabilities(realizer, tap, d)?;
     let catalog_flag = if caps.iter().any(|c| c == "catalog") {
         Some("--catalog")
@@ -341,10 +347,12 @@ pub fn tap_args(
         None
     };
     let mut args = Vec::new();
+    let mut catalog = crate::eval::CatalogInput::None;
     if let Some(flag) = catalog_flag {
         let base = realize::catalog::base_catalog(realizer, tap, d, config_path)?;
         let runtime = apply_rules(&base, tap)?;
         check_selected(tap, &base, &runtime)?;
+        catalog = provenance::catalog_input(Some(&runtime));
         let path = run_dir.write_json("catalog.json", &runtime)?;
         args.push(flag.into());
         args.push(path.into_os_string());
@@ -354,7 +362,7 @@ pub fn tap_args(
         args.push("--state".into());
         args.push(path.into_os_string());
     }
-    Ok(args)
+    Ok((args, catalog))
 }
 
 /// The original's Python stream map files are not run: a warning, or an

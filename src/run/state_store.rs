@@ -10,6 +10,7 @@ use object_store::UpdateVersion;
 use serde_json::{Map, Value};
 
 use super::RunError;
+use super::provenance::{self, Provenance};
 use crate::singer::state;
 use crate::store::remote::{FileInfo, Remote, Written};
 
@@ -22,6 +23,10 @@ pub struct StateStore<'r> {
     dir: String,
     name: String,
     version: Option<UpdateVersion>,
+    /// What this run records beside the states it writes.
+    provenance: Option<Provenance>,
+    /// Whether the active state's sidecar holds it yet.
+    provenance_written: bool,
 }
 
 impl<'r> StateStore<'r> {
@@ -52,6 +57,8 @@ impl<'r> StateStore<'r> {
             dir: format!("state/{env}"),
             name: stem.to_string(),
             version: None,
+            provenance: None,
+            provenance_written: false,
         };
         let state = store.read()?;
         Ok((store, state))
@@ -128,6 +135,14 @@ impl<'r> StateStore<'r> {
             None
         };
         self.commit(&restored)?;
+        // The restored state's record goes with it; a copy without one
+        // leaves the active state without one.
+        let copy = format!("{}/{}.{stamp}.json", self.dir, self.name);
+        let active = provenance::sidecar(&self.active());
+        match self.remote.read_project_file(&provenance::sidecar(&copy))? {
+            Some(v) => self.remote.overwrite_project_file(&active, v.bytes)?,
+            None => self.remote.delete_project_file(&active)?,
+        }
         Ok((restored, kept))
     }
 
@@ -186,6 +201,17 @@ impl<'r> StateStore<'r> {
         {
             Written::Done(v) => {
                 self.version = Some(v);
+                // Once a run: its record does not change while it runs. A
+                // writer without one (`alto state set`, ...) leaves the
+                // state without one: no pipeline produced it.
+                if !self.provenance_written {
+                    let sidecar = provenance::sidecar(&rel);
+                    match &self.provenance {
+                        Some(p) => self.remote.overwrite_project_file(&sidecar, p.to_bytes())?,
+                        None => self.remote.delete_project_file(&sidecar)?,
+                    }
+                    self.provenance_written = true;
+                }
                 Ok(())
             }
             Written::Conflict => Err(RunError::StateConflict {
@@ -209,6 +235,19 @@ impl<'r> StateStore<'r> {
             };
             let rel = format!("{}/{}.{stamp}{suffix}.json", self.dir, self.name);
             if let Written::Done(_) = self.remote.write_project_file(&rel, bytes.clone(), None)? {
+                // The copy keeps what produced it: this run's record, or
+                // (a restore keeping the state it replaces) the active one's.
+                let record = match &self.provenance {
+                    Some(p) => Some(p.to_bytes()),
+                    None => self
+                        .remote
+                        .read_project_file(&provenance::sidecar(&self.active()))?
+                        .map(|v| v.bytes),
+                };
+                if let Some(b) = record {
+                    self.remote
+                        .overwrite_project_file(&provenance::sidecar(&rel), b)?;
+                }
                 return Ok(Some(rel));
             }
         }
@@ -226,9 +265,43 @@ impl<'r> StateStore<'r> {
         self.commit(state)
     }
 
-    /// Drops the active state; history stays.
+    /// Drops the active state and its record; history stays.
     pub fn clear(&self) -> Result<(), RunError> {
+        self.remote
+            .delete_project_file(&provenance::sidecar(&self.active()))?;
         Ok(self.remote.delete_project_file(&self.active())?)
+    }
+
+    /// Records `p` beside every state this run writes from now on.
+    pub fn set_provenance(&mut self, p: Option<Provenance>) {
+        self.provenance = p;
+        self.provenance_written = false;
+    }
+
+    /// What produced the active state, when it is known (states written
+    /// before provenance, or by hand, have no record).
+    pub fn provenance(&self) -> Result<Option<Provenance>, RunError> {
+        self.read_provenance(&self.active())
+    }
+
+    /// What produced the copy `stamp`.
+    pub fn copy_provenance(&self, stamp: &str) -> Result<Option<Provenance>, RunError> {
+        self.read_provenance(&format!("{}/{}.{stamp}.json", self.dir, self.name))
+    }
+
+    fn read_provenance(&self, state_rel: &str) -> Result<Option<Provenance>, RunError> {
+        let rel = provenance::sidecar(state_rel);
+        let Some(v) = self.remote.read_project_file(&rel)? else {
+            return Ok(None);
+        };
+        let p = Provenance::parse(&v.bytes);
+        if p.is_none() {
+            tracing::warn!(
+                "{} is not a provenance record alto reads; ignoring it",
+                self.remote.describe_project_file(&rel)
+            );
+        }
+        Ok(p)
     }
 }
 
@@ -294,6 +367,10 @@ pub fn stamp_order(stamp: &str) -> (String, u64) {
 /// Reads a state file's name: `<stem>.json` is an active state,
 /// `<stem>.<stamp>.json` a history copy; anything else is not a state file.
 pub fn split_name(name: &str) -> Option<(&str, Option<&str>)> {
+    // A state's provenance sidecar is not a state.
+    if name.ends_with(provenance::SUFFIX) {
+        return None;
+    }
     split_stamped(name, ".json")
 }
 
@@ -335,6 +412,8 @@ mod tests {
         assert_eq!(split_name("a-to-b.2026.json"), Some(("a-to-b.2026", None)));
         assert_eq!(split_name("a-to-b.lock"), None);
         assert_eq!(split_name(".json"), None);
+        assert_eq!(split_name("a-to-b.provenance.json"), None);
+        assert_eq!(split_name("a-to-b.20261127180000.provenance.json"), None);
     }
 
     #[test]
