@@ -133,6 +133,8 @@ pub fn extract(g: &Global, project: &mut Project, a: &ExtractArgs) -> Result<Exi
         wait: a.wait,
         no_state_update: true,
         strict: g.strict,
+        allow_unhashed: false,
+        replay_changed: false,
     };
     let s = pipeline::extract(&realizer, &a.tap, &a.name, &state, &opts, &build_options(g))?;
     // stdout is the tap's: the summary goes to stderr.

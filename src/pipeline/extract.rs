@@ -77,7 +77,9 @@ fn extract_logged(
         &prepared.redactor,
         session.start,
     );
-    let args = run::tap_args(
+    // The tap alone commits nothing, so no provenance: the catalog input
+    // a pipeline derivation would take is not needed.
+    let (args, _catalog) = run::tap_args(
         realizer,
         tap,
         &prepared.derivs[0],
