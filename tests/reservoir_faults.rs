@@ -544,7 +544,21 @@ fn killed_ingests_leave_an_index_whose_state_claims_only_stored_data() {
             &format!("ingest-{i}"),
         );
         let pid = child.id();
-        std::thread::sleep(rng.ms(20, 1100));
+        if i % 2 == 0 {
+            std::thread::sleep(rng.ms(20, 1100));
+        } else {
+            // Half the kills land after a commit whatever the machine's
+            // load: wait for one (or for the run to end), then a little.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline
+                && matches!(child.try_wait(), Ok(None))
+                && Reservoir::read(&root).map_or(1, |r| r.index["next_seq"].as_u64().unwrap())
+                    <= next_seq
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(rng.ms(0, 100));
+        }
         let ended = kill_alto(&mut child);
         if let Some(status) = ended {
             assert!(status.success(), "ingest {i} failed:\n{}", read(&log));
