@@ -253,7 +253,9 @@ impl PipelineLock {
             std::thread::spawn(move || {
                 let limit = ttl_ms * 2 / 3;
                 while !stop.load(Ordering::SeqCst) && !licence.lost.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(100));
+                    // Unparked when the lock is released, so a run's end
+                    // never waits out a tick.
+                    std::thread::park_timeout(Duration::from_millis(100));
                     let since = now_ms().saturating_sub(licence.renewed_ms.load(Ordering::SeqCst));
                     if since >= limit && !stop.load(Ordering::SeqCst) {
                         tracing::error!(
@@ -320,6 +322,7 @@ impl Drop for PipelineLock {
             let _ = r.join();
         }
         if let Some(w) = self.watchdog.take() {
+            w.thread().unpark();
             let _ = w.join();
         }
         // Release only a lock that is still ours: against the version we last wrote.
