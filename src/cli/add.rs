@@ -297,12 +297,7 @@ fn yaml_lines(name: &str, entry: &Entry, indent: usize, step: usize) -> String {
             "{inner}# Settings its --about reports; secrets go in alto.secrets.yaml.\n{inner}# config:\n"
         ));
         for s in &entry.settings {
-            let mark = match (s.required, s.secret) {
-                (true, true) => "  # required, secret",
-                (true, false) => "  # required",
-                (false, true) => "  # secret",
-                (false, false) => "",
-            };
+            let mark = note_suffix(s);
             out.push_str(&format!("{inner}# {}{}:{mark}\n", " ".repeat(step), s.name));
         }
     }
