@@ -1,8 +1,9 @@
 //! alto in the pipe between tap and target, when `~` hash rules apply.
 //!
 //! Lines are taken from the read buffer in place: a run of lines that pass
-//! unchanged is written on in one piece, a rewritten line is written from
-//! alto's buffer. A line of a stream no rule can touch is not parsed (see
+//! unchanged is written on in one piece. Rewritten lines are gathered, with
+//! the runs between them, into alto's buffer, and their digests are worked
+//! out together, a read buffer's worth at a time (md5 in SIMD lanes). A line of a stream no rule can touch is not parsed (see
 //! [`crate::singer::message`]); every other line is scanned once, as a
 //! Python target would read it. A line that is not a Singer message is
 //! logged (redacted, control characters escaped) and skipped, as the
@@ -14,7 +15,7 @@ use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 
 use crate::run::{Redactor, RunError, RunLog};
 use crate::singer::line;
-use crate::singer::message::StreamHasher;
+use crate::singer::message::{Digests, StreamHasher};
 
 /// Where skipped lines are reported.
 pub struct Report<'a> {
@@ -32,11 +33,50 @@ enum Fate {
 
 struct Middle<'a> {
     hasher: StreamHasher,
+    /// Rewritten lines and the runs between them, their digests owed.
     out: Vec<u8>,
+    digests: Digests,
     line_no: u64,
     skipped: u64,
-    records: HashMap<String, u64>,
+    records: Counts,
     report: Report<'a>,
+}
+
+/// RECORD messages per stream. Lines come in runs of one stream: a run is
+/// counted on its own, and added up when another stream's line comes.
+#[derive(Default)]
+struct Counts {
+    done: HashMap<String, u64>,
+    run: Option<(String, u64)>,
+}
+
+impl Counts {
+    fn count(&mut self, stream: &str) {
+        match &mut self.run {
+            Some((s, n)) if s == stream => *n += 1,
+            _ => {
+                self.end_run();
+                self.run = Some((stream.to_string(), 1));
+            }
+        }
+    }
+
+    fn end_run(&mut self) {
+        if let Some((s, n)) = self.run.take() {
+            *self.done.entry(s).or_default() += n;
+        }
+    }
+
+    fn into_map(mut self) -> BTreeMap<String, u64> {
+        self.end_run();
+        self.done.into_iter().collect()
+    }
+}
+
+/// A piece of what goes on: a range of the read buffer, or of `out`.
+enum Piece {
+    Read(usize, usize),
+    Rewritten(usize, usize),
 }
 
 /// What went through: lines skipped, RECORD messages per stream.
@@ -53,15 +93,13 @@ impl Middle<'_> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Fate::Pass;
         }
-        match self.hasher.apply(body, &mut self.out) {
+        match self
+            .hasher
+            .apply_owing(body, &mut self.out, &mut self.digests)
+        {
             Ok(a) => {
                 if let ("RECORD", Some(stream)) = (&*a.head.kind, &a.head.stream) {
-                    match self.records.get_mut(&**stream) {
-                        Some(n) => *n += 1,
-                        None => {
-                            self.records.insert(stream.to_string(), 1);
-                        }
-                    }
+                    self.records.count(stream);
                 }
                 if a.rewritten {
                     Fate::Rewritten
@@ -101,9 +139,10 @@ pub fn run(
     let mut m = Middle {
         hasher,
         out: Vec::new(),
+        digests: Digests::default(),
         line_no: 0,
         skipped: 0,
-        records: HashMap::new(),
+        records: Counts::default(),
         report,
     };
     let too_long = |tap: &str| RunError::LineTooLong {
@@ -111,6 +150,7 @@ pub fn run(
         limit: max,
     };
     let mut long = Vec::new();
+    let mut pieces = Vec::new();
     loop {
         let buf = match reader.fill_buf() {
             Ok(b) => b,
@@ -125,32 +165,39 @@ pub fn run(
         // A short read: the tap has nothing more for now, so what alto
         // holds goes on to the target (a slow tap's STATE is not kept back).
         let drained = buf.len() < capacity;
-        // Whole lines in the buffer, in place.
+        // Whole lines in the buffer, in place: what goes on is runs of the
+        // buffer and rewritten lines in `m.out`, in order.
         let mut pos = 0;
         let mut pending = 0;
-        let mut failed = false;
+        pieces.clear();
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
             let end = pos + nl + 1;
             let body = &buf[pos..end - 1];
             if body.len() > max {
                 return Err(too_long(m.report.tap));
             }
+            let before = m.out.len();
             match m.line(body) {
                 Fate::Pass => {}
                 fate => {
-                    let mut w = writer.write_all(&buf[pending..pos]);
+                    pieces.push(Piece::Read(pending, pos));
                     if let Fate::Rewritten = fate {
-                        w = w
-                            .and_then(|_| writer.write_all(&m.out))
-                            .and_then(|_| writer.write_all(b"\n"));
+                        m.out.push(b'\n');
+                        pieces.push(Piece::Rewritten(before, m.out.len()));
                     }
-                    failed |= w.is_err();
                     pending = end;
                 }
             }
             pos = end;
         }
-        if failed || writer.write_all(&buf[pending..pos]).is_err() {
+        pieces.push(Piece::Read(pending, pos));
+        m.digests.fill(&mut m.out);
+        let written = pieces.iter().try_for_each(|p| match *p {
+            Piece::Read(a, b) => writer.write_all(&buf[a..b]),
+            Piece::Rewritten(a, b) => writer.write_all(&m.out[a..b]),
+        });
+        m.out.clear();
+        if written.is_err() {
             break;
         }
         if pos > 0 {
@@ -174,13 +221,18 @@ pub fn run(
         };
         let written = match m.line(body) {
             Fate::Pass => writer.write_all(&long),
-            Fate::Rewritten => writer.write_all(&m.out).and_then(|_| {
-                if newline {
-                    writer.write_all(b"\n")
-                } else {
-                    Ok(())
-                }
-            }),
+            Fate::Rewritten => {
+                m.digests.fill(&mut m.out);
+                let w = writer.write_all(&m.out).and_then(|_| {
+                    if newline {
+                        writer.write_all(b"\n")
+                    } else {
+                        Ok(())
+                    }
+                });
+                m.out.clear();
+                w
+            }
             Fate::Skipped => Ok(()),
         };
         if written.is_err() {
@@ -190,7 +242,7 @@ pub fn run(
     let _ = writer.flush();
     Ok(Passed {
         skipped: m.skipped,
-        records: m.records.into_iter().collect(),
+        records: m.records.into_map(),
     })
 }
 

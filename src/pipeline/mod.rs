@@ -5,7 +5,7 @@
 //! `extract` is a tap alone, its messages on stdout for another loader.
 
 mod extract;
-mod middle;
+pub mod middle;
 
 pub use extract::{ExtractSummary, extract};
 

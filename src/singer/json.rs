@@ -40,15 +40,18 @@ static STOP: [bool; 256] = {
     t
 };
 
-/// Whether any of these eight bytes is a quote, a backslash or a control
-/// character (the bytes [`STOP`] holds), without false negatives or
-/// positives: the classic "has zero byte" and "has byte less than" tricks.
-fn stops_in(w: u64) -> bool {
+/// Where the first quote, backslash or control character (a byte [`STOP`]
+/// holds) is among these eight bytes, if any: the classic "has zero byte"
+/// and "has byte less than" tricks, whose lowest flagged byte is exact
+/// (a false flag can only follow a true one).
+#[inline]
+fn first_stop(w: u64) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) | below_space) != 0
+    let flags = zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) | below_space;
+    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
 }
 
 /// A position in a line being scanned.
@@ -154,19 +157,25 @@ impl<'a> Scanner<'a> {
         let b = self.bytes;
         loop {
             // Up to the next quote, backslash or control character: eight
-            // bytes at a time while none is among them, then one table
-            // look-up a byte.
-            while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
-                if stops_in(u64::from_le_bytes(word)) {
-                    break;
+            // bytes at a time, then (near the end of the line) a byte at a
+            // time.
+            loop {
+                match b.get(i..i + 8) {
+                    Some(w) => {
+                        let word = u64::from_le_bytes(w.try_into().unwrap_or_default());
+                        if let Some(at) = first_stop(word) {
+                            i += at;
+                            break;
+                        }
+                        i += 8;
+                    }
+                    None => {
+                        while b.get(i).is_some_and(|&c| !STOP[c as usize]) {
+                            i += 1;
+                        }
+                        break;
+                    }
                 }
-                i += 8;
-            }
-            while let Some(&c) = b.get(i) {
-                if STOP[c as usize] {
-                    break;
-                }
-                i += 1;
             }
             match b.get(i) {
                 Some(b'"') => {
@@ -512,13 +521,13 @@ mod tests {
 
     #[test]
     fn eight_bytes_at_a_time_stop_where_the_table_does() {
-        let table = |w: [u8; 8]| w.iter().any(|&c| STOP[c as usize]);
+        let table = |w: [u8; 8]| w.iter().position(|&c| STOP[c as usize]);
         for c in 0..=255u8 {
             for at in 0..8 {
                 for fill in [b'a', 0xff, 0x80, b'!', b'#', b']'] {
                     let mut w = [fill; 8];
                     w[at] = c;
-                    assert_eq!(stops_in(u64::from_le_bytes(w)), table(w), "{w:?}");
+                    assert_eq!(first_stop(u64::from_le_bytes(w)), table(w), "{w:?}");
                 }
             }
         }
@@ -528,7 +537,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            assert_eq!(stops_in(x), table(x.to_le_bytes()), "{x:#x}");
+            assert_eq!(first_stop(x), table(x.to_le_bytes()), "{x:#x}");
         }
     }
 

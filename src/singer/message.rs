@@ -32,7 +32,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use md5::{Digest, Md5};
 use memchr::memmem::Finder;
 use serde_json::Value;
 
@@ -254,9 +253,11 @@ impl Node {
 
     /// The child whose name is these bytes (an unescaped key), if known.
     fn find(&mut self, raw: &[u8]) -> Option<usize> {
+        // Keys are short: a byte loop beats a call to memcmp.
+        let same = |k: &str| k.len() == raw.len() && k.bytes().zip(raw).all(|(a, &b)| a == b);
         let at = match self.children.get(self.next) {
-            Some((k, _)) if k.as_bytes() == raw => Some(self.next),
-            _ => self.children.iter().position(|(k, _)| k.as_bytes() == raw),
+            Some((k, _)) if same(k) => Some(self.next),
+            _ => self.children.iter().position(|(k, _)| same(k)),
         }?;
         self.next = at + 1;
         Some(at)
@@ -289,10 +290,80 @@ impl Node {
     }
 }
 
-/// Rewrites a line: copies it up to each hashed value, then the digest.
+/// md5 digests owed to an output buffer: each value's text, and where in
+/// the buffer its 32 hex digits go. Owing them lets many values be hashed
+/// together, in SIMD lanes (one md5 at a time is most of a hash rule's cost).
+#[derive(Default)]
+pub struct Digests {
+    /// The texts, one after another.
+    texts: Vec<u8>,
+    /// (where the hex digits go in the buffer, where the text ends in `texts`)
+    owed: Vec<(usize, usize)>,
+    engine: Md5Engine,
+}
+
+/// md5-many's SIMD engine, its CPU features detected once.
+struct Md5Engine(md5_many::Md5Many);
+
+impl Default for Md5Engine {
+    fn default() -> Self {
+        Md5Engine(md5_many::Md5Many::new())
+    }
+}
+
+impl Digests {
+    /// Digests owed at once, at most: a batch's texts stay in the L1 cache.
+    const BATCH: usize = 64;
+
+    pub fn is_empty(&self) -> bool {
+        self.owed.is_empty()
+    }
+
+    fn owe(&mut self, at: usize, text: &[u8]) {
+        self.texts.extend_from_slice(text);
+        self.owed.push((at, self.texts.len()));
+    }
+
+    /// Forgets what was owed past these counts (a line given up on).
+    fn truncate(&mut self, owed: usize) {
+        self.owed.truncate(owed);
+        let end = self.owed.last().map_or(0, |&(_, end)| end);
+        self.texts.truncate(end);
+    }
+
+    /// Writes every owed digest into `out`, as lowercase hex.
+    pub fn fill(&mut self, out: &mut [u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut texts: Vec<&[u8]> = Vec::with_capacity(Self::BATCH);
+        let mut sums = [[0u8; 16]; Self::BATCH];
+        let mut start = 0;
+        for batch in self.owed.chunks(Self::BATCH) {
+            texts.clear();
+            for &(_, end) in batch {
+                texts.push(&self.texts[start..end]);
+                start = end;
+            }
+            self.engine.0.hash_many(&texts, &mut sums[..batch.len()]);
+            for (&(at, _), sum) in batch.iter().zip(&sums) {
+                let mut hex = [0u8; 32];
+                for (pair, b) in hex.chunks_exact_mut(2).zip(sum) {
+                    pair[0] = HEX[(b >> 4) as usize];
+                    pair[1] = HEX[(b & 0xf) as usize];
+                }
+                out[at..at + 32].copy_from_slice(&hex);
+            }
+        }
+        self.owed.clear();
+        self.texts.clear();
+    }
+}
+
+/// Rewrites a line onto the end of `out`: copies it up to each hashed
+/// value, then a quoted placeholder its digest will fill.
 struct Writer<'l, 'o> {
     line: &'l [u8],
     out: &'o mut Vec<u8>,
+    digests: &'o mut Digests,
     copied: usize,
     changed: bool,
 }
@@ -307,19 +378,12 @@ impl Writer<'_, '_> {
     }
 
     fn replace(&mut self, start: usize, end: usize, text: &str) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        if !self.changed {
-            self.out.clear();
-            self.changed = true;
-        }
+        self.changed = true;
         self.out.extend_from_slice(&self.line[self.copied..start]);
-        let digest = Md5::digest(text.as_bytes());
-        let mut quoted = [b'"'; 34];
-        for (i, b) in digest.iter().enumerate() {
-            quoted[1 + 2 * i] = HEX[(b >> 4) as usize];
-            quoted[2 + 2 * i] = HEX[(b & 0xf) as usize];
-        }
-        self.out.extend_from_slice(&quoted);
+        self.out.push(b'"');
+        self.digests.owe(self.out.len(), text.as_bytes());
+        self.out.extend_from_slice(&[b'0'; 32]);
+        self.out.push(b'"');
         self.copied = end;
     }
 }
@@ -460,6 +524,8 @@ pub struct StreamHasher {
     budget: usize,
     /// The stream asked about last, and its root (lines come in runs).
     last: Option<(Box<str>, usize)>,
+    /// What [`Self::apply`] owes while it rewrites a line.
+    digests: Digests,
 }
 
 impl StreamHasher {
@@ -472,6 +538,7 @@ impl StreamHasher {
             roots: Vec::new(),
             budget: MAX_NODES,
             last: None,
+            digests: Digests::default(),
         })
     }
 
@@ -523,12 +590,53 @@ impl StreamHasher {
         line: &'l [u8],
         out: &mut Vec<u8>,
     ) -> Result<Applied<'l>, NotSinger> {
+        out.clear();
+        let mut digests = std::mem::take(&mut self.digests);
+        let applied = self.apply_owing(line, out, &mut digests);
+        digests.fill(out);
+        self.digests = digests;
+        applied
+    }
+
+    /// [`Self::apply`], appending a rewritten line to `out` with its
+    /// digests owed: they are written when `digests` is filled into `out`,
+    /// which must happen before `out` is passed on. A line that is not
+    /// rewritten leaves `out` and `digests` as they were.
+    pub fn apply_owing<'l>(
+        &mut self,
+        line: &'l [u8],
+        out: &mut Vec<u8>,
+        digests: &mut Digests,
+    ) -> Result<Applied<'l>, NotSinger> {
+        let (len, owed) = (out.len(), digests.owed.len());
+        let applied = self.apply_at(line, out, digests);
+        if !matches!(
+            applied,
+            Ok(Applied {
+                rewritten: true,
+                ..
+            })
+        ) {
+            out.truncate(len);
+            digests.truncate(owed);
+        }
+        applied
+    }
+
+    fn apply_at<'l>(
+        &mut self,
+        line: &'l [u8],
+        out: &mut Vec<u8>,
+        digests: &mut Digests,
+    ) -> Result<Applied<'l>, NotSinger> {
+        let (len, owed) = (out.len(), digests.owed.len());
         if let Some((stream, after)) = record_prefix(line) {
             if self.affects(stream) {
                 // One pass over the rest of the line, hashing on the way,
                 // unless a later `type` or `stream` key changes the head.
-                out.clear();
-                if let Some(rewritten) = self.record_after_head(line, stream, after, out)? {
+                if let Some(rewritten) =
+                    self.record_after_head(line, stream, after, out, digests)?
+                {
                     return Ok(Applied {
                         head: Head {
                             kind: Cow::Borrowed("RECORD"),
@@ -538,6 +646,9 @@ impl StreamHasher {
                         rewritten,
                     });
                 }
+                // Read again, whole: drop what the first pass wrote.
+                out.truncate(len);
+                digests.truncate(owed);
             } else if fast_record_at(line).is_some() {
                 return Ok(Applied {
                     head: Head {
@@ -554,7 +665,7 @@ impl StreamHasher {
         let head = env.head()?;
         let rewritten = match (&*head.kind, &head.stream) {
             ("RECORD", Some(stream)) if self.affects(stream) => {
-                self.record(line, stream, &records, out)?
+                self.record(line, stream, &records, out, digests)?
             }
             ("SCHEMA", Some(stream)) if self.affects(stream) => self.schema(line, stream, out)?,
             _ => false,
@@ -572,6 +683,7 @@ impl StreamHasher {
         stream: &str,
         after: usize,
         out: &mut Vec<u8>,
+        digests: &mut Digests,
     ) -> Result<Option<bool>, NotSinger> {
         let at = self.root(stream);
         let StreamHasher {
@@ -587,6 +699,7 @@ impl StreamHasher {
             w: Writer {
                 line,
                 out,
+                digests,
                 copied: 0,
                 changed: false,
             },
@@ -598,9 +711,14 @@ impl StreamHasher {
         while sc.more(b'}')? {
             let key = sc.string()?;
             sc.expect(b':')?;
-            match &*sc.text(key, true)? {
-                "type" | "stream" => return Ok(None),
-                "record" if sc.peek() == Some(b'{') => walk.object(&mut sc, root, 2)?,
+            let name = &line[key.start..key.end];
+            if key.escaped {
+                // An escaped key may spell `type` or `stream`.
+                return Ok(None);
+            }
+            match name {
+                b"type" | b"stream" => return Ok(None),
+                b"record" if sc.peek() == Some(b'{') => walk.object(&mut sc, root, 2)?,
                 _ => sc.skip(1)?,
             }
         }
@@ -616,6 +734,7 @@ impl StreamHasher {
         stream: &str,
         starts: &[usize],
         out: &mut Vec<u8>,
+        digests: &mut Digests,
     ) -> Result<bool, NotSinger> {
         let at = self.root(stream);
         let StreamHasher {
@@ -631,6 +750,7 @@ impl StreamHasher {
             w: Writer {
                 line,
                 out,
+                digests,
                 copied: 0,
                 changed: false,
             },
@@ -663,7 +783,6 @@ impl StreamHasher {
         if !changed {
             return Ok(false);
         }
-        out.clear();
         serde_json::to_writer(&mut *out, &msg).map_err(|e| NotSinger::Schema(e.to_string()))?;
         Ok(true)
     }
@@ -759,7 +878,63 @@ mod tests {
         assert_eq!(python_str(&json!(null)), "None");
     }
 
+    #[test]
+    fn owed_digests_are_md5_of_their_texts() {
+        // Every length around md5's block edges, in one batch and across
+        // batches, at any place in the buffer.
+        let texts: Vec<Vec<u8>> = (0..200)
+            .map(|n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+            .collect();
+        let mut d = Digests::default();
+        let mut out = vec![b'.'; 3];
+        for t in &texts {
+            d.owe(out.len(), t);
+            out.extend_from_slice(&[b'0'; 32]);
+            out.push(b',');
+        }
+        d.fill(&mut out);
+        assert!(d.is_empty());
+        let want: Vec<u8> = b"..."
+            .iter()
+            .copied()
+            .chain(texts.iter().flat_map(|t| {
+                let hex = md5_hex_bytes(t);
+                hex.into_bytes().into_iter().chain([b','])
+            }))
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    #[test]
+    fn a_line_given_up_on_leaves_what_was_owed() {
+        let mut h = hasher(&["users.email"]);
+        let mut d = Digests::default();
+        let mut out = Vec::new();
+        let good = br#"{"type": "RECORD", "stream": "users", "record": {"email": "a@b"}}"#;
+        assert!(h.apply_owing(good, &mut out, &mut d).unwrap().rewritten);
+        let (len, owed) = (out.len(), d.owed.len());
+        // Hashed on the way, then found broken: nothing of it stays.
+        let bad = br#"{"type": "RECORD", "stream": "users", "record": {"email": "c@d"}, oops}"#;
+        assert!(h.apply_owing(bad, &mut out, &mut d).is_err());
+        // Hashed on the way, then a later `stream` key: read again, whole.
+        let moved = br#"{"type": "RECORD", "stream": "users", "record": {"email": "e@f"}, "stream": "other"}"#;
+        assert!(!h.apply_owing(moved, &mut out, &mut d).unwrap().rewritten);
+        assert_eq!((out.len(), d.owed.len()), (len, owed));
+        d.fill(&mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["record"]["email"], md5_hex("a@b"));
+    }
+
+    fn md5_hex_bytes(s: &[u8]) -> String {
+        use md5::{Digest, Md5};
+        Md5::digest(s).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     fn md5_hex(s: &str) -> String {
+        use md5::{Digest, Md5};
         Md5::digest(s.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))

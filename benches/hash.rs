@@ -1,0 +1,74 @@
+//! What `~` hash rules cost alto per record, with nothing else running:
+//! the lines tap-synthetic writes, through `StreamHasher::apply`, in
+//! process. `cargo bench --bench pipeline` measures the same rules in a
+//! real pipe; this one isolates alto's share of it.
+
+use std::time::Instant;
+
+use alto::pipeline::middle;
+use alto::run::Redactor;
+use alto::singer::message::StreamHasher;
+
+fn lines(n: u64, wide: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let prefix = r#"{"type": "RECORD", "stream": "events", "record": {"id": "#;
+    for i in 1..=n {
+        let line = if wide {
+            format!(
+                "{prefix}{i}, \"f1\": \"user{i}@example.com\", \"f2\": {}, \"f3\": \"some text\", \"f4\": {i}.5, \"f5\": true, \"f6\": \"name {i}\", \"f7\": \"2024-01-01T00:00:00Z\", \"f8\": null, \"f9\": \"xyz\"}}}}\n",
+                i * 3
+            )
+        } else {
+            format!(
+                "{prefix}{i}, \"email\": \"user{i}@example.com\", \"amount\": {i}.5, \"note\": \"some text for the benchmark\"}}}}\n"
+            )
+        };
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+/// ns per line of alto in the pipe (`pipeline::middle`) over `input`,
+/// into a sink, the median of `runs`.
+fn per_line(rules: &[&str], input: &[u8], runs: usize) -> f64 {
+    let select: Vec<String> = std::iter::once("*.*".to_string())
+        .chain(rules.iter().map(|r| format!("~{r}")))
+        .collect();
+    let count = memchr::memchr_iter(b'\n', input).count();
+    let redactor = Redactor::default();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let hasher = StreamHasher::new(&select).expect("rules");
+        let report = middle::Report {
+            tap: "tap-synthetic",
+            redactor: &redactor,
+            log: None,
+        };
+        let t = Instant::now();
+        let passed = middle::run(input, std::io::sink(), hasher, report, 1 << 30).expect("a run");
+        let d = t.elapsed();
+        assert_eq!(passed.skipped, 0);
+        times.push(d.as_secs_f64() * 1e9 / count as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn main() {
+    let n = 500_000;
+    let narrow = lines(n, false);
+    let wide = lines(n, true);
+    println!("alto in the pipe, in process, into a sink (medians of 5, {n} records):");
+    println!(
+        "  1 rule (~events.email), 4 fields:      {:6.0} ns per record",
+        per_line(&["events.email"], &narrow, 5)
+    );
+    println!(
+        "  3 rules (~events.f1, f4, f7), 10 fields: {:6.0} ns per record",
+        per_line(&["events.f1", "events.f4", "events.f7"], &wide, 5)
+    );
+    println!(
+        "  a rule on another stream, 4 fields:    {:6.0} ns per record",
+        per_line(&["other.email"], &narrow, 5)
+    );
+}
