@@ -24,7 +24,7 @@ use crate::run::provenance::{self, Provenance};
 use crate::run::{
     self, Launched, Redactor, Role, RunError, RunLog, RunOptions, Session, StateStore,
 };
-use crate::singer::message::{self, StreamHasher};
+use crate::singer::message::{self, Digests, StreamHasher};
 use crate::singer::state;
 use crate::store::Remote;
 
@@ -66,6 +66,8 @@ struct StreamBuf {
     /// Lines already parsed whole on the reading thread: no need to check again.
     parsed: Vec<bool>,
     records: u64,
+    /// Digests of hashed values in `body`, worked out when it is sealed.
+    digests: Digests,
 }
 
 struct Job {
@@ -131,8 +133,9 @@ pub struct Ingestor {
     line_no: u64,
     redactor: Redactor,
     log: Option<Arc<RunLog>>,
-    /// A line the hash rules rewrote.
+    /// A line the hash rules rewrote, and the digests it owes.
     out: Vec<u8>,
+    digests: Digests,
     /// What this ingest's flushes record as their provenance.
     provenance: Option<(crate::eval::Key, super::index::IngestRecord)>,
     pub stats: IngestStats,
@@ -202,6 +205,7 @@ impl Ingestor {
             redactor: Redactor::default(),
             log: None,
             out: Vec::new(),
+            digests: Digests::default(),
             provenance: None,
             stats: IngestStats::default(),
         })
@@ -262,8 +266,10 @@ impl Ingestor {
     }
 
     fn message(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<(), ReservoirError> {
+        out.clear();
+        self.digests.clear();
         let read = match &mut self.hasher {
-            Some(h) => h.apply(line, out),
+            Some(h) => h.apply_owing(line, out, &mut self.digests),
             None => message::head(line).map(|head| message::Applied {
                 head,
                 rewritten: false,
@@ -332,6 +338,7 @@ impl Ingestor {
                 ends: Vec::new(),
                 parsed: Vec::new(),
                 records: 0,
+                digests: Digests::default(),
             },
         );
         Ok(())
@@ -353,6 +360,8 @@ impl Ingestor {
             });
         };
         let data = line;
+        // A rewritten line's digests are owed to the body from where it lands.
+        self.digests.move_into(&mut buf.digests, buf.body.len());
         buf.body.extend_from_slice(data);
         buf.body.push(b'\n');
         buf.ends.push(buf.body.len() as u32);
@@ -392,7 +401,8 @@ impl Ingestor {
         if buf.records == 0 {
             return Ok(());
         }
-        let body = std::mem::take(&mut buf.body);
+        let mut body = std::mem::take(&mut buf.body);
+        buf.digests.fill(&mut body);
         let ends = std::mem::take(&mut buf.ends);
         let parsed = std::mem::take(&mut buf.parsed);
         let records = std::mem::take(&mut buf.records);
