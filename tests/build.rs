@@ -336,10 +336,29 @@ fn several_requirements_with_extras_build_and_run() {
         "default:\n  project_name: forms\n  targets:\n    target-jsonl:\n      pip_url: target-jsonl==0.1.4 requests[socks]==2.32.3\n",
     );
     let m = Machine::new(true);
+    // Its own pex root: what the first run finds there is this build's.
+    let pex_root = m.cache.path().join("pex-root");
+    std::fs::remove_file(&pex_root).unwrap();
+    std::fs::create_dir(&pex_root).unwrap();
     let built = p.json_on(&m, &["build"]);
     assert_eq!(statuses(&built), vec!["built"], "{built}");
     let shown = p.json_on(&m, &["show", "target-jsonl"]);
     assert_eq!(shown["inputs"]["builder"]["tool"], "uv+pex", "{shown}");
+    // Realizing it byte-compiled its venv: the first run compiles nothing.
+    let compiled = pyc_files(&m.cache.path().join("pex-root"));
+    for module in [
+        "__pycache__/target_jsonl.",
+        "requests/__pycache__/sessions.",
+        "__pycache__/socks.",
+    ] {
+        assert!(
+            compiled
+                .keys()
+                .any(|p| p.contains(module) && p.ends_with(".pyc")),
+            "{module} was not byte-compiled: {:?}",
+            compiled.keys().take(20).collect::<Vec<_>>()
+        );
+    }
     let out = p
         .on(&m)
         .args([
@@ -360,6 +379,41 @@ fn several_requirements_with_extras_build_and_run() {
     // Its venv was prepared as part of realizing it: the run above made none.
     let venvs = m.cache.path().join("pex-root/venvs");
     assert!(venvs.is_dir(), "no venv was prepared");
+    let after = pyc_files(&m.cache.path().join("pex-root"));
+    let written: Vec<&String> = after
+        .iter()
+        .filter(|(p, t)| compiled.get(*p) != Some(t))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(written.is_empty(), "the first run compiled {written:?}");
+}
+
+/// Every `.pyc` file under `dir` (links followed), and when it was written.
+fn pyc_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, std::time::SystemTime> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            // Links are followed only inside the venvs (they point into
+            // pex's installed wheels, which are walked anyway).
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|x| x == "pyc") {
+                out.insert(
+                    path.display().to_string(),
+                    meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// A pip_url uv cannot take is resolved by pex with a modern pip, and the

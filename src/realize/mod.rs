@@ -348,6 +348,27 @@ pub struct Realizer<'p> {
     remote_down: std::sync::atomic::AtomicBool,
 }
 
+/// Run inside a plugin's venv (`PEX_INTERPRETER=1`): byte-compiles its
+/// site-packages, in parallel. A pex venv links its packages in from pex's
+/// root, and `compileall` does not follow links, so the files are walked
+/// here. Without it the first run compiles every module it imports (for
+/// meltanolabs-tap-postgres 1 862 files, 4.0 s against 1.8 s later). What
+/// cannot be compiled is left for Python to report if it is imported.
+const COMPILE_VENV: &str = r#"
+import functools, os, py_compile, site
+paths = []
+for sp in site.getsitepackages():
+    for root, dirs, names in os.walk(sp, followlinks=True):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        paths.extend(os.path.join(root, n) for n in names if n.endswith(".py"))
+try:
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor() as ex:
+        list(ex.map(functools.partial(py_compile.compile, doraise=False), paths, chunksize=64))
+except Exception:
+    pass
+"#;
+
 impl<'p> Realizer<'p> {
     pub fn new(project: &'p Project) -> Result<Realizer<'p>, RealizeError> {
         let cache_dir = store::cache_dir();
@@ -1061,12 +1082,13 @@ impl<'p> Realizer<'p> {
     }
 
     /// Installs a realized PEX into its venv under pex's root, as a `--venv`
-    /// PEX does on its first run, so that run starts as fast as any later
-    /// one (and an image made by `alto build` starts fast the first time).
+    /// PEX does on its first run, and byte-compiles it, as its first run
+    /// would, so that run starts as fast as any later one (and an image
+    /// made by `alto build` starts fast the first time).
     pub fn prepare(&self, d: &PluginDerivation) -> Result<(), RealizeError> {
         let mut cmd = Command::new(&d.python);
         cmd.arg(self.local.data_path(&d.key))
-            .args(["-c", ""])
+            .args(["-c", COMPILE_VENV])
             .env("PEX_ROOT", self.pex_root())
             .env("PEX_INTERPRETER", "1")
             .current_dir(&self.project.root)
