@@ -361,12 +361,19 @@ for sp in site.getsitepackages():
     for root, dirs, names in os.walk(sp, followlinks=True):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         paths.extend(os.path.join(root, n) for n in names if n.endswith(".py"))
+byte_compile = functools.partial(py_compile.compile, doraise=False)
 try:
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor() as ex:
-        list(ex.map(functools.partial(py_compile.compile, doraise=False), paths, chunksize=64))
+        list(ex.map(byte_compile, paths, chunksize=64))
 except Exception:
-    pass
+    # No process pool here (no /dev/shm, say): one file after another; a
+    # file that cannot be written is left to be compiled when imported.
+    for p in paths:
+        try:
+            byte_compile(p)
+        except Exception:
+            pass
 "#;
 
 impl<'p> Realizer<'p> {
