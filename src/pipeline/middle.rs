@@ -1,10 +1,11 @@
 //! alto in the pipe between tap and target, when `~` hash rules apply.
 //!
 //! Lines are taken from the read buffer in place: a run of lines that pass
-//! unchanged is written on in one piece. Rewritten lines are gathered, with
-//! the runs between them, into alto's buffer, and their digests are worked
-//! out together, a read buffer's worth at a time (md5 in SIMD lanes). A line of a stream no rule can touch is not parsed (see
-//! [`crate::singer::message`]); every other line is scanned once, as a
+//! unchanged is written on in one piece. Rewritten lines are gathered in
+//! alto's buffer and their digests worked out together, a read buffer's
+//! worth at a time (md5 in SIMD lanes); then the runs and the rewritten
+//! lines go on in order. A line of a stream no rule can touch is not parsed
+//! (see [`crate::singer::message`]); every other line is scanned once, as a
 //! Python target would read it. A line that is not a Singer message is
 //! logged (redacted, control characters escaped) and skipped, as the
 //! reservoir does; whitespace-only lines pass. What alto holds is flushed
