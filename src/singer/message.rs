@@ -566,8 +566,6 @@ pub struct StreamHasher {
     budget: usize,
     /// The stream asked about last, and its root (lines come in runs).
     last: Option<(Box<str>, usize)>,
-    /// What [`Self::apply`] owes while it rewrites a line.
-    digests: Digests,
 }
 
 impl StreamHasher {
@@ -580,7 +578,6 @@ impl StreamHasher {
             roots: Vec::new(),
             budget: MAX_NODES,
             last: None,
-            digests: Digests::default(),
         })
     }
 
@@ -634,10 +631,9 @@ impl StreamHasher {
         out: &mut Vec<u8>,
     ) -> Result<Applied<'l>, NotSinger> {
         out.clear();
-        let mut digests = std::mem::take(&mut self.digests);
+        let mut digests = Digests::default();
         let applied = self.apply_owing(line, out, &mut digests);
         digests.fill(out);
-        self.digests = digests;
         applied
     }
 
@@ -716,6 +712,35 @@ impl StreamHasher {
         Ok(Applied { head, rewritten })
     }
 
+    /// A walk that rewrites `line` onto `out`, and the stream's root node.
+    fn walk<'s, 'l, 'o>(
+        &'s mut self,
+        stream: &str,
+        line: &'l [u8],
+        out: &'o mut Vec<u8>,
+        digests: &'o mut Digests,
+    ) -> (Walk<'s, 'l, 'o>, &'s mut Node) {
+        let at = self.root(stream);
+        let StreamHasher {
+            rules,
+            roots,
+            budget,
+            ..
+        } = self;
+        let walk = Walk {
+            rules: rules.as_slice(),
+            budget,
+            w: Writer {
+                line,
+                out,
+                digests,
+                copied: 0,
+                changed: false,
+            },
+        };
+        (walk, &mut roots[at])
+    }
+
     /// A RECORD whose head [`record_prefix`] read: the members after the
     /// stream, from `after`, each `record` walked as it comes. `None` when a
     /// later `type` or `stream` key makes the head another (the caller
@@ -728,25 +753,7 @@ impl StreamHasher {
         out: &mut Vec<u8>,
         digests: &mut Digests,
     ) -> Result<Option<bool>, NotSinger> {
-        let at = self.root(stream);
-        let StreamHasher {
-            rules,
-            roots,
-            budget,
-            ..
-        } = self;
-        let root = &mut roots[at];
-        let mut walk = Walk {
-            rules: rules.as_slice(),
-            budget,
-            w: Writer {
-                line,
-                out,
-                digests,
-                copied: 0,
-                changed: false,
-            },
-        };
+        let (mut walk, root) = self.walk(stream, line, out, digests);
         let mut sc = Scanner {
             bytes: line,
             pos: after,
@@ -779,25 +786,7 @@ impl StreamHasher {
         out: &mut Vec<u8>,
         digests: &mut Digests,
     ) -> Result<bool, NotSinger> {
-        let at = self.root(stream);
-        let StreamHasher {
-            rules,
-            roots,
-            budget,
-            ..
-        } = self;
-        let root = &mut roots[at];
-        let mut walk = Walk {
-            rules: rules.as_slice(),
-            budget,
-            w: Writer {
-                line,
-                out,
-                digests,
-                copied: 0,
-                changed: false,
-            },
-        };
+        let (mut walk, root) = self.walk(stream, line, out, digests);
         for &start in starts {
             let mut sc = Scanner {
                 bytes: line,
