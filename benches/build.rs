@@ -414,7 +414,13 @@ fn main() {
                 .env("PEX_ROOT", cache.join("pex-root"))
                 .args(["-m", "pex", "./plugins/tap-fixture", "-o"])
                 .arg(&out)
-                .args(["--venv", "--no-emit-warnings", "--python", &python]),
+                .args([
+                    "--venv",
+                    "--no-emit-warnings",
+                    "--no-compress",
+                    "--python",
+                    &python,
+                ]),
         ));
         std::fs::write(
             project.join("alto.yaml"),

@@ -834,7 +834,17 @@ impl<'p> Realizer<'p> {
         }
         let tmp = self.local.temp_path(d.key.as_str());
         let result = (|| {
-            let (actual, size) = remote.download(object, Some(&tmp))?;
+            let (actual, size) = match remote.download(object, Some(&tmp)) {
+                Err(StoreError::Undecodable { reason, .. }) => {
+                    return Err(RealizeError::Store(StoreError::HashMismatch {
+                        object: format!("{} ({})", d.plugins.join(", "), d.key),
+                        remote: remote.describe.clone(),
+                        expected: meta.blake3.clone(),
+                        actual: format!("content that does not decompress ({reason})"),
+                    }));
+                }
+                other => other?,
+            };
             if actual != meta.blake3 || size != meta.size || meta.key != d.key {
                 return Err(RealizeError::Store(StoreError::HashMismatch {
                     object: format!("{} ({})", d.plugins.join(", "), d.key),

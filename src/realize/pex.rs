@@ -14,8 +14,12 @@ pub const PEX_VERSION: &str = "2.105.2";
 
 /// Flags that decide the PEX's content, hence part of every plugin key.
 /// `--venv`: the PEX installs itself into a venv (alto has it do so as part
-/// of realizing it) and starts fast from then on.
-pub const PEX_FLAGS: [&str; 2] = ["--venv", "--no-emit-warnings"];
+/// of realizing it) and starts fast from then on. `--no-compress`: packing
+/// without deflate is what most of pex's time went to (tap-postgres: 4.2 s
+/// against 6.8 s); the remote store carries the PEX zstd-compressed, smaller
+/// than deflate made it (21 MB against 23 MB), and the local store keeps it
+/// as it runs.
+pub const PEX_FLAGS: [&str; 3] = ["--venv", "--no-emit-warnings", "--no-compress"];
 
 /// The flags of a build from a venv uv installed.
 pub const VENV_FLAGS: [&str; 1] = ["--venv-repository"];
@@ -333,6 +337,7 @@ mod tests {
                 "/store/tmp/x.pex",
                 "--venv",
                 "--no-emit-warnings",
+                "--no-compress",
                 "--python",
                 "/usr/bin/python3"
             ]
@@ -349,7 +354,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(stdin.unwrap()).unwrap(),
-            "--index-url\nhttps://u:tok3n@h/simple\ntap-x==1\n--pip-version\n25.0.1\n-o\n/store/tmp/x.pex\n--venv\n--no-emit-warnings\n--python\n/usr/bin/python3\n"
+            "--index-url\nhttps://u:tok3n@h/simple\ntap-x==1\n--pip-version\n25.0.1\n-o\n/store/tmp/x.pex\n--venv\n--no-emit-warnings\n--no-compress\n--python\n/usr/bin/python3\n"
         );
     }
 

@@ -99,6 +99,19 @@ pub enum StoreError {
         actual: String,
     },
 
+    #[error("the content {path} in {remote} does not decompress: {reason}")]
+    #[diagnostic(
+        code(alto::store::undecodable),
+        help(
+            "the remote copy is damaged or was tampered with; `alto build --repair` rebuilds it locally and replaces it"
+        )
+    )]
+    Undecodable {
+        remote: String,
+        path: String,
+        reason: String,
+    },
+
     #[error("{archive} cannot be imported: {message}")]
     #[diagnostic(
         code(alto::store::bad_archive),

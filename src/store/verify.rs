@@ -68,6 +68,9 @@ pub fn remote_problem(
             })
         }
         Err(e @ StoreError::Remote { .. }) => Some(super::causes(&e)),
+        Err(StoreError::Undecodable { reason, .. }) => {
+            Some(format!("its content does not decompress: {reason}"))
+        }
         Err(e) => return Err(e),
     })
 }

@@ -8,7 +8,7 @@
 mod cache;
 mod project;
 
-pub use cache::{RemoteObject, content_key, content_name, is_content_name};
+pub use cache::{Encoding, RemoteObject, content_key, content_name, is_content_name};
 pub use project::{FileInfo, Listing};
 
 use std::path::{Path, PathBuf};
