@@ -1141,7 +1141,8 @@ impl<'p> Realizer<'p> {
     }
 
     /// Installs a realized PEX into its venv under pex's root, as a `--venv`
-    /// PEX does on its first run, and byte-compiles what its entry points
+    /// PEX does on its first run (a PEX built here was installed there as
+    /// it was built, [`pex::SEED`]), and byte-compiles what its entry points
     /// import, as its first run would ([`COMPILE_VENV`]), so that run starts
     /// as fast as any later one (and an image made by `alto build` starts
     /// fast the first time).

@@ -21,6 +21,12 @@ pub const PEX_VERSION: &str = "2.105.2";
 /// as it runs.
 pub const PEX_FLAGS: [&str; 3] = ["--venv", "--no-emit-warnings", "--no-compress"];
 
+/// Not a content flag (the PEX is the same byte for byte): pex also
+/// installs the PEX into its venv under pex's root as it builds it, which
+/// preparing it would otherwise do by running it, booting pex's runtime
+/// from the zip (tap-postgres: 1.4 s more packing, 2.4 s less preparing).
+pub const SEED: &str = "--seed=args";
+
 /// The flags of a build from a venv uv installed.
 pub const VENV_FLAGS: [&str; 1] = ["--venv-repository"];
 
@@ -96,6 +102,7 @@ pub fn invocation(tool: &PexTool, d: &PluginDerivation, out: &Path) -> (Command,
     args.push("-o".into());
     args.push(out.into());
     args.extend(PEX_FLAGS.iter().map(OsString::from));
+    args.push(SEED.into());
     args.push("--python".into());
     args.push(d.python.clone().into());
     let mut cmd = tool.command(&d.python);
@@ -138,7 +145,8 @@ pub fn pack(tool: &PexTool, python: &Path, venv: &Path, out: &Path) -> Command {
         .arg(venv)
         .arg("-o")
         .arg(out)
-        .args(PEX_FLAGS);
+        .args(PEX_FLAGS)
+        .arg(SEED);
     cmd
 }
 
@@ -338,6 +346,7 @@ mod tests {
                 "--venv",
                 "--no-emit-warnings",
                 "--no-compress",
+                "--seed=args",
                 "--python",
                 "/usr/bin/python3"
             ]
@@ -354,7 +363,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(stdin.unwrap()).unwrap(),
-            "--index-url\nhttps://u:tok3n@h/simple\ntap-x==1\n--pip-version\n25.0.1\n-o\n/store/tmp/x.pex\n--venv\n--no-emit-warnings\n--no-compress\n--python\n/usr/bin/python3\n"
+            "--index-url\nhttps://u:tok3n@h/simple\ntap-x==1\n--pip-version\n25.0.1\n-o\n/store/tmp/x.pex\n--venv\n--no-emit-warnings\n--no-compress\n--seed=args\n--python\n/usr/bin/python3\n"
         );
     }
 
