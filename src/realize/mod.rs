@@ -802,12 +802,28 @@ impl<'p> Realizer<'p> {
             }
         }
         bar.set("building");
-        let meta = self.build(d)?;
-        if opts.push && use_remote {
-            bar.set("uploading");
-            self.push(d, &meta)?;
-            *pushed = true;
+        let meta = self.build_committed(d)?;
+        if !(opts.push && use_remote) {
+            self.prepare(d)?;
+            return Ok(Status::Built);
         }
+        // The upload (mostly compressing) and preparing the venv (a child
+        // process) go on at once: the last plugin of a build ends sooner.
+        bar.set("uploading, preparing");
+        let (uploaded, prepared) = std::thread::scope(|scope| {
+            let preparing = scope.spawn(|| self.prepare(d));
+            let uploaded = self.push(d, &meta);
+            let prepared = preparing.join().unwrap_or_else(|_| {
+                Err(RealizeError::PrepareFailed {
+                    plugins: d.plugins.join(", "),
+                    reason: "preparing it panicked".into(),
+                })
+            });
+            (uploaded, prepared)
+        });
+        uploaded?;
+        *pushed = true;
+        prepared?;
         Ok(Status::Built)
     }
 
@@ -1188,6 +1204,13 @@ impl<'p> Realizer<'p> {
 
     /// Builds, commits to the local store, and prepares the venv.
     fn build(&self, d: &PluginDerivation) -> Result<ObjectMeta, RealizeError> {
+        let meta = self.build_committed(d)?;
+        self.prepare(d)?;
+        Ok(meta)
+    }
+
+    /// Builds and commits to the local store.
+    fn build_committed(&self, d: &PluginDerivation) -> Result<ObjectMeta, RealizeError> {
         let tmp = self.local.temp_path(&format!("{}.pex", d.key));
         let meta = self.build_to(d, &tmp)?;
         let result = self.local.commit(&d.key, &tmp, &meta, true);
@@ -1195,7 +1218,6 @@ impl<'p> Realizer<'p> {
             let _ = std::fs::remove_file(&tmp);
         }
         result?;
-        self.prepare(d)?;
         Ok(meta)
     }
 
