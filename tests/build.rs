@@ -81,7 +81,7 @@ fn build_once_substitute_everywhere_else() {
     let out = p
         .on(&b)
         .args(["invoke", "target-jsonl"])
-        .write_stdin("{\"type\": \"SCHEMA\", \"stream\": \"s\", \"schema\": {\"properties\": {\"a\": {\"type\": \"integer\"}}}, \"key_properties\": []}\n{\"type\": \"RECORD\", \"stream\": \"s\", \"record\": {\"a\": 1}}\n")
+        .write_stdin(SCHEMA_AND_RECORD)
         .output()
         .unwrap();
     assert!(
@@ -366,7 +366,7 @@ fn several_requirements_with_extras_build_and_run() {
     let out = p
         .on(&m)
         .args(["invoke", "target-jsonl"])
-        .write_stdin("{\"type\": \"SCHEMA\", \"stream\": \"s\", \"schema\": {\"properties\": {\"a\": {\"type\": \"integer\"}}}, \"key_properties\": []}\n{\"type\": \"RECORD\", \"stream\": \"s\", \"record\": {\"a\": 1}}\n")
+        .write_stdin(SCHEMA_AND_RECORD)
         .output()
         .unwrap();
     assert!(
@@ -550,6 +550,9 @@ fn export_and_import_round_trip_byte_for_byte() {
     assert!(!out.status.success());
     assert!(!c.objects().join(format!("{key}.meta.json")).exists());
 }
+
+/// A SCHEMA and one RECORD of stream `s`, for target-jsonl.
+const SCHEMA_AND_RECORD: &str = "{\"type\": \"SCHEMA\", \"stream\": \"s\", \"schema\": {\"properties\": {\"a\": {\"type\": \"integer\"}}}, \"key_properties\": []}\n{\"type\": \"RECORD\", \"stream\": \"s\", \"record\": {\"a\": 1}}\n";
 
 fn zstd_decode(path: &std::path::Path) -> Vec<u8> {
     zstd::decode_all(std::fs::read(path).unwrap().as_slice()).unwrap()

@@ -802,11 +802,11 @@ impl<'p> Realizer<'p> {
             }
         }
         bar.set("building");
-        let meta = self.build_committed(d)?;
         if !(opts.push && use_remote) {
-            self.prepare(d)?;
+            self.build(d)?;
             return Ok(Status::Built);
         }
+        let meta = self.build_committed(d)?;
         // The upload (mostly compressing) and preparing the venv (a child
         // process) go on at once: the last plugin of a build ends sooner.
         bar.set("uploading, preparing");
@@ -850,14 +850,10 @@ impl<'p> Realizer<'p> {
         }
         let tmp = self.local.temp_path(d.key.as_str());
         let result = (|| {
+            // Content that does not decompress is a mismatch like any other.
             let (actual, size) = match remote.download(object, Some(&tmp)) {
                 Err(StoreError::Undecodable { reason, .. }) => {
-                    return Err(RealizeError::Store(StoreError::HashMismatch {
-                        object: format!("{} ({})", d.plugins.join(", "), d.key),
-                        remote: remote.describe.clone(),
-                        expected: meta.blake3.clone(),
-                        actual: format!("content that does not decompress ({reason})"),
-                    }));
+                    (format!("content that does not decompress ({reason})"), 0)
                 }
                 other => other?,
             };

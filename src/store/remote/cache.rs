@@ -25,7 +25,7 @@ struct Sink<'a> {
     hasher: blake3::Hasher,
     size: u64,
     file: Option<(std::fs::File, &'a Path)>,
-    failed: Option<std::io::Error>,
+    failed: Option<StoreError>,
 }
 
 impl<'a> Sink<'a> {
@@ -56,11 +56,11 @@ impl<'a> Sink<'a> {
 
 impl Write for Sink<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some((f, _)) = self.file.as_mut()
+        if let Some((f, d)) = self.file.as_mut()
             && let Err(e) = f.write_all(buf)
         {
             let kind = e.kind();
-            self.failed = Some(e);
+            self.failed = Some(StoreError::io("cannot write", d)(e));
             return Err(kind.into());
         }
         self.hasher.update(buf);
@@ -272,8 +272,7 @@ impl Remote {
         let received = |receiver: Receiver, fed: std::io::Result<()>| {
             let (sink, flushed) = receiver.finish();
             if let Some(e) = sink.failed {
-                let d = sink.file.as_ref().map(|(_, d)| *d).unwrap_or(Path::new(""));
-                return Err(StoreError::io("cannot write", d)(e));
+                return Err(e);
             }
             fed.and(flushed).map_err(&undecodable)?;
             sink.finish()
