@@ -58,7 +58,8 @@ fn main() {
     let n = 500_000;
     let narrow = lines(n, false);
     let wide = lines(n, true);
-    // ALTO_BENCH_CASE=1|3|other: just that case (for a profiler).
+    // ALTO_BENCH_CASE=1|3|other: just that case (for a profiler); `skip`:
+    // the scanner alone, each line skipped as one value.
     let only = std::env::var("ALTO_BENCH_CASE").ok();
     let cases: [(&str, &[&str], &[u8], &str); 3] = [
         (
@@ -80,6 +81,27 @@ fn main() {
             "a rule on another stream, 4 fields:",
         ),
     ];
+    if only.as_deref() == Some("skip") {
+        for (label, input) in [("4 fields", &narrow), ("10 fields", &wide)] {
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let t = Instant::now();
+                let mut ok = 0usize;
+                let mut from = 0;
+                for nl in memchr::memchr_iter(b'\n', input) {
+                    let line = &input[from..nl];
+                    from = nl + 1;
+                    let mut sc = alto::singer::json::Scanner::new(line);
+                    ok += usize::from(sc.skip(0).is_ok());
+                }
+                times.push(t.elapsed().as_secs_f64() * 1e9 / n as f64);
+                assert_eq!(ok as u64, n);
+            }
+            times.sort_by(f64::total_cmp);
+            println!("  skip, {label}: {:6.0} ns per record", times[2]);
+        }
+        return;
+    }
     println!("alto in the pipe, in process, into a sink (medians of 5, {n} records):");
     for (name, rules, input, label) in cases {
         if only.as_deref().is_none_or(|o| o == name) {

@@ -146,7 +146,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string at the cursor (after whitespace).
-    #[inline]
+    #[inline(always)]
     pub fn string(&mut self) -> Result<RawStr, ScanError> {
         if self.peek() != Some(b'"') {
             return Err(self.invalid());
@@ -211,6 +211,7 @@ impl<'a> Scanner<'a> {
 
     /// A number at the cursor (after whitespace), Python's `NaN` and
     /// `Infinity` included.
+    #[inline(always)]
     fn number(&mut self) -> Result<(usize, usize), ScanError> {
         let b = self.bytes;
         let start = self.pos;
@@ -266,6 +267,7 @@ impl<'a> Scanner<'a> {
         Ok((start, i))
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Result<(), ScanError> {
         if self.bytes[self.pos..].starts_with(word) {
             self.pos += word.len();
@@ -276,7 +278,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A scalar at the cursor; `None` (nothing eaten) at `{` or `[`.
-    #[inline]
+    #[inline(always)]
     pub fn scalar(&mut self) -> Result<Option<Scalar>, ScanError> {
         Ok(Some(match self.peek() {
             Some(b'"') => Scalar::Str(self.string()?),
@@ -302,35 +304,59 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips (and checks) one value; `depth` is the nesting it starts at.
+    /// A loop, not recursion: what is open is a stack of bits (set for an
+    /// object), so deep nesting costs no call stack.
+    #[inline]
     pub fn skip(&mut self, depth: usize) -> Result<(), ScanError> {
         if depth > MAX_DEPTH {
             return Err(ScanError::TooDeep);
         }
         match self.scalar()? {
             Some(_) => Ok(()),
-            None if self.bytes[self.pos] == b'{' => {
-                if self.open(b'}')? {
-                    loop {
+            None => self.skip_container(depth),
+        }
+    }
+
+    /// [`Self::skip`] at `{` or `[`.
+    #[inline(never)]
+    fn skip_container(&mut self, depth: usize) -> Result<(), ScanError> {
+        let mut objects = [0u64; MAX_DEPTH / 64 + 2];
+        let mut open = 0usize;
+        loop {
+            // At a value, `open` containers deep in this one.
+            if depth + open > MAX_DEPTH {
+                return Err(ScanError::TooDeep);
+            }
+            if self.scalar()?.is_none() {
+                let object = self.bytes[self.pos] == b'{';
+                if self.open(if object { b'}' } else { b']' })? {
+                    let (word, bit) = (open / 64, 1u64 << (open % 64));
+                    if object {
+                        objects[word] |= bit;
                         self.string()?;
                         self.expect(b':')?;
-                        self.skip(depth + 1)?;
-                        if !self.more(b'}')? {
-                            break;
-                        }
+                    } else {
+                        objects[word] &= !bit;
                     }
+                    open += 1;
+                    continue;
                 }
-                Ok(())
             }
-            None => {
-                if self.open(b']')? {
-                    loop {
-                        self.skip(depth + 1)?;
-                        if !self.more(b']')? {
-                            break;
-                        }
-                    }
+            // After a value: close what ends here, up to the next member.
+            loop {
+                if open == 0 {
+                    return Ok(());
                 }
-                Ok(())
+                let top = open - 1;
+                let object = objects[top / 64] & (1u64 << (top % 64)) != 0;
+                if self.more(if object { b'}' } else { b']' })? {
+                    if object {
+                        self.string()?;
+                        self.expect(b':')?;
+                    }
+                    break;
+                }
+                open = top;
             }
         }
     }
@@ -415,24 +441,24 @@ fn push_utf8(out: &mut String, bytes: &[u8], lossy: bool) -> Option<()> {
 /// Python's `str()` of a JSON number as `json.loads` reads it: integers as
 /// written (`-0` is `0`), floats as Python's `repr` (`1.0`, `1e+16`),
 /// `NaN` and `Infinity` as `nan` and `inf`.
-pub fn python_number(text: &str) -> Cow<'_, str> {
+pub fn python_number(text: &[u8]) -> Cow<'_, [u8]> {
     match text {
-        "NaN" => return Cow::Borrowed("nan"),
-        "Infinity" => return Cow::Borrowed("inf"),
-        "-Infinity" => return Cow::Borrowed("-inf"),
-        "-0" => return Cow::Borrowed("0"),
+        b"NaN" => return Cow::Borrowed(b"nan"),
+        b"Infinity" => return Cow::Borrowed(b"inf"),
+        b"-Infinity" => return Cow::Borrowed(b"-inf"),
+        b"-0" => return Cow::Borrowed(b"0"),
         _ => {}
     }
-    if !text.contains(['.', 'e', 'E']) {
-        return Cow::Borrowed(text);
-    }
-    if repr_is_text(text) {
+    if !text.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) || repr_is_text(text) {
         return Cow::Borrowed(text);
     }
     // Rust's parse rounds correctly, as Python's float() does; out of range
     // is infinity in both.
-    let f: f64 = text.parse().unwrap_or(f64::NAN);
-    Cow::Owned(crate::config::project::python_float(f))
+    let f: f64 = std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(f64::NAN);
+    Cow::Owned(crate::config::project::python_float(f).into_bytes())
 }
 
 /// Whether Python's `repr(float(text))` is `text` itself, seen without
@@ -440,17 +466,18 @@ pub fn python_number(text: &str) -> Cow<'_, str> {
 /// significant digits (so no shorter decimal reads as the same float, and
 /// it reads back as itself), not below 1e-4 (Python's exponent form), with
 /// no trailing zero but in `.0`.
-fn repr_is_text(text: &str) -> bool {
-    let t = text.strip_prefix('-').unwrap_or(text);
-    let Some((int, frac)) = t.split_once('.') else {
+fn repr_is_text(text: &[u8]) -> bool {
+    let t = text.strip_prefix(b"-").unwrap_or(text);
+    let Some(dot) = t.iter().position(|&b| b == b'.') else {
         return false;
     };
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(int) || !all_digits(frac) || (frac.len() > 1 && frac.ends_with('0')) {
+    let (int, frac) = (&t[..dot], &t[dot + 1..]);
+    let all_digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if !all_digits(int) || !all_digits(frac) || (frac.len() > 1 && frac.ends_with(b"0")) {
         return false;
     }
-    let significant = if int == "0" {
-        let zeros = frac.len() - frac.trim_start_matches('0').len();
+    let significant = if int == b"0" {
+        let zeros = frac.iter().take_while(|&&b| b == b'0').count();
         if zeros == frac.len() {
             // Zero itself: `0.0` (the trailing-zero rule left only this).
             return true;
@@ -579,7 +606,7 @@ mod tests {
             ("0.1", "0.1"),
             ("2.5e-300", "2.5e-300"),
         ] {
-            assert_eq!(python_number(json), py, "{json}");
+            assert_eq!(python_number(json.as_bytes()), py.as_bytes(), "{json}");
         }
     }
 
@@ -634,7 +661,7 @@ mod tests {
         let want = String::from_utf8(out.stdout).unwrap();
         assert_eq!(want.lines().count(), texts.len());
         for (t, py) in texts.iter().zip(want.lines()) {
-            assert_eq!(python_number(t), py, "{t}");
+            assert_eq!(python_number(t.as_bytes()), py.as_bytes(), "{t}");
         }
     }
 

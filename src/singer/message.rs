@@ -226,13 +226,27 @@ pub struct Applied<'a> {
 /// covers it, or could cover something below it.
 struct Node {
     crumb: Box<str>,
-    /// Whether its name, between quotes, is its JSON string as it stands.
-    plain_key: bool,
+    /// Its name between quotes, when that is its JSON string as it stands
+    /// (no character to escape).
+    quoted: Option<Box<[u8]>>,
     covered: bool,
     descend: bool,
     children: Vec<(Box<str>, Node)>,
     /// Where the next key is likely to be (records repeat their key order).
     next: usize,
+}
+
+/// Whether two byte strings are equal. Keys are short: eight bytes at a
+/// time in registers beats a call to memcmp.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
+    ca.zip(cb).all(|(x, y)| word(x) == word(y)) && ra.iter().zip(rb).all(|(x, y)| x == y)
 }
 
 /// Fields remembered per path, and in all: past these, paths are worked
@@ -246,7 +260,7 @@ impl Node {
         let descend = !covered && rules.iter().any(|r| r.may_name_below(&crumb));
         Node {
             crumb: crumb.into(),
-            plain_key: false,
+            quoted: None,
             covered,
             descend,
             children: Vec::new(),
@@ -256,8 +270,7 @@ impl Node {
 
     /// The child whose name is these bytes (an unescaped key), if known.
     fn find(&mut self, raw: &[u8]) -> Option<usize> {
-        // Keys are short: a byte loop beats a call to memcmp.
-        let same = |k: &str| k.len() == raw.len() && k.bytes().zip(raw).all(|(a, &b)| a == b);
+        let same = |k: &str| same_bytes(k.as_bytes(), raw);
         let at = match self.children.get(self.next) {
             Some((k, _)) if same(k) => Some(self.next),
             _ => self.children.iter().position(|(k, _)| same(k)),
@@ -282,7 +295,9 @@ impl Node {
             return &mut self.children[i].1;
         }
         let mut node = Node::new(format!("{}.{name}", self.crumb), self.covered, rules);
-        node.plain_key = !name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20);
+        if !name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
+            node.quoted = Some(format!("\"{name}\"").into_bytes().into());
+        }
         if *budget == 0 || self.children.len() >= MAX_CHILDREN {
             return scratch.insert(node);
         }
@@ -396,11 +411,12 @@ impl Writer<'_, '_> {
         self.changed
     }
 
-    fn replace(&mut self, start: usize, end: usize, text: &str) {
+    #[inline]
+    fn replace(&mut self, start: usize, end: usize, text: &[u8]) {
         self.changed = true;
         self.out.extend_from_slice(&self.line[self.copied..start]);
         self.out.push(b'"');
-        self.digests.owe(self.out.len(), text.as_bytes());
+        self.digests.owe(self.out.len(), text);
         self.out.extend_from_slice(&[b'0'; 32]);
         self.out.push(b'"');
         self.copied = end;
@@ -411,18 +427,25 @@ impl Writer<'_, '_> {
 fn hash_scalar(sc: &Scanner, w: &mut Writer, start: usize, s: Scalar) -> Result<(), ScanError> {
     let end = sc.pos;
     match s {
+        Scalar::Str(raw) if !raw.escaped => {
+            // Without escapes the text is the bytes, if they are UTF-8
+            // (checked inline for ASCII, the usual case).
+            let text = &sc.bytes[raw.start..raw.end];
+            if !text.is_ascii() && std::str::from_utf8(text).is_err() {
+                return Err(ScanError::BadString(raw.start));
+            }
+            w.replace(start, end, text);
+        }
         Scalar::Str(raw) => {
             let text = sc.text(raw, false)?;
-            w.replace(start, end, &text);
+            w.replace(start, end, text.as_bytes());
         }
         Scalar::Number { start: a, end: b } => {
-            // A number's bytes are ASCII.
-            let text = std::str::from_utf8(&sc.bytes[a..b]).map_err(|_| ScanError::Invalid(a))?;
-            w.replace(start, end, &python_number(text));
+            w.replace(start, end, &python_number(&sc.bytes[a..b]));
         }
-        Scalar::True => w.replace(start, end, "True"),
-        Scalar::False => w.replace(start, end, "False"),
-        Scalar::Null => w.replace(start, end, "None"),
+        Scalar::True => w.replace(start, end, b"True"),
+        Scalar::False => w.replace(start, end, b"False"),
+        Scalar::Null => w.replace(start, end, b"None"),
     }
     Ok(())
 }
@@ -507,14 +530,13 @@ impl Walk<'_, '_, '_> {
             // the last one is tried first, as its bytes between quotes (a
             // name that needs no escape is its own JSON string).
             sc.peek();
-            let predicted = node.children.get(node.next).and_then(|(k, n)| {
-                let k = k.as_bytes();
-                let at = sc.pos;
-                (n.plain_key
-                    && sc.bytes.get(at) == Some(&b'"')
-                    && sc.bytes[at + 1..].starts_with(k)
-                    && sc.bytes.get(at + 1 + k.len()) == Some(&b'"'))
-                .then_some(at + k.len() + 2)
+            let predicted = node.children.get(node.next).and_then(|(_, n)| {
+                let q = n.quoted.as_deref()?;
+                let end = sc.pos + q.len();
+                sc.bytes
+                    .get(sc.pos..end)
+                    .is_some_and(|w| same_bytes(w, q))
+                    .then_some(end)
             });
             let known: Result<usize, RawStr> = match predicted {
                 Some(end) => {
@@ -591,7 +613,7 @@ impl StreamHasher {
     /// The index of the stream's root node, made when first asked.
     fn root(&mut self, stream: &str) -> usize {
         if let Some((last, at)) = &self.last
-            && **last == *stream
+            && same_bytes(last.as_bytes(), stream.as_bytes())
         {
             return *at;
         }
@@ -607,7 +629,7 @@ impl StreamHasher {
                 let descend = self.rules.iter().any(|r| r.may_name_below(stream));
                 self.roots.push(Node {
                     crumb: stream.into(),
-                    plain_key: false,
+                    quoted: None,
                     covered: false,
                     descend,
                     children: Vec::new(),
