@@ -12,7 +12,7 @@
 //! to the target whenever the tap's output is drained for now.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
 
 use crate::run::{Redactor, RunError, RunLog};
 use crate::singer::line;
@@ -136,7 +136,8 @@ pub fn run(
 ) -> Result<Passed, RunError> {
     let capacity = 1 << 16;
     let mut reader = BufReader::with_capacity(capacity, from);
-    let mut writer = BufWriter::with_capacity(1 << 16, to);
+    // Unbuffered: a read buffer's worth goes on in one gathered write.
+    let mut writer = to;
     let mut m = Middle {
         hasher,
         out: Vec::new(),
@@ -193,10 +194,16 @@ pub fn run(
         }
         pieces.push(Piece::Read(pending, pos));
         m.digests.fill(&mut m.out);
-        let written = pieces.iter().try_for_each(|p| match *p {
-            Piece::Read(a, b) => writer.write_all(&buf[a..b]),
-            Piece::Rewritten(a, b) => writer.write_all(&m.out[a..b]),
-        });
+        // One allocation a read buffer: the slices borrow this buffer.
+        let mut slices: Vec<IoSlice> = Vec::with_capacity(pieces.len());
+        slices.extend(pieces.iter().filter_map(|p| {
+            let piece = match *p {
+                Piece::Read(a, b) => &buf[a..b],
+                Piece::Rewritten(a, b) => &m.out[a..b],
+            };
+            (!piece.is_empty()).then(|| IoSlice::new(piece))
+        }));
+        let written = write_all_vectored(&mut writer, &mut slices);
         m.out.clear();
         if written.is_err() {
             break;
@@ -245,6 +252,20 @@ pub fn run(
         skipped: m.skipped,
         records: m.records.into_map(),
     })
+}
+
+/// Writes all of `slices`, as few system calls as the writer allows (no
+/// copy into a buffer of alto's first).
+fn write_all_vectored(to: &mut impl Write, mut slices: &mut [IoSlice]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match to.write_vectored(slices) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
