@@ -541,6 +541,25 @@ mod tests {
         }
         let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
         assert_eq!(skip(&deep), Err(ScanError::TooDeep));
+        assert!(skip(&("[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1))).is_ok());
+        // Objects and lists mixed, deeper than one word of the open stack:
+        // each closes with its own bracket, members after a nested one.
+        let (mut open, mut close) = (String::new(), String::new());
+        for i in 0..100 {
+            if i % 3 == 0 {
+                open.push_str("[1, ");
+                close.insert_str(0, ", {}]");
+            } else {
+                open.push_str(r#"{"k": "#);
+                close.insert_str(0, r#", "z": [null]}"#);
+            }
+        }
+        let mixed = format!("{open}true{close}");
+        assert!(skip(&mixed).is_ok());
+        assert!(serde_json::from_str::<serde_json::Value>(&mixed).is_ok());
+        let crossed = mixed.replacen("]}", "}}", 1);
+        assert_ne!(crossed, mixed);
+        assert!(skip(&crossed).is_err(), "a list closed by a brace");
         let long = "1".repeat(4301);
         assert!(skip(&long).is_err());
         assert!(skip(&format!("{long}.5")).is_ok());
