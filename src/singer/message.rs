@@ -368,7 +368,17 @@ impl Digests {
 
     /// Writes every owed digest into `out`, as lowercase hex.
     pub fn fill(&mut self, out: &mut [u8]) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Each byte's two lowercase hex digits, looked up at once.
+        static HEX: [[u8; 2]; 256] = {
+            let digits = b"0123456789abcdef";
+            let mut t = [[0u8; 2]; 256];
+            let mut b = 0;
+            while b < 256 {
+                t[b] = [digits[b >> 4], digits[b & 0xf]];
+                b += 1;
+            }
+            t
+        };
         let mut texts: Vec<&[u8]> = Vec::with_capacity(Self::BATCH);
         let mut sums = [[0u8; 16]; Self::BATCH];
         let mut start = 0;
@@ -381,9 +391,8 @@ impl Digests {
             self.engine.0.hash_many(&texts, &mut sums[..batch.len()]);
             for (&(at, _), sum) in batch.iter().zip(&sums) {
                 let mut hex = [0u8; 32];
-                for (pair, b) in hex.chunks_exact_mut(2).zip(sum) {
-                    pair[0] = HEX[(b >> 4) as usize];
-                    pair[1] = HEX[(b & 0xf) as usize];
+                for (pair, &b) in hex.chunks_exact_mut(2).zip(sum) {
+                    pair.copy_from_slice(&HEX[b as usize]);
                 }
                 out[at..at + 32].copy_from_slice(&hex);
             }
