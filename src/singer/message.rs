@@ -108,11 +108,21 @@ fn fast_record_at(line: &[u8]) -> Option<(&str, usize)> {
 /// the stream and where its string ends. What follows is not looked at,
 /// but for the closing brace.
 fn record_prefix(line: &[u8]) -> Option<(&str, usize)> {
-    let rest = line
-        .strip_prefix(br#"{"type":"RECORD","stream":""#)
-        .or_else(|| line.strip_prefix(br#"{"type": "RECORD", "stream": ""#))?;
-    let end = memchr::memchr2(b'"', b'\\', rest)?;
-    if rest[end] != b'"' || rest[..end].iter().any(|&c| c < 0x20) {
+    const COMPACT: &[u8] = br#"{"type":"RECORD","stream":""#;
+    const SPACED: &[u8] = br#"{"type": "RECORD", "stream": ""#;
+    let starts = |p: &[u8]| line.get(..p.len()).is_some_and(|h| same_bytes(h, p));
+    let rest = if starts(SPACED) {
+        &line[SPACED.len()..]
+    } else if starts(COMPACT) {
+        &line[COMPACT.len()..]
+    } else {
+        return None;
+    };
+    // Stream names are short: a byte loop to the closing quote.
+    let end = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    if rest[end] != b'"' {
         return None;
     }
     let tail = &rest[end + 1..];
