@@ -8,8 +8,8 @@
 //! (see [`crate::singer::message`]); every other line is scanned once, as a
 //! Python target would read it. A line that is not a Singer message is
 //! logged (redacted, control characters escaped) and skipped, as the
-//! reservoir does; whitespace-only lines pass. What alto holds is flushed
-//! to the target whenever the tap's output is drained for now.
+//! reservoir does; whitespace-only lines pass. Each read buffer's worth goes
+//! on in one gathered write, so nothing is held back when the tap pauses.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
