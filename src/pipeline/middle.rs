@@ -164,8 +164,9 @@ pub fn run(
         if buf.is_empty() {
             break;
         }
-        // A short read: the tap has nothing more for now, so what alto
-        // holds goes on to the target (a slow tap's STATE is not kept back).
+        // A short read: the tap has nothing more for now. What was read is
+        // written below; the writer is flushed too (nothing to do on a
+        // pipe, but a buffered writer must not keep a slow tap's STATE back).
         let drained = buf.len() < capacity;
         // Whole lines in the buffer, in place: what goes on is runs of the
         // buffer and rewritten lines in `m.out`, in order.

@@ -361,6 +361,22 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The UTF-8 bytes of a string's text, for hashing: a string without
+    /// escapes is its own bytes (checked inline when ASCII, the usual case);
+    /// one that is not UTF-8 or holds a lone surrogate is an error.
+    #[inline]
+    pub fn text_bytes(&self, s: RawStr) -> Result<Cow<'a, [u8]>, ScanError> {
+        let raw = &self.bytes[s.start..s.end];
+        if s.escaped {
+            return Ok(Cow::Owned(self.text(s, false)?.into_owned().into_bytes()));
+        }
+        if raw.is_ascii() || std::str::from_utf8(raw).is_ok() {
+            Ok(Cow::Borrowed(raw))
+        } else {
+            Err(ScanError::BadString(s.start))
+        }
+    }
+
     /// The text of a string. `lossy`: a lone surrogate or a byte that is
     /// not UTF-8 becomes U+FFFD (for keys, matched against rules);
     /// otherwise either is an error (a value Python could not encode).

@@ -446,19 +446,7 @@ impl Writer<'_, '_> {
 fn hash_scalar(sc: &Scanner, w: &mut Writer, start: usize, s: Scalar) -> Result<(), ScanError> {
     let end = sc.pos;
     match s {
-        Scalar::Str(raw) if !raw.escaped => {
-            // Without escapes the text is the bytes, if they are UTF-8
-            // (checked inline for ASCII, the usual case).
-            let text = &sc.bytes[raw.start..raw.end];
-            if !text.is_ascii() && std::str::from_utf8(text).is_err() {
-                return Err(ScanError::BadString(raw.start));
-            }
-            w.replace(start, end, text);
-        }
-        Scalar::Str(raw) => {
-            let text = sc.text(raw, false)?;
-            w.replace(start, end, text.as_bytes());
-        }
+        Scalar::Str(raw) => w.replace(start, end, &sc.text_bytes(raw)?),
         Scalar::Number { start: a, end: b } => {
             w.replace(start, end, &python_number(&sc.bytes[a..b]));
         }
