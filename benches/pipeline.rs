@@ -112,16 +112,16 @@ impl Bench {
         (d, peak)
     }
 
-    fn pex(&self, plugin: &str) -> PathBuf {
-        common::pex_path(self.alto(), plugin)
+    /// How alto starts `plugin` (its console script of the same name).
+    fn start(&self, plugin: &str) -> String {
+        common::start_plugin(self.alto(), plugin, plugin, &self.python)
     }
 
     /// The tap alone into /dev/null: what the tap costs by itself.
     fn tap_alone(&self) -> Command {
         self.shell(format!(
-            "PEX_SCRIPT=tap-synthetic {py} {tap} --config tap.json > /dev/null",
-            py = self.python,
-            tap = self.pex("tap-synthetic").display(),
+            "{tap} --config tap.json > /dev/null",
+            tap = self.start("tap-synthetic"),
         ))
     }
 
@@ -135,10 +135,9 @@ impl Bench {
 
     fn raw(&self) -> Command {
         let script = format!(
-            "PEX_SCRIPT=tap-synthetic {py} {tap} --config tap.json | PEX_SCRIPT=target-sink {py} {sink} > /dev/null",
-            py = self.python,
-            tap = self.pex("tap-synthetic").display(),
-            sink = self.pex("target-sink").display()
+            "{tap} --config tap.json | {sink} > /dev/null",
+            tap = self.start("tap-synthetic"),
+            sink = self.start("target-sink")
         );
         self.shell(script)
     }

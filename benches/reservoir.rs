@@ -380,11 +380,7 @@ impl Bench {
 
     /// The shell command running a built plugin directly.
     fn plugin(&self, name: &str) -> String {
-        format!(
-            "PEX_SCRIPT={name} {} {}",
-            self.python,
-            common::pex_path(self.alto(), name).display()
-        )
+        common::start_plugin(self.alto(), name, name, &self.python)
     }
 
     fn stored(&self) -> Result<Stored, String> {

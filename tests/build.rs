@@ -137,6 +137,64 @@ fn local_sources_are_keyed_by_content() {
     assert_ne!(key(&p), k1);
 }
 
+/// A realized plugin starts from its venv (built here: uv's; substituted:
+/// the one pex made of the PEX) whatever its entry point: a console
+/// script, a `module:function`, its interpreter; without a usable venv it
+/// starts from the PEX.
+#[test]
+fn plugins_start_from_their_venv_by_every_entry_point() {
+    let p = plugin_project(&format!(
+        "{FIXTURE}    tap-call:\n      inherit_from: tap-fixture\n      entrypoint: tap_fixture:main\n"
+    ));
+    let a = Machine::new(true);
+    let built = p.json_on(&a, &["build"]);
+    assert_eq!(statuses(&built), vec!["built"], "{built}");
+    let b = Machine::new(false);
+    let substituted = p.json_on(&b, &["build"]);
+    assert_eq!(statuses(&substituted), vec!["substituted"], "{substituted}");
+    for (m, linked) in [(&a, false), (&b, true)] {
+        let shown = p.json_on(m, &["show", "tap-fixture"]);
+        let venv =
+            std::path::PathBuf::from(shown["venv"].as_str().unwrap_or_else(|| panic!("{shown}")));
+        let meta = std::fs::symlink_metadata(&venv).unwrap();
+        assert_eq!(meta.file_type().is_symlink(), linked, "{}", venv.display());
+        for plugin in ["tap-fixture", "tap-call"] {
+            let (code, out, err) = p.run_on(m, &["invoke", plugin, "--version"]);
+            assert_eq!((code, out.trim()), (0, "0.1.0"), "{plugin}: {err}");
+        }
+        let (code, out, err) = p.run_on(
+            m,
+            &[
+                "invoke",
+                "python",
+                "tap-fixture",
+                "-c",
+                "import sys, tap_fixture; print(sys.prefix)",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            std::fs::canonicalize(out.trim()).unwrap(),
+            std::fs::canonicalize(&venv).unwrap()
+        );
+    }
+    // A venv whose interpreter is gone (a Python upgraded in place) is
+    // made again, from the PEX.
+    let shown = p.json_on(&a, &["show", "tap-fixture"]);
+    let venv = std::path::PathBuf::from(shown["venv"].as_str().unwrap());
+    std::fs::remove_file(venv.join("bin/python")).unwrap();
+    for plugin in ["tap-fixture", "tap-call"] {
+        let (code, out, err) = p.run_on(&a, &["invoke", plugin, "--version"]);
+        assert_eq!((code, out.trim()), (0, "0.1.0"), "{plugin}: {err}");
+    }
+    let meta = std::fs::symlink_metadata(&venv).unwrap();
+    assert!(
+        meta.file_type().is_symlink(),
+        "{} was not made again",
+        venv.display()
+    );
+}
+
 #[test]
 fn inherit_from_children_share_the_artifact_and_utilities_without_pip_url_have_none() {
     let p = plugin_project(&format!(
@@ -344,9 +402,17 @@ fn several_requirements_with_extras_build_and_run() {
     assert_eq!(statuses(&built), vec!["built"], "{built}");
     let shown = p.json_on(&m, &["show", "target-jsonl"]);
     assert_eq!(shown["inputs"]["builder"]["tool"], "uv+pex", "{shown}");
-    // Realizing it imported what target-jsonl starts with, which wrote
+    // It runs from the venv uv installed it into, kept in the store; the
+    // build imported what target-jsonl starts with there, which wrote
     // their byte code; it did not compile what the plugin does not import.
-    let compiled = pyc_files(&m.cache.path().join("pex-root"));
+    let venvs = m.cache.path().join("store/v1/venvs");
+    let key = shown["key"].as_str().unwrap();
+    assert!(
+        venvs.join(key).join("pyvenv.cfg").is_file(),
+        "no venv at {}",
+        venvs.join(key).display()
+    );
+    let compiled = pyc_files(&venvs);
     for module in ["__pycache__/target_jsonl.", "singer/__pycache__/messages."] {
         assert!(
             compiled
@@ -374,9 +440,11 @@ fn several_requirements_with_extras_build_and_run() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let venvs = m.cache.path().join("pex-root/venvs");
-    assert!(venvs.is_dir(), "no venv was prepared");
-    let after = pyc_files(&m.cache.path().join("pex-root"));
+    assert!(
+        !pex_root.join("venvs").exists(),
+        "the first run booted the PEX instead of starting its venv"
+    );
+    let after = pyc_files(&venvs);
     let written: Vec<&String> = after
         .iter()
         .filter(|(p, t)| compiled.get(*p) != Some(t))

@@ -36,11 +36,25 @@ pub fn cache_dir(root: &Path, cache: &Path) {
     }
 }
 
-/// The PEX file of a realized plugin, as `alto --json show` reports it;
-/// `alto` is an alto command set up for the project.
-pub fn pex_path(mut alto: std::process::Command, plugin: &str) -> std::path::PathBuf {
+/// The shell command starting a realized plugin's console script `script`
+/// as alto starts it (its venv's interpreter, from `alto --json show`; the
+/// PEX, run by `python`, while it has no venv), so a raw pipe pays what
+/// alto pays to start a plugin. `alto` is an alto command set up for the
+/// project.
+pub fn start_plugin(
+    mut alto: std::process::Command,
+    plugin: &str,
+    script: &str,
+    python: &str,
+) -> String {
     let out = alto.args(["--json", "show", plugin]).output().unwrap();
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("alto show {plugin}: {e}"));
-    std::path::PathBuf::from(v["path"].as_str().unwrap())
+    match v["venv"].as_str() {
+        Some(venv) => format!("{venv}/bin/python -I {venv}/bin/{script}"),
+        None => format!(
+            "PEX_SCRIPT={script} {python} {}",
+            v["path"].as_str().unwrap()
+        ),
+    }
 }

@@ -187,22 +187,22 @@ fn plan_plugins<'a>(
         .collect())
 }
 
-/// The command a plugin would run with: its PEX (with the entry pex runs)
-/// and the arguments alto gives; `$RUN` stands for the run's private directory.
+/// The command a plugin would run with, as alto would start it now (its
+/// venv, or its PEX while it has none), and the arguments alto gives;
+/// `$RUN` stands for the run's private directory.
 fn command_line(realizer: &Realizer, p: &PlannedPlugin, i: usize, extra: &[&str]) -> String {
-    let project = realizer.project;
     let mut parts = Vec::new();
-    match crate::eval::entry(project, p.plugin) {
-        Ok(crate::eval::Entry::Script(s)) => parts.push(format!("PEX_SCRIPT={s}")),
-        Ok(crate::eval::Entry::Module(m)) => parts.push(format!("PEX_MODULE={m}")),
-        Err(_) => {}
-    }
-    match &p.deriv {
-        Some(d) => {
-            parts.push(d.python.display().to_string());
-            parts.push(realizer.local.data_path(&d.key).display().to_string());
+    match p.deriv.as_ref().map(|d| realizer.start(p.plugin, d, false)) {
+        Some(Ok(cmd)) => {
+            for (k, v) in cmd.get_envs() {
+                if let Some(v) = v {
+                    parts.push(format!("{}={}", k.to_string_lossy(), v.to_string_lossy()));
+                }
+            }
+            parts.push(cmd.get_program().to_string_lossy().into_owned());
+            parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
         }
-        None => parts.push(p.plugin.name.clone()),
+        Some(Err(_)) | None => parts.push(p.plugin.name.clone()),
     }
     parts.push(format!("--config $RUN/config-{i}.json"));
     parts.extend(extra.iter().map(|s| s.to_string()));

@@ -86,10 +86,13 @@ pub fn show(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
         return Ok(());
     };
     let avail = realizer.availability(&derivs, false)?[0];
+    // Where it runs from, once realized and prepared.
+    let venv = Some(realizer.local.venv_path(&d.key)).filter(|v| v.join("pyvenv.cfg").is_file());
     if g.printer().json() {
         let mut v = derivation_json(d, avail);
         v["entry"] = json!(entry);
         v["path"] = json!(realizer.local.data_path(&d.key));
+        v["venv"] = json!(venv);
         print_json(&v);
     } else {
         out(&describe_derivation(d, avail));
@@ -101,6 +104,10 @@ pub fn show(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
             "  path      {}\n",
             realizer.local.data_path(&d.key).display()
         ));
+        out(&match venv {
+            Some(v) => format!("  venv      {}\n", v.display()),
+            None => "  venv      none yet (made when it is realized)\n".to_string(),
+        });
     }
     Ok(())
 }

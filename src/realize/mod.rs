@@ -330,6 +330,20 @@ pub fn remote_settings(project: &Project) -> Result<RemoteSettings, ConfigError>
 }
 
 /// Makes derivations' outputs exist, for one project.
+/// A plugin just built: its record, and the venv uv installed it into
+/// (kept to run from) when uv did.
+struct Built {
+    meta: ObjectMeta,
+    venv: Option<PathBuf>,
+}
+
+/// Calls a `module:function` entry point (`-c`, then the module and the
+/// function, then the plugin's arguments), as pex's `PEX_MODULE` does.
+const CALL_ENTRY: &str = "import importlib, sys; module, function = sys.argv[1:3]; del sys.argv[1:3]; sys.argv[0] = module; sys.exit(getattr(importlib.import_module(module), function)())";
+
+/// How [`COMPILE_VENV`] says which venv it ran in (its last line).
+const VENV_SAID: &str = "alto-venv:";
+
 pub struct Realizer<'p> {
     pub project: &'p Project,
     pub cache_dir: PathBuf,
@@ -359,7 +373,8 @@ pub struct Realizer<'p> {
 /// site-packages in parallel instead, walking the files itself: a pex
 /// venv links its packages in from pex's root, and `compileall` does not
 /// follow links. An import that fails is left for the run to report; the
-/// process ends without waiting for threads an import started.
+/// process ends without waiting for threads an import started. Its last
+/// line names the venv ([`VENV_SAID`]).
 const COMPILE_VENV: &str = r#"
 import configparser, functools, glob, importlib, os, py_compile, site, sys
 sys.dont_write_bytecode = False
@@ -413,6 +428,7 @@ else:
             importlib.import_module(m)
         except BaseException:
             pass
+sys.stdout.write("\nalto-venv:" + sys.prefix + "\n")
 sys.stdout.flush()
 sys.stderr.flush()
 os._exit(0)
@@ -709,6 +725,15 @@ impl<'p> Realizer<'p> {
     ) -> Result<Status, RealizeError> {
         match self.local.status(&d.key, false)? {
             LocalStatus::Valid(meta) => {
+                // A store from before plugins ran from their venv, or a venv
+                // whose interpreter went: prepared again. The PEX still
+                // starts without it, so a failure is only a warning.
+                if !self.venv_usable(&d.key) {
+                    bar.set("preparing");
+                    if let Err(e) = self.prepare(d) {
+                        tracing::warn!("{}: {e}; it starts from its PEX", d.plugins.join(", "));
+                    }
+                }
                 // A run needs nothing of the remote for a plugin it has.
                 if !(opts.publish_local || opts.repair) {
                     return Ok(Status::Local);
@@ -806,12 +831,13 @@ impl<'p> Realizer<'p> {
             self.build(d)?;
             return Ok(Status::Built);
         }
-        let meta = self.build_committed(d)?;
-        // The upload (mostly compressing) and preparing the venv (a child
-        // process) go on at once: the last plugin of a build ends sooner.
+        let Built { meta, venv } = self.build_committed(d)?;
+        // The upload (mostly compressing) and preparing the venv (where pex
+        // resolved, a child process) go on at once: the last plugin of a
+        // build ends sooner.
         bar.set("uploading, preparing");
         let (uploaded, prepared) = std::thread::scope(|scope| {
-            let preparing = scope.spawn(|| self.prepare(d));
+            let preparing = scope.spawn(|| self.ready(d, venv));
             let uploaded = self.push(d, &meta);
             let prepared = preparing.join().unwrap_or_else(|_| {
                 Err(RealizeError::PrepareFailed {
@@ -986,6 +1012,7 @@ impl<'p> Realizer<'p> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let program = PathBuf::from(cmd.get_program());
+        let started = std::time::Instant::now();
         let spawned = crate::interrupt::Process::spawn(&mut cmd).and_then(|mut p| {
             let pumps = [
                 p.child().stdout.take().map(|o| pump_log(o, log, redactor)),
@@ -1010,6 +1037,15 @@ impl<'p> Realizer<'p> {
             status
         });
         let status = spawned.map_err(|source| RealizeError::Spawn { program, source })?;
+        {
+            use std::io::Write;
+            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(
+                f,
+                "alto: {name} ended after {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
         if let Some(signal) = crate::interrupt::signal() {
             return Err(RealizeError::Interrupted {
                 what: format!("building {}", d.plugins.join(", ")),
@@ -1037,7 +1073,17 @@ impl<'p> Realizer<'p> {
     /// uv cannot take, pex resolves it with pip. Their output goes to a new
     /// log in `.alto/logs/build/` each attempt, scrubbed of the secrets of
     /// `pip_url` on its way there.
-    fn build_to(&self, d: &PluginDerivation, out: &Path) -> Result<ObjectMeta, RealizeError> {
+    ///
+    /// With `keep_venv`, uv's venv is kept as the one the plugin runs from
+    /// (the caller puts it in place): what the plugin's entry points import
+    /// is byte-compiled in it while pex packs it (pex packs what each
+    /// distribution's RECORD lists, never the byte code).
+    fn build_to(
+        &self,
+        d: &PluginDerivation,
+        out: &Path,
+        keep_venv: bool,
+    ) -> Result<Built, RealizeError> {
         let uv = match d.build.resolve {
             Resolve::Uv(_) => Some(self.uv_ready(&d.python)?),
             Resolve::Pip(_) => None,
@@ -1051,6 +1097,7 @@ impl<'p> Realizer<'p> {
             let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
             let _ = writeln!(f, "alto: {line}");
         };
+        let mut kept = None;
         let built = match &d.build.resolve {
             Resolve::Uv(input) => {
                 let uv = self.uv_ready(&d.python)?;
@@ -1082,17 +1129,42 @@ impl<'p> Realizer<'p> {
                         )
                     })
                     .and_then(|()| {
-                        self.step(
-                            d,
-                            "pex",
-                            pex::pack(&self.pex, &d.python, &venv, out),
-                            None,
-                            &log,
-                            &log_path,
-                            &redactor,
-                        )
+                        let pack = || {
+                            self.step(
+                                d,
+                                "pex",
+                                pex::pack(&self.pex, &d.python, &venv, out),
+                                None,
+                                &log,
+                                &log_path,
+                                &redactor,
+                            )
+                        };
+                        if !keep_venv {
+                            return pack();
+                        }
+                        let (packed, compiled) = std::thread::scope(|scope| {
+                            let compiling = scope.spawn(|| {
+                                let mut cmd = Command::new(venv.join("bin").join("python"));
+                                cmd.arg("-I");
+                                self.compile(d, cmd).map(|_| ())
+                            });
+                            let packed = pack();
+                            let compiled = compiling.join().unwrap_or_else(|_| {
+                                Err(RealizeError::PrepareFailed {
+                                    plugins: d.plugins.join(", "),
+                                    reason: "preparing it panicked".into(),
+                                })
+                            });
+                            (packed, compiled)
+                        });
+                        packed.and(compiled)
                     });
-                let _ = std::fs::remove_dir_all(&venv);
+                if result.is_ok() && keep_venv {
+                    kept = Some(venv);
+                } else {
+                    let _ = std::fs::remove_dir_all(&venv);
+                }
                 result
             }
             Resolve::Pip(reason) => {
@@ -1109,14 +1181,20 @@ impl<'p> Realizer<'p> {
                 self.step(d, "pex", cmd, argfile, &log, &log_path, &redactor)
             }
         };
-        if let Err(e) = built {
+        let discard = |kept: &Option<PathBuf>| {
             let _ = std::fs::remove_file(out);
+            if let Some(venv) = kept {
+                let _ = std::fs::remove_dir_all(venv);
+            }
+        };
+        if let Err(e) = built {
+            discard(&kept);
             return Err(e);
         }
         if !d.build.secrets.is_empty() {
             let found = pex::find_secrets(&d.python, out, &d.build.secrets);
             if !matches!(found, Ok(None)) {
-                let _ = std::fs::remove_file(out);
+                discard(&kept);
             }
             match found {
                 Ok(None) => {}
@@ -1134,7 +1212,10 @@ impl<'p> Realizer<'p> {
                 }
             }
         }
-        let (blake3, size) = hash_file(out).map_err(StoreError::io("cannot read", out))?;
+        let (blake3, size) = hash_file(out).map_err(|e| {
+            discard(&kept);
+            StoreError::io("cannot read", out)(e)
+        })?;
         let mut meta = ObjectMeta {
             format: store::META_FORMAT.to_string(),
             key: d.key.clone(),
@@ -1149,27 +1230,51 @@ impl<'p> Realizer<'p> {
         if let Some(key) = &self.signing {
             key.sign(&mut meta);
         }
-        Ok(meta)
+        Ok(Built { meta, venv: kept })
     }
 
-    /// Installs a realized PEX into its venv under pex's root, as a `--venv`
-    /// PEX does on its first run (a PEX built here was installed there as
-    /// it was built, [`pex::SEED`]), and byte-compiles what its entry points
-    /// import, as its first run would ([`COMPILE_VENV`]), so that run starts
-    /// as fast as any later one (and an image made by `alto build` starts
-    /// fast the first time).
+    /// Makes a realized PEX ready to start: installs it into its venv under
+    /// pex's root, as a `--venv` PEX does on its first run (a PEX pex
+    /// resolved was installed there as it was built, [`pex::SEED`]),
+    /// byte-compiles what its entry points import there, as its first run
+    /// would ([`COMPILE_VENV`]), and links the store's venv path to it, so
+    /// that runs start the venv, not the zip (0.04 s against 0.22 s), and
+    /// the first run starts as fast as any later one (an image made by
+    /// `alto build` starts fast the first time).
     pub fn prepare(&self, d: &PluginDerivation) -> Result<(), RealizeError> {
         let mut cmd = Command::new(&d.python);
         cmd.arg(self.local.data_path(&d.key))
-            .args(["-c", COMPILE_VENV])
-            .args(self.entry_modules(d))
             .env("PEX_ROOT", self.pex_root())
-            .env("PEX_INTERPRETER", "1")
+            .env("PEX_INTERPRETER", "1");
+        let said = self.compile(d, cmd)?;
+        let Some(prefix) = said.lines().rev().find_map(|l| l.strip_prefix(VENV_SAID)) else {
+            return Err(RealizeError::PrepareFailed {
+                plugins: d.plugins.join(", "),
+                reason: "it did not say where its venv is".into(),
+            });
+        };
+        let link = self.local.temp_path(&format!("{}.venv-link", d.key));
+        let linked = std::fs::create_dir_all(self.local.tmp_dir())
+            .and_then(|()| std::os::unix::fs::symlink(prefix, &link));
+        if let Err(e) = linked {
+            return Err(StoreError::io("cannot create", &link)(e).into());
+        }
+        self.local.install_venv(&d.key, &link).inspect_err(|_| {
+            let _ = std::fs::remove_file(&link);
+        })?;
+        Ok(())
+    }
+
+    /// Runs [`COMPILE_VENV`] with `python` (its arguments so far start the
+    /// plugin's venv) for `d`'s entry points; what it printed.
+    fn compile(&self, d: &PluginDerivation, mut cmd: Command) -> Result<String, RealizeError> {
+        cmd.args(["-c", COMPILE_VENV])
+            .args(self.entry_modules(d))
             .current_dir(&self.project.root)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let program = d.python.clone();
+        let program = PathBuf::from(cmd.get_program());
         let out = crate::interrupt::Process::spawn(&mut cmd)
             .and_then(|mut p| p.wait_with_output())
             .map_err(|source| RealizeError::Spawn { program, source })?;
@@ -1185,7 +1290,7 @@ impl<'p> Realizer<'p> {
                 reason: tail(&String::from_utf8_lossy(&out.stderr), 15),
             });
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// What preparing `d` imports: see [`import_args`].
@@ -1198,23 +1303,39 @@ impl<'p> Realizer<'p> {
         }))
     }
 
-    /// Builds, commits to the local store, and prepares the venv.
-    fn build(&self, d: &PluginDerivation) -> Result<ObjectMeta, RealizeError> {
-        let meta = self.build_committed(d)?;
-        self.prepare(d)?;
-        Ok(meta)
+    /// Makes what was just built ready to start: uv's venv put in place,
+    /// or, where pex resolved, the PEX prepared.
+    fn ready(&self, d: &PluginDerivation, venv: Option<PathBuf>) -> Result<(), RealizeError> {
+        match venv {
+            Some(venv) => self.local.install_venv(&d.key, &venv).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&venv);
+                e.into()
+            }),
+            None => self.prepare(d),
+        }
     }
 
-    /// Builds and commits to the local store.
-    fn build_committed(&self, d: &PluginDerivation) -> Result<ObjectMeta, RealizeError> {
+    /// Builds, commits to the local store, and makes it ready to start.
+    fn build(&self, d: &PluginDerivation) -> Result<ObjectMeta, RealizeError> {
+        let built = self.build_committed(d)?;
+        self.ready(d, built.venv)?;
+        Ok(built.meta)
+    }
+
+    /// Builds and commits to the local store; uv's venv, if any, is the
+    /// caller's to put in place.
+    fn build_committed(&self, d: &PluginDerivation) -> Result<Built, RealizeError> {
         let tmp = self.local.temp_path(&format!("{}.pex", d.key));
-        let meta = self.build_to(d, &tmp)?;
-        let result = self.local.commit(&d.key, &tmp, &meta, true);
+        let built = self.build_to(d, &tmp, true)?;
+        let result = self.local.commit(&d.key, &tmp, &built.meta, true);
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
+            if let Some(venv) = &built.venv {
+                let _ = std::fs::remove_dir_all(venv);
+            }
         }
         result?;
-        Ok(meta)
+        Ok(built)
     }
 
     /// Rebuilds a realized derivation and compares with the stored object.
@@ -1237,9 +1358,9 @@ impl<'p> Realizer<'p> {
             }
         };
         let tmp = self.local.temp_path(&format!("{}.check.pex", d.key));
-        let rebuilt = self.build_to(d, &tmp);
+        let rebuilt = self.build_to(d, &tmp, false);
         let _ = std::fs::remove_file(&tmp);
-        let rebuilt = rebuilt?;
+        let rebuilt = rebuilt?.meta;
         Ok((rebuilt.blake3 != stored.blake3).then_some((stored.blake3, rebuilt.blake3)))
     }
 
@@ -1302,22 +1423,67 @@ impl<'p> Realizer<'p> {
                 });
             }
         }
-        let mut cmd = Command::new(&d.python);
-        cmd.arg(self.local.data_path(&d.key))
-            .current_dir(&self.project.root);
+        let mut cmd = self.start(plugin, d, interpreter)?;
+        cmd.current_dir(&self.project.root);
         for (k, v) in self.project.plugin_environment(plugin)? {
             cmd.env(k, v);
         }
         cmd.env("PEX_ROOT", self.pex_root())
             .env("ALTO_PLUGIN", &plugin.name);
-        if interpreter {
-            cmd.env("PEX_INTERPRETER", "1");
+        Ok(cmd)
+    }
+
+    /// Whether `key`'s venv is there with its interpreter.
+    fn venv_usable(&self, key: &Key) -> bool {
+        let venv = self.local.venv_path(key);
+        venv.join("bin").join("python").exists() && venv.join("pyvenv.cfg").is_file()
+    }
+
+    /// How a realized plugin starts: its venv's interpreter in isolated
+    /// mode (`-I`, as the scripts of a pex venv start) on the entry point,
+    /// or, when its venv is not there or not usable (its interpreter gone),
+    /// the PEX, which makes its venv under pex's root on its first run.
+    pub fn start(
+        &self,
+        plugin: &Plugin,
+        d: &PluginDerivation,
+        interpreter: bool,
+    ) -> Result<Command, RealizeError> {
+        let entry = if interpreter {
+            None
         } else {
-            match eval::entry(self.project, plugin)? {
-                Entry::Script(s) => cmd.env("PEX_SCRIPT", s),
-                Entry::Module(m) => cmd.env("PEX_MODULE", m),
-            };
+            Some(eval::entry(self.project, plugin)?)
+        };
+        let venv = self.local.venv_path(&d.key);
+        let python = venv.join("bin").join("python");
+        let usable = self.venv_usable(&d.key);
+        let mut cmd = Command::new(&python);
+        cmd.arg("-I");
+        match &entry {
+            _ if !usable => {}
+            None => return Ok(cmd),
+            Some(Entry::Script(s)) => {
+                let script = venv.join("bin").join(s);
+                if script.is_file() {
+                    cmd.arg(script);
+                    return Ok(cmd);
+                }
+            }
+            Some(Entry::Module(m)) => {
+                match m.split_once(':') {
+                    Some((module, function)) => cmd.args(["-c", CALL_ENTRY, module, function]),
+                    None => cmd.args(["-m", m]),
+                };
+                return Ok(cmd);
+            }
         }
+        let mut cmd = Command::new(&d.python);
+        cmd.arg(self.local.data_path(&d.key));
+        match entry {
+            None => cmd.env("PEX_INTERPRETER", "1"),
+            Some(Entry::Script(s)) => cmd.env("PEX_SCRIPT", s),
+            Some(Entry::Module(m)) => cmd.env("PEX_MODULE", m),
+        };
         Ok(cmd)
     }
 }

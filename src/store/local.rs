@@ -1,6 +1,6 @@
 //! The local store: `<cache>/store/v1/objects/<key>` and `<key>.meta.json`,
 //! written through `tmp/` and renamed into place, the metadata last (the
-//! commit point).
+//! commit point); and `venvs/<key>`, the venv a realized plugin runs from.
 //!
 //! Locks: the store lock `store/v1/gc.lock` is held shared by whoever looks
 //! up, substitutes, builds or registers objects (`Realizer::realize_with`),
@@ -205,6 +205,42 @@ impl LocalStore {
             .join(format!("{}.stamp", key.as_str()))
     }
 
+    /// `store/v1/venvs/<key>`: the venv plugin `key` runs from once it is
+    /// realized. Built here: the venv uv installed it into, which pex packed
+    /// (any directory works: alto starts it by its interpreter, never by a
+    /// script's `#!` line). Substituted: a link to the venv pex made of the
+    /// PEX under pex's root.
+    pub fn venv_path(&self, key: &Key) -> PathBuf {
+        self.dir.join("venvs").join(key.as_str())
+    }
+
+    /// Puts `from` (a venv directory, or a link to one, inside the store's
+    /// `tmp/`) in place as `key`'s venv, replacing any there.
+    pub fn install_venv(&self, key: &Key, from: &Path) -> Result<(), StoreError> {
+        let to = self.venv_path(key);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(StoreError::io("cannot create", parent))?;
+        }
+        self.remove_venv(key)?;
+        std::fs::rename(from, &to).map_err(StoreError::io("cannot move into the store", &to))
+    }
+
+    /// Removes `key`'s venv: moved aside first, so no half-removed venv is
+    /// ever at its path; a link is removed, not what it points to.
+    fn remove_venv(&self, key: &Key) -> Result<(), StoreError> {
+        let path = self.venv_path(key);
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            return Ok(());
+        };
+        if !m.is_dir() {
+            return std::fs::remove_file(&path).map_err(StoreError::io("cannot remove", &path));
+        }
+        let aside = self.temp_path(&format!("{}.old-venv", key.as_str()));
+        std::fs::create_dir_all(self.tmp_dir()).map_err(StoreError::io("cannot create", &aside))?;
+        std::fs::rename(&path, &aside).map_err(StoreError::io("cannot remove", &path))?;
+        std::fs::remove_dir_all(&aside).map_err(StoreError::io("cannot remove", &aside))
+    }
+
     /// A fresh temporary path inside the store (same filesystem as objects).
     pub fn temp_path(&self, hint: &str) -> PathBuf {
         self.dir.join("tmp").join(format!("{hint}.{}", unique()))
@@ -345,7 +381,7 @@ impl LocalStore {
                 }
             }
         }
-        Ok(())
+        self.remove_venv(key)
     }
 
     /// Every committed key.
@@ -399,6 +435,41 @@ mod tests {
             builder: BuilderInfo::here(),
             signature: None,
         }
+    }
+
+    #[test]
+    fn a_venv_is_replaced_whole_and_goes_with_its_object() {
+        let cache = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(cache.path()).unwrap();
+        let key = Key::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let tmp = store.temp_path("x");
+        std::fs::write(&tmp, b"pex").unwrap();
+        store
+            .commit(&key, &tmp, &meta_for(&key, &tmp), true)
+            .unwrap();
+        // A venv directory, then a link replacing it.
+        let venv = store.temp_path("venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        store.install_venv(&key, &venv).unwrap();
+        assert!(store.venv_path(&key).join("pyvenv.cfg").is_file());
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("pyvenv.cfg"), "").unwrap();
+        let link = store.temp_path("link");
+        std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+        store.install_venv(&key, &link).unwrap();
+        assert!(
+            std::fs::symlink_metadata(store.venv_path(&key))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // Nothing of the old venv is left behind in tmp/.
+        assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+        // Removing the object removes the link, not what it points to.
+        store.remove(&key).unwrap();
+        assert!(std::fs::symlink_metadata(store.venv_path(&key)).is_err());
+        assert!(elsewhere.path().join("pyvenv.cfg").is_file());
     }
 
     #[test]
