@@ -92,12 +92,13 @@ proptest! {
         let a = plugin_project(&project_a("x"));
         let m = Machine::new(true);
         let root = a.home.path().join(".alto");
-        let mut written = Vec::new();
+        // By path: a name drawn twice holds what was written last.
+        let mut written = std::collections::BTreeMap::new();
         for (dir, name, body) in &files {
             let path = root.join("alpha").join(dir).join("dev").join(format!("{name}.json"));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, body).unwrap();
-            written.push((path, body.clone()));
+            written.insert(path, body.clone());
         }
         // Unreferenced objects of some other build, with metadata from long ago.
         let meta_dir = root.join(".store/v1/meta");
