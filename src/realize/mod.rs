@@ -1084,11 +1084,9 @@ impl<'p> Realizer<'p> {
         out: &Path,
         keep_venv: bool,
     ) -> Result<Built, RealizeError> {
-        let uv = match d.build.resolve {
-            Resolve::Uv(_) => Some(self.uv_ready(&d.python)?),
-            Resolve::Pip(_) => None,
-        };
-        self.pex_ready(&d.python, uv.as_deref())?;
+        if let Resolve::Pip(_) = d.build.resolve {
+            self.pex_ready(&d.python, None)?;
+        }
         let (log_path, log) = self.attempt_log(d)?;
         let log = Arc::new(Mutex::new(log));
         let redactor = crate::config::Redactor::new(secret_fragments(&d.build.secrets));
@@ -1107,59 +1105,72 @@ impl<'p> Realizer<'p> {
                     self.pex.version()
                 ));
                 let venv = self.local.temp_path(&format!("{}.venv", d.key));
-                let result = self
-                    .step(
-                        d,
-                        "uv venv",
-                        uv::venv(&uv, &self.cache_dir, &d.python, &venv),
-                        None,
-                        &log,
-                        &log_path,
-                        &redactor,
-                    )
-                    .and_then(|()| {
-                        self.step(
+                let result = std::thread::scope(|scope| {
+                    // pex (provisioned once per machine) is needed only to
+                    // pack: it is provisioned while uv installs.
+                    let provisioning = scope.spawn(|| self.pex_ready(&d.python, Some(&uv)));
+                    let installed = self
+                        .step(
                             d,
-                            "uv pip install",
-                            uv::install(&uv, &self.cache_dir, &venv, input),
+                            "uv venv",
+                            uv::venv(&uv, &self.cache_dir, &d.python, &venv),
                             None,
                             &log,
                             &log_path,
                             &redactor,
                         )
-                    })
-                    .and_then(|()| {
-                        let pack = || {
+                        .and_then(|()| {
                             self.step(
                                 d,
-                                "pex",
-                                pex::pack(&self.pex, &d.python, &venv, out),
+                                "uv pip install",
+                                uv::install(&uv, &self.cache_dir, &venv, input),
                                 None,
                                 &log,
                                 &log_path,
                                 &redactor,
                             )
-                        };
-                        if !keep_venv {
-                            return pack();
-                        }
-                        let (packed, compiled) = std::thread::scope(|scope| {
-                            let compiling = scope.spawn(|| {
-                                let mut cmd = Command::new(venv.join("bin").join("python"));
-                                cmd.arg("-I");
-                                self.compile(d, cmd).map(|_| ())
-                            });
-                            let packed = pack();
-                            let compiled = compiling.join().unwrap_or_else(|_| {
-                                Err(RealizeError::PrepareFailed {
-                                    plugins: d.plugins.join(", "),
-                                    reason: "preparing it panicked".into(),
-                                })
-                            });
-                            (packed, compiled)
                         });
-                        packed.and(compiled)
+                    let provisioned = provisioning.join().unwrap_or_else(|_| {
+                        Err(RealizeError::ToolProvision {
+                            tool: "pex".into(),
+                            message: "provisioning it panicked".into(),
+                            log: None,
+                        })
                     });
+                    installed.and(provisioned)
+                })
+                .and_then(|()| {
+                    let pack = || {
+                        self.step(
+                            d,
+                            "pex",
+                            pex::pack(&self.pex, &d.python, &venv, out),
+                            None,
+                            &log,
+                            &log_path,
+                            &redactor,
+                        )
+                    };
+                    if !keep_venv {
+                        return pack();
+                    }
+                    let (packed, compiled) = std::thread::scope(|scope| {
+                        let compiling = scope.spawn(|| {
+                            let mut cmd = Command::new(venv.join("bin").join("python"));
+                            cmd.arg("-I");
+                            self.compile(d, cmd).map(|_| ())
+                        });
+                        let packed = pack();
+                        let compiled = compiling.join().unwrap_or_else(|_| {
+                            Err(RealizeError::PrepareFailed {
+                                plugins: d.plugins.join(", "),
+                                reason: "preparing it panicked".into(),
+                            })
+                        });
+                        (packed, compiled)
+                    });
+                    packed.and(compiled)
+                });
                 if result.is_ok() && keep_venv {
                     kept = Some(venv);
                 } else {
