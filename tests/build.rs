@@ -177,6 +177,17 @@ fn plugins_start_from_their_venv_by_every_entry_point() {
             std::fs::canonicalize(out.trim()).unwrap(),
             std::fs::canonicalize(&venv).unwrap()
         );
+        // A script run by the interpreter imports its neighbours, as in Python.
+        let scripts = p.path().join("scripts");
+        std::fs::create_dir_all(&scripts).unwrap();
+        std::fs::write(scripts.join("helper.py"), "WORD = 'neighbour'\n").unwrap();
+        std::fs::write(
+            scripts.join("run.py"),
+            "import helper, tap_fixture\nprint(helper.WORD)\n",
+        )
+        .unwrap();
+        let (code, out, err) = p.run_on(m, &["invoke", "python", "tap-fixture", "scripts/run.py"]);
+        assert_eq!((code, out.trim()), (0, "neighbour"), "{err}");
     }
     // A venv whose interpreter is gone (a Python upgraded in place) is
     // made again, from the PEX.

@@ -329,7 +329,6 @@ pub fn remote_settings(project: &Project) -> Result<RemoteSettings, ConfigError>
     })
 }
 
-/// Makes derivations' outputs exist, for one project.
 /// A plugin just built: its record, and the venv uv installed it into
 /// (kept to run from) when uv did.
 struct Built {
@@ -344,6 +343,7 @@ const CALL_ENTRY: &str = "import importlib, sys; module, function = sys.argv[1:3
 /// How [`COMPILE_VENV`] says which venv it ran in (its last line).
 const VENV_SAID: &str = "alto-venv:";
 
+/// Makes derivations' outputs exist, for one project.
 pub struct Realizer<'p> {
     pub project: &'p Project,
     pub cache_dir: PathBuf,
@@ -1451,7 +1451,8 @@ impl<'p> Realizer<'p> {
     }
 
     /// How a realized plugin starts: its venv's interpreter in isolated
-    /// mode (`-I`, as the scripts of a pex venv start) on the entry point,
+    /// mode (`-I`, as the scripts of a pex venv start) on the entry point
+    /// (`-sE` for the interpreter itself),
     /// or, when its venv is not there or not usable (its interpreter gone),
     /// the PEX, which makes its venv under pex's root on its first run.
     pub fn start(
@@ -1469,18 +1470,23 @@ impl<'p> Realizer<'p> {
         let python = venv.join("bin").join("python");
         let usable = self.venv_usable(&d.key);
         let mut cmd = Command::new(&python);
-        cmd.arg("-I");
         match &entry {
             _ if !usable => {}
-            None => return Ok(cmd),
+            // As `PEX_INTERPRETER`: hermetic (`-sE`), but a script's own
+            // directory (or the current one) heads sys.path, as in Python.
+            None => {
+                cmd.arg("-sE");
+                return Ok(cmd);
+            }
             Some(Entry::Script(s)) => {
                 let script = venv.join("bin").join(s);
                 if script.is_file() {
-                    cmd.arg(script);
+                    cmd.arg("-I").arg(script);
                     return Ok(cmd);
                 }
             }
             Some(Entry::Module(m)) => {
+                cmd.arg("-I");
                 match m.split_once(':') {
                     Some((module, function)) => cmd.args(["-c", CALL_ENTRY, module, function]),
                     None => cmd.args(["-m", m]),
