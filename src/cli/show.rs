@@ -87,7 +87,7 @@ pub fn show(g: &Global, project: &Project, name: &str) -> Result<(), Error> {
     };
     let avail = realizer.availability(&derivs, false)?[0];
     // Where it runs from, once realized and prepared.
-    let venv = Some(realizer.local.venv_path(&d.key)).filter(|v| v.join("pyvenv.cfg").is_file());
+    let venv = realizer.local.venv(&d.key);
     if g.printer().json() {
         let mut v = derivation_json(d, avail);
         v["entry"] = json!(entry);

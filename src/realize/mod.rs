@@ -728,7 +728,7 @@ impl<'p> Realizer<'p> {
                 // A store from before plugins ran from their venv, or a venv
                 // whose interpreter went: prepared again. The PEX still
                 // starts without it, so a failure is only a warning.
-                if !self.venv_usable(&d.key) {
+                if self.local.venv(&d.key).is_none() {
                     bar.set("preparing");
                     if let Err(e) = self.prepare(d) {
                         tracing::warn!("{}: {e}; it starts from its PEX", d.plugins.join(", "));
@@ -836,17 +836,11 @@ impl<'p> Realizer<'p> {
         // resolved, a child process) go on at once: the last plugin of a
         // build ends sooner.
         bar.set("uploading, preparing");
-        let (uploaded, prepared) = std::thread::scope(|scope| {
-            let preparing = scope.spawn(|| self.ready(d, venv));
-            let uploaded = self.push(d, &meta);
-            let prepared = preparing.join().unwrap_or_else(|_| {
-                Err(RealizeError::PrepareFailed {
-                    plugins: d.plugins.join(", "),
-                    reason: "preparing it panicked".into(),
-                })
-            });
-            (uploaded, prepared)
-        });
+        let (uploaded, prepared) = alongside(
+            || self.ready(d, venv),
+            || self.push(d, &meta),
+            || prepare_panicked(d),
+        );
         uploaded?;
         *pushed = true;
         prepared?;
@@ -1105,12 +1099,12 @@ impl<'p> Realizer<'p> {
                     self.pex.version()
                 ));
                 let venv = self.local.temp_path(&format!("{}.venv", d.key));
-                let result = std::thread::scope(|scope| {
-                    // pex (provisioned once per machine) is needed only to
-                    // pack: it is provisioned while uv installs.
-                    let provisioning = scope.spawn(|| self.pex_ready(&d.python, Some(&uv)));
-                    let installed = self
-                        .step(
+                // pex (provisioned once per machine) is needed only to pack:
+                // it is provisioned while uv installs.
+                let (installed, provisioned) = alongside(
+                    || self.pex_ready(&d.python, Some(&uv)),
+                    || {
+                        self.step(
                             d,
                             "uv venv",
                             uv::venv(&uv, &self.cache_dir, &d.python, &venv),
@@ -1129,17 +1123,15 @@ impl<'p> Realizer<'p> {
                                 &log_path,
                                 &redactor,
                             )
-                        });
-                    let provisioned = provisioning.join().unwrap_or_else(|_| {
-                        Err(RealizeError::ToolProvision {
-                            tool: "pex".into(),
-                            message: "provisioning it panicked".into(),
-                            log: None,
                         })
-                    });
-                    installed.and(provisioned)
-                })
-                .and_then(|()| {
+                    },
+                    || RealizeError::ToolProvision {
+                        tool: "pex".into(),
+                        message: "provisioning it panicked".into(),
+                        log: None,
+                    },
+                );
+                let result = installed.and(provisioned).and_then(|()| {
                     let pack = || {
                         self.step(
                             d,
@@ -1154,21 +1146,15 @@ impl<'p> Realizer<'p> {
                     if !keep_venv {
                         return pack();
                     }
-                    let (packed, compiled) = std::thread::scope(|scope| {
-                        let compiling = scope.spawn(|| {
+                    let (packed, compiled) = alongside(
+                        || {
                             let mut cmd = Command::new(venv.join("bin").join("python"));
                             cmd.arg("-I");
                             self.compile(d, cmd).map(|_| ())
-                        });
-                        let packed = pack();
-                        let compiled = compiling.join().unwrap_or_else(|_| {
-                            Err(RealizeError::PrepareFailed {
-                                plugins: d.plugins.join(", "),
-                                reason: "preparing it panicked".into(),
-                            })
-                        });
-                        (packed, compiled)
-                    });
+                        },
+                        pack,
+                        || prepare_panicked(d),
+                    );
                     packed.and(compiled)
                 });
                 if result.is_ok() && keep_venv {
@@ -1265,11 +1251,8 @@ impl<'p> Realizer<'p> {
             });
         };
         let link = self.local.temp_path(&format!("{}.venv-link", d.key));
-        let linked = std::fs::create_dir_all(self.local.tmp_dir())
-            .and_then(|()| std::os::unix::fs::symlink(prefix, &link));
-        if let Err(e) = linked {
-            return Err(StoreError::io("cannot create", &link)(e).into());
-        }
+        std::os::unix::fs::symlink(prefix, &link)
+            .map_err(StoreError::io("cannot create", &link))?;
         self.local.install_venv(&d.key, &link).inspect_err(|_| {
             let _ = std::fs::remove_file(&link);
         })?;
@@ -1444,12 +1427,6 @@ impl<'p> Realizer<'p> {
         Ok(cmd)
     }
 
-    /// Whether `key`'s venv is there with its interpreter.
-    fn venv_usable(&self, key: &Key) -> bool {
-        let venv = self.local.venv_path(key);
-        venv.join("bin").join("python").exists() && venv.join("pyvenv.cfg").is_file()
-    }
-
     /// How a realized plugin starts: its venv's interpreter in isolated
     /// mode (`-I`, as the scripts of a pex venv start) on the entry point
     /// (`-sE` for the interpreter itself),
@@ -1466,32 +1443,30 @@ impl<'p> Realizer<'p> {
         } else {
             Some(eval::entry(self.project, plugin)?)
         };
-        let venv = self.local.venv_path(&d.key);
-        let python = venv.join("bin").join("python");
-        let usable = self.venv_usable(&d.key);
-        let mut cmd = Command::new(&python);
-        match &entry {
-            _ if !usable => {}
-            // As `PEX_INTERPRETER`: hermetic (`-sE`), but a script's own
-            // directory (or the current one) heads sys.path, as in Python.
-            None => {
-                cmd.arg("-sE");
-                return Ok(cmd);
-            }
-            Some(Entry::Script(s)) => {
-                let script = venv.join("bin").join(s);
-                if script.is_file() {
-                    cmd.arg("-I").arg(script);
+        if let Some(venv) = self.local.venv(&d.key) {
+            let mut cmd = Command::new(venv.join("bin").join("python"));
+            match &entry {
+                // As `PEX_INTERPRETER`: hermetic (`-sE`), but a script's own
+                // directory (or the current one) heads sys.path, as in Python.
+                None => {
+                    cmd.arg("-sE");
                     return Ok(cmd);
                 }
-            }
-            Some(Entry::Module(m)) => {
-                cmd.arg("-I");
-                match m.split_once(':') {
-                    Some((module, function)) => cmd.args(["-c", CALL_ENTRY, module, function]),
-                    None => cmd.args(["-m", m]),
-                };
-                return Ok(cmd);
+                Some(Entry::Script(s)) => {
+                    let script = venv.join("bin").join(s);
+                    if script.is_file() {
+                        cmd.arg("-I").arg(script);
+                        return Ok(cmd);
+                    }
+                }
+                Some(Entry::Module(m)) => {
+                    cmd.arg("-I");
+                    match m.split_once(':') {
+                        Some((module, function)) => cmd.args(["-c", CALL_ENTRY, module, function]),
+                        None => cmd.args(["-m", m]),
+                    };
+                    return Ok(cmd);
+                }
             }
         }
         let mut cmd = Command::new(&d.python);
@@ -1502,6 +1477,27 @@ impl<'p> Realizer<'p> {
             Some(Entry::Module(m)) => cmd.env("PEX_MODULE", m),
         };
         Ok(cmd)
+    }
+}
+
+/// Runs `background` on a thread of its own while `foreground` runs here;
+/// both results, a panic of `background` being `panicked()`.
+fn alongside<A: Send, B>(
+    background: impl FnOnce() -> Result<A, RealizeError> + Send,
+    foreground: impl FnOnce() -> B,
+    panicked: impl FnOnce() -> RealizeError,
+) -> (B, Result<A, RealizeError>) {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(background);
+        let done = foreground();
+        (done, handle.join().unwrap_or_else(|_| Err(panicked())))
+    })
+}
+
+fn prepare_panicked(d: &PluginDerivation) -> RealizeError {
+    RealizeError::PrepareFailed {
+        plugins: d.plugins.join(", "),
+        reason: "preparing it panicked".into(),
     }
 }
 

@@ -214,6 +214,14 @@ impl LocalStore {
         self.dir.join("venvs").join(key.as_str())
     }
 
+    /// `key`'s venv, if it is there with its interpreter (one upgraded in
+    /// place leaves it without).
+    pub fn venv(&self, key: &Key) -> Option<PathBuf> {
+        let venv = self.venv_path(key);
+        (venv.join("bin").join("python").exists() && venv.join("pyvenv.cfg").is_file())
+            .then_some(venv)
+    }
+
     /// Puts `from` (a venv directory, or a link to one, inside the store's
     /// `tmp/`) in place as `key`'s venv, replacing any there.
     pub fn install_venv(&self, key: &Key, from: &Path) -> Result<(), StoreError> {
@@ -236,7 +244,6 @@ impl LocalStore {
             return std::fs::remove_file(&path).map_err(StoreError::io("cannot remove", &path));
         }
         let aside = self.temp_path(&format!("{}.old-venv", key.as_str()));
-        std::fs::create_dir_all(self.tmp_dir()).map_err(StoreError::io("cannot create", &aside))?;
         std::fs::rename(&path, &aside).map_err(StoreError::io("cannot remove", &path))?;
         std::fs::remove_dir_all(&aside).map_err(StoreError::io("cannot remove", &aside))
     }
