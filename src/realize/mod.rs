@@ -984,21 +984,30 @@ impl<'p> Realizer<'p> {
         &self,
         d: &PluginDerivation,
         name: &str,
-        mut cmd: Command,
+        cmd: Command,
         stdin: Option<Vec<u8>>,
         log: &Arc<Mutex<std::fs::File>>,
         log_path: &Path,
         redactor: &crate::config::Redactor,
     ) -> Result<(), RealizeError> {
-        {
-            use std::io::Write;
-            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(f, "alto: running {name}");
-        }
+        log_line(log, &format!("running {name}"));
+        let started = std::time::Instant::now();
+        let step = self.start_step(cmd, stdin.is_some(), log, redactor)?;
+        self.finish_step(d, name, step, started, stdin, log, log_path, redactor)
+    }
+
+    /// Starts a step's process, its output going to the log.
+    fn start_step(
+        &self,
+        mut cmd: Command,
+        piped_stdin: bool,
+        log: &Arc<Mutex<std::fs::File>>,
+        redactor: &crate::config::Redactor,
+    ) -> Result<Step, RealizeError> {
         cmd.env("PEX_ROOT", self.pex_root())
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
             .current_dir(&self.project.root)
-            .stdin(if stdin.is_some() {
+            .stdin(if piped_stdin {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -1006,40 +1015,71 @@ impl<'p> Realizer<'p> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let program = PathBuf::from(cmd.get_program());
-        let started = std::time::Instant::now();
-        let spawned = crate::interrupt::Process::spawn(&mut cmd).and_then(|mut p| {
-            let pumps = [
-                p.child().stdout.take().map(|o| pump_log(o, log, redactor)),
-                p.child().stderr.take().map(|e| pump_log(e, log, redactor)),
-            ];
-            if let (Some(args), Some(mut input)) = (&stdin, p.child().stdin.take()) {
+        let mut process = crate::interrupt::Process::spawn(&mut cmd)
+            .map_err(|source| RealizeError::Spawn { program, source })?;
+        let pumps = [
+            process
+                .child()
+                .stdout
+                .take()
+                .map(|o| pump_log(o, log, redactor)),
+            process
+                .child()
+                .stderr
+                .take()
+                .map(|e| pump_log(e, log, redactor)),
+        ];
+        Ok(Step {
+            process,
+            pumps,
+            program: PathBuf::from(cmd.get_program()),
+        })
+    }
+
+    /// Hands a started step its stdin, if any, and waits for it.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_step(
+        &self,
+        d: &PluginDerivation,
+        name: &str,
+        step: Step,
+        started: std::time::Instant,
+        stdin: Option<Vec<u8>>,
+        log: &Arc<Mutex<std::fs::File>>,
+        log_path: &Path,
+        redactor: &crate::config::Redactor,
+    ) -> Result<(), RealizeError> {
+        let Step {
+            mut process,
+            pumps,
+            program,
+        } = step;
+        let waited = (|| {
+            if let (Some(args), Some(mut input)) = (&stdin, process.child().stdin.take()) {
                 // pex reads its arguments from this pipe, then sees it closed.
                 let written = std::io::Write::write_all(&mut input, args);
                 drop(input);
                 if let Err(e) = written {
-                    p.terminate();
-                    let _ = p.wait();
+                    process.terminate();
+                    let _ = process.wait();
                     return Err(e);
                 }
             }
-            let status = p.wait();
-            // Whatever is left of the step's process group goes, so the pipes close.
-            drop(p);
-            for pump in pumps.into_iter().flatten() {
-                let _ = pump.join();
-            }
-            status
-        });
-        let status = spawned.map_err(|source| RealizeError::Spawn { program, source })?;
-        {
-            use std::io::Write;
-            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(
-                f,
-                "alto: {name} ended after {:.2} s",
-                started.elapsed().as_secs_f64()
-            );
+            process.wait()
+        })();
+        // Whatever is left of the step's process group goes, so the pipes close.
+        drop(process);
+        for pump in pumps.into_iter().flatten() {
+            let _ = pump.join();
         }
+        let status = waited.map_err(|source| RealizeError::Spawn { program, source })?;
+        log_line(
+            log,
+            &format!(
+                "{name} ended after {:.2} s",
+                started.elapsed().as_secs_f64()
+            ),
+        );
         if let Some(signal) = crate::interrupt::signal() {
             return Err(RealizeError::Interrupted {
                 what: format!("building {}", d.plugins.join(", ")),
@@ -1084,11 +1124,7 @@ impl<'p> Realizer<'p> {
         let (log_path, log) = self.attempt_log(d)?;
         let log = Arc::new(Mutex::new(log));
         let redactor = crate::config::Redactor::new(secret_fragments(&d.build.secrets));
-        let say = |line: &str| {
-            use std::io::Write;
-            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(f, "alto: {line}");
-        };
+        let say = |line: &str| log_line(&log, line);
         let mut kept = None;
         let built = match &d.build.resolve {
             Resolve::Uv(input) => {
@@ -1099,10 +1135,11 @@ impl<'p> Realizer<'p> {
                     self.pex.version()
                 ));
                 let venv = self.local.temp_path(&format!("{}.venv", d.key));
-                // pex (provisioned once per machine) is needed only to pack:
-                // it is provisioned while uv installs.
-                let (installed, provisioned) = alongside(
-                    || self.pex_ready(&d.python, Some(&uv)),
+                // While uv installs, pex is provisioned (once per machine)
+                // and started (see `pex::prestarted`). Started here, not on
+                // uv's thread: a step's process is killed when the thread
+                // that started it ends (PR_SET_PDEATHSIG).
+                let (pex_started, installed) = alongside(
                     || {
                         self.step(
                             d,
@@ -1112,36 +1149,62 @@ impl<'p> Realizer<'p> {
                             &log,
                             &log_path,
                             &redactor,
-                        )
-                        .and_then(|()| {
-                            self.step(
-                                d,
-                                "uv pip install",
-                                uv::install(&uv, &self.cache_dir, &venv, input),
-                                None,
-                                &log,
-                                &log_path,
-                                &redactor,
-                            )
-                        })
-                    },
-                    || RealizeError::ToolProvision {
-                        tool: "pex".into(),
-                        message: "provisioning it panicked".into(),
-                        log: None,
-                    },
-                );
-                let result = installed.and(provisioned).and_then(|()| {
-                    let pack = || {
+                        )?;
                         self.step(
                             d,
-                            "pex",
-                            pex::pack(&self.pex, &d.python, &venv, out),
+                            "uv pip install",
+                            uv::install(&uv, &self.cache_dir, &venv, input),
                             None,
                             &log,
                             &log_path,
                             &redactor,
                         )
+                    },
+                    || {
+                        self.pex_ready(&d.python, Some(&uv))?;
+                        pex::prestarted(&self.pex, &d.python, &venv, out)
+                            .map(|(cmd, args)| {
+                                Ok((self.start_step(cmd, true, &log, &redactor)?, args))
+                            })
+                            .transpose()
+                    },
+                    || RealizeError::BuildFailed {
+                        plugins: d.plugins.join(", "),
+                        step: "uv pip install".into(),
+                        status: "a panic".into(),
+                        log: log_path.clone(),
+                        reason: "installing it panicked".into(),
+                    },
+                );
+                // A pex started ahead that is not given its arguments (uv
+                // failed) is killed as it is dropped.
+                let result = installed.and(pex_started).and_then(|started| {
+                    let pack = || {
+                        log_line(&log, "running pex");
+                        let begun = std::time::Instant::now();
+                        match started {
+                            Some((step, args)) => self.finish_step(
+                                d,
+                                "pex",
+                                step,
+                                begun,
+                                Some(args),
+                                &log,
+                                &log_path,
+                                &redactor,
+                            ),
+                            None => {
+                                let step = self.start_step(
+                                    pex::pack(&self.pex, &d.python, &venv, out),
+                                    false,
+                                    &log,
+                                    &redactor,
+                                )?;
+                                self.finish_step(
+                                    d, "pex", step, begun, None, &log, &log_path, &redactor,
+                                )
+                            }
+                        }
                     };
                     if !keep_venv {
                         return pack();
@@ -1478,6 +1541,20 @@ impl<'p> Realizer<'p> {
         };
         Ok(cmd)
     }
+}
+
+/// A step's process, started, its output being copied to the log.
+struct Step {
+    process: crate::interrupt::Process,
+    pumps: [Option<std::thread::JoinHandle<()>>; 2],
+    program: PathBuf,
+}
+
+/// A line of alto's own in a build log.
+fn log_line(log: &Mutex<std::fs::File>, line: &str) {
+    use std::io::Write;
+    let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(f, "alto: {line}");
 }
 
 /// Runs `background` on a thread of its own while `foreground` runs here;

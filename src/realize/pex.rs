@@ -16,9 +16,9 @@ pub const PEX_VERSION: &str = "2.105.2";
 /// `--venv`: the PEX installs itself into a venv (alto has it do so as part
 /// of realizing it) and starts fast from then on. `--no-compress`: packing
 /// without deflate is what most of pex's time went to (tap-postgres: 4.2 s
-/// against 6.8 s); the remote store carries the PEX zstd-compressed, smaller
-/// than deflate made it (21 MB against 23 MB), and the local store keeps it
-/// as it runs.
+/// against 6.8 s); the remote store carries the PEX zstd-compressed, about
+/// as small as deflate made it (23.5 MB against 23 MB), and the local store
+/// keeps it as it runs.
 pub const PEX_FLAGS: [&str; 3] = ["--venv", "--no-emit-warnings", "--no-compress"];
 
 /// Not a content flag (the PEX is the same byte for byte): pex also
@@ -36,6 +36,17 @@ pub const VENV_FLAGS: [&str; 1] = ["--venv-repository"];
 /// have), the last to run on Python 3.8; not pex's vendored pip 20.3.4 and
 /// its legacy resolver. On an older interpreter pex falls back to that one.
 pub const PIP_FLAGS: [&str; 2] = ["--pip-version", "25.0.1"];
+
+/// `python` with the provisioned pex in `lib` importable. pex's own byte
+/// code is cached in its tools directory (compiled there when provisioned,
+/// for other interpreters on first use), whatever the environment says:
+/// compiling pex at every start was about 0.5 s of each build.
+fn python_with(lib: &Path, python: &Path) -> Command {
+    let mut c = Command::new(python);
+    c.env("PYTHONPATH", lib)
+        .env_remove("PYTHONDONTWRITEBYTECODE");
+    c
+}
 
 /// A usable pex.
 #[derive(Clone, Debug)]
@@ -81,14 +92,8 @@ impl PexTool {
     pub fn command(&self, python: &Path) -> Command {
         match self {
             PexTool::Provisioned { lib } => {
-                let mut c = Command::new(python);
-                // pex's own byte code is cached in its tools directory
-                // (compiled there when provisioned, for other interpreters
-                // on first use), whatever the environment says: compiling
-                // pex at every start was about 0.5 s of each build.
-                c.env("PYTHONPATH", lib)
-                    .env_remove("PYTHONDONTWRITEBYTECODE")
-                    .args(["-m", "pex"]);
+                let mut c = python_with(lib, python);
+                c.args(["-m", "pex"]);
                 c
             }
             PexTool::Executable { path, .. } => Command::new(path),
@@ -154,6 +159,52 @@ pub fn pack(tool: &PexTool, python: &Path, venv: &Path, out: &Path) -> Command {
         .arg(out)
         .args(PEX_FLAGS);
     cmd
+}
+
+/// pex started ahead of packing, then given its arguments: pex's own start
+/// (importing itself, 0.4 s, and identifying the interpreter, 0.5 s the
+/// first time in a pex root) happens while uv installs, off the build's
+/// path. It runs pex's own command line, `pex.bin.pex.main`, as `python -m
+/// pex` does: the PEX is the same byte for byte. Given nothing (stdin
+/// closed empty) it ends.
+const PRESTART: &str = r#"
+import json, sys
+from pex.bin import pex
+try:
+    from pex.interpreter import PythonInterpreter
+    PythonInterpreter.get()
+except Exception:
+    pass  # only a head start: packing identifies it again and says why
+args = sys.stdin.read()
+if args:
+    pex.main(json.loads(args))
+"#;
+
+/// The provisioned pex started ahead of packing the venv uv installs at
+/// `venv` into `out` (see [`PRESTART`]), and the arguments to hand it on
+/// stdin once the venv is installed: those of [`pack`]. `None` for a pex
+/// the `pex` setting names (alto cannot start it half way) or a path that
+/// is not UTF-8 (the arguments go as JSON): then [`pack`] runs.
+pub fn prestarted(
+    tool: &PexTool,
+    python: &Path,
+    venv: &Path,
+    out: &Path,
+) -> Option<(Command, Vec<u8>)> {
+    let PexTool::Provisioned { lib } = tool else {
+        return None;
+    };
+    let mut args = vec![
+        "--venv-repository".to_string(),
+        venv.to_str()?.to_string(),
+        "-o".to_string(),
+        out.to_str()?.to_string(),
+    ];
+    args.extend(PEX_FLAGS.iter().map(|f| f.to_string()));
+    let input = serde_json::to_vec(&args).ok()?;
+    let mut cmd = python_with(lib, python);
+    cmd.args(["-c", PRESTART]);
+    Some((cmd, input))
 }
 
 /// Whether a built PEX holds any of `secrets`: the first place found (an
@@ -393,6 +444,42 @@ mod tests {
             String::from_utf8(stdin.unwrap()).unwrap(),
             "--index-url\nhttps://u:tok3n@h/simple\ntap-x==1\n--pip-version\n25.0.1\n-o\n/store/tmp/x.pex\n--venv\n--no-emit-warnings\n--no-compress\n--seed=args\n--python\n/usr/bin/python3\n"
         );
+    }
+
+    #[test]
+    fn pex_started_ahead_is_given_what_pack_would_run() {
+        let tool = PexTool::Provisioned {
+            lib: PathBuf::from("/lib/pex"),
+        };
+        let (python, venv, out) = (
+            Path::new("/usr/bin/python3"),
+            Path::new("/store/tmp/k.venv"),
+            Path::new("/store/tmp/k.pex"),
+        );
+        let (cmd, input) = prestarted(&tool, python, venv, out).unwrap();
+        let given: Vec<String> = serde_json::from_slice(&input).unwrap();
+        let packed = pack(&tool, python, venv, out);
+        let packed: Vec<String> = packed
+            .get_args()
+            .skip(2) // -m pex
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(given, packed);
+        assert_eq!(cmd.get_program(), python);
+        let env: Vec<_> = cmd.get_envs().collect();
+        assert!(env.contains(&(
+            std::ffi::OsStr::new("PYTHONPATH"),
+            Some(std::ffi::OsStr::new("/lib/pex"))
+        )));
+        // A pex alto did not provision runs whole; so does a path JSON cannot carry.
+        let named = PexTool::Executable {
+            path: PathBuf::from("/usr/bin/pex"),
+            version: "2.1.0".into(),
+        };
+        assert!(prestarted(&named, python, venv, out).is_none());
+        use std::os::unix::ffi::OsStrExt;
+        let odd = Path::new(std::ffi::OsStr::from_bytes(b"/store/\xff/k.venv"));
+        assert!(prestarted(&tool, python, odd, out).is_none());
     }
 
     #[test]

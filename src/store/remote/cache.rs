@@ -143,9 +143,11 @@ impl Encoding {
     }
 }
 
-/// zstd's level for a PEX: measured on tap-postgres's 75 MB uncompressed
-/// PEX, 21 MB in 0.7 s (pex's own deflate: 23 MB, 2.5 s more packing).
-const ZSTD_LEVEL: i32 = 3;
+/// zstd's level for a PEX, measured on tap-postgres's 75 MB uncompressed
+/// PEX: level 1 makes 23.5 MB in 0.55 s, level 3 21.3 MB in 0.9 s (pex's
+/// own deflate: 23 MB, 2.5 s more packing). A cold build is short of CPU;
+/// 2 MB more to move is not what it waits for.
+const ZSTD_LEVEL: i32 = 1;
 
 /// `.store/v1/data/<content name>`.
 fn data_rel(content: &str) -> String {
