@@ -52,6 +52,17 @@ fn run_ok(c: &mut Command) -> Duration {
     start.elapsed()
 }
 
+/// CPU time (user + system) of every child this process has reaped so far,
+/// theirs included: what a run took of the machine, which its load moves
+/// less than wall time.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// Puts a random object of `size` bytes into `remote` as the output of the
 /// project's `big` plugin, so a build on an empty cache substitutes it.
 fn seed_big(
@@ -180,6 +191,8 @@ fn versus_meltano(root: &Path, python: &str) {
     let mut alto = Vec::new();
     let mut alto_tools = Vec::new();
     let mut melt = Vec::new();
+    let mut alto_cpu = Vec::new();
+    let mut melt_cpu = Vec::new();
     let mut floor = Vec::new();
     let meltano = meltano(root);
     let tools = tempfile::tempdir().unwrap();
@@ -214,7 +227,9 @@ fn versus_meltano(root: &Path, python: &str) {
             .env_remove("ALTO_CACHE_DIR")
             .env_remove("XDG_CACHE_HOME")
             .args(["-q", "build"]);
+        let cpu = children_cpu();
         alto_tools.push(run_ok(&mut c));
+        alto_cpu.push(children_cpu() - cpu);
         if let Some(meltano) = &meltano {
             let w = fresh();
             let project = w.join("project");
@@ -229,7 +244,9 @@ fn versus_meltano(root: &Path, python: &str) {
                 .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
                 .env_remove("XDG_CACHE_HOME")
                 .args(["install"]);
+            let cpu = children_cpu();
             melt.push(run_ok(&mut c));
+            melt_cpu.push(children_cpu() - cpu);
         }
         // The floor: uv (the one alto provisioned) into two venvs, its cache empty.
         let w = fresh();
@@ -284,6 +301,13 @@ fn versus_meltano(root: &Path, python: &str) {
                 "  alto / Meltano: {:.2}x from nothing, {:.2}x with tools provisioned (goal: at most 1.0x, never above 1.5x)",
                 median(alto).as_secs_f64() / m.as_secs_f64(),
                 median(alto_tools).as_secs_f64() / m.as_secs_f64()
+            );
+            let (a, m) = (median(alto_cpu.clone()), median(melt_cpu.clone()));
+            println!(
+                "  CPU (user + system, medians): alto build {:.1} s, meltano install {:.1} s ({:.2}x): on 2 cores a build short of CPU takes at least half its CPU time",
+                a.as_secs_f64(),
+                m.as_secs_f64(),
+                a.as_secs_f64() / m.as_secs_f64()
             );
         }
         None => println!(
