@@ -354,6 +354,7 @@ pub fn ensure(
             version: PEX_VERSION,
             marker: "pex",
             verify: &verify,
+            fetch: None,
         },
         python,
         lib,

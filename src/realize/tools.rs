@@ -16,8 +16,14 @@ pub struct Pinned<'a> {
     /// A path inside its directory that exists once it is installed.
     pub marker: &'a str,
     /// Checks a fresh install before it is moved into place (`Err`: why not).
-    pub verify: &'a dyn Fn(&Path) -> Result<(), String>,
+    pub verify: &'a Step<'a>,
+    /// A quicker install tried first, into the directory given; when it
+    /// fails (`Err`: why), pip installs the tool as usual.
+    pub fetch: Option<&'a Step<'a>>,
 }
+
+/// Something done to a tool's directory: `Err` says why it failed.
+pub type Step<'a> = dyn Fn(&Path) -> Result<(), String> + 'a;
 
 fn error(tool: &Pinned, message: String, log: Option<String>) -> RealizeError {
     RealizeError::ToolProvision {
@@ -58,6 +64,15 @@ pub fn ensure(
         tool.name,
         tool.version
     );
+    if let (Some(fetch), None) = (tool.fetch, uv) {
+        match fetch(&tmp).and_then(|()| (tool.verify)(&tmp)) {
+            Ok(()) => return place(tool, &tmp, dir),
+            Err(why) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                tracing::debug!("{} {}: {why}; pip installs it", tool.name, tool.version);
+            }
+        }
+    }
     let mut cmd = match uv {
         Some((uv, cache_dir)) => {
             let mut c = super::uv::command(uv, cache_dir);
@@ -127,15 +142,20 @@ pub fn ensure(
             None,
         ));
     }
-    match std::fs::rename(&tmp, dir) {
+    place(tool, &tmp, dir)
+}
+
+/// Moves a verified install from `tmp` to `dir`.
+fn place(tool: &Pinned, tmp: &Path, dir: &Path) -> Result<(), RealizeError> {
+    match std::fs::rename(tmp, dir) {
         Ok(()) => Ok(()),
         // Another process provisioned it meanwhile.
         Err(_) if dir.join(tool.marker).exists() => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = std::fs::remove_dir_all(tmp);
             Ok(())
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = std::fs::remove_dir_all(tmp);
             Err(error(
                 tool,
                 format!("cannot move {} into {}: {e}", tool.name, dir.display()),

@@ -50,12 +50,98 @@ pub fn ensure(python: &Path, cache_dir: &Path) -> Result<PathBuf, RealizeError> 
             version: UV_VERSION,
             marker: "bin/uv",
             verify: &verify,
+            fetch: Some(&|tmp: &Path| fetch(python, tmp)),
         },
         python,
         &dir,
         None,
     )?;
     Ok(binary(&dir))
+}
+
+/// Fetches uv's wheel for `python`'s platform from the index pip is set to
+/// use, checks its sha256 against the index's, and puts its executables in
+/// `DEST/bin`: 0.6 s where `pip install uv` took 3.9 s, weighing every one
+/// of the 6 025 files of uv's index page. Python's own HTTP client, so
+/// pip's certificate setting and the proxy variables hold as for pip; a
+/// setting it does not follow (several indexes, a proxy or a client
+/// certificate in pip's configuration), an index without PEP 691's JSON
+/// pages, or no fitting wheel, and pip installs uv instead.
+const FETCH_WHEEL: &str = r#"
+import hashlib, io, json, os, shutil, ssl, sys, urllib.parse, urllib.request, zipfile
+name, version, dest = sys.argv[1:4]
+from pip._internal.configuration import Configuration
+from pip._vendor.packaging.tags import sys_tags
+from pip._vendor.packaging.utils import parse_wheel_filename
+conf = Configuration(isolated=False)
+conf.load()
+items = dict(conf.items())
+def setting(key):
+    for section in (":env:", "install", "global"):
+        if items.get(section + "." + key):
+            return items[section + "." + key]
+for key in ("extra-index-url", "no-index", "proxy", "client-cert", "trusted-host"):
+    if setting(key):
+        sys.exit("pip is set up with " + key)
+index = setting("index-url") or "https://pypi.org/simple"
+context = ssl.create_default_context(cafile=setting("cert"))
+page_url = index.rstrip("/") + "/" + name + "/"
+request = urllib.request.Request(page_url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+with urllib.request.urlopen(request, timeout=15, context=context) as r:
+    if "json" not in r.headers.get("Content-Type", ""):
+        sys.exit("the index gave no JSON page")
+    page = json.load(r)
+    base = r.geturl()
+files = {}
+prefix = "%s-%s-" % (name.replace("-", "_"), version)
+for f in page.get("files", []):
+    if not (f["filename"].startswith(prefix) and f["filename"].endswith(".whl")) or f.get("yanked"):
+        continue
+    try:
+        _, v, _, tags = parse_wheel_filename(f["filename"])
+    except Exception:
+        continue
+    if str(v) == version:
+        for tag in tags:
+            files.setdefault(tag, f)
+chosen = next((files[t] for t in sys_tags() if t in files), None)
+if chosen is None:
+    sys.exit("no wheel of %s %s fits this interpreter" % (name, version))
+digest = chosen.get("hashes", {}).get("sha256")
+if not digest:
+    sys.exit("the index gave no sha256")
+with urllib.request.urlopen(urllib.parse.urljoin(base, chosen["url"]), timeout=120, context=context) as r:
+    data = r.read()
+if hashlib.sha256(data).hexdigest() != digest:
+    sys.exit("%s does not have the sha256 the index gave" % chosen["filename"])
+scripts = "%s-%s.data/scripts/" % (name, version)
+os.makedirs(os.path.join(dest, "bin"))
+with zipfile.ZipFile(io.BytesIO(data)) as z:
+    for info in z.infolist():
+        if info.filename.startswith(scripts) and not info.filename.endswith("/"):
+            out = os.path.join(dest, "bin", os.path.basename(info.filename))
+            with z.open(info) as src, open(out, "wb") as o:
+                shutil.copyfileobj(src, o)
+            os.chmod(out, 0o755)
+"#;
+
+/// Runs [`FETCH_WHEEL`] for the pinned uv into `dest`.
+fn fetch(python: &Path, dest: &Path) -> Result<(), String> {
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", FETCH_WHEEL, "uv", UV_VERSION])
+        .arg(dest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let out = crate::interrupt::Process::spawn(&mut cmd)
+        .and_then(|mut p| p.wait_with_output())
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if out.status.success() {
+        tracing::debug!("uv {UV_VERSION}: its wheel fetched from the index, sha256 checked");
+        Ok(())
+    } else {
+        Err(super::tail(&String::from_utf8_lossy(&out.stderr), 3))
+    }
 }
 
 /// A uv command with a fixed environment: its cache, no user or project
