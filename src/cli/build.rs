@@ -218,8 +218,9 @@ fn build_one(
         print_json(&summary);
     } else if g.printer().verbose() {
         eprintln!(
-            "{} plugins: {} present, {} substituted, {} built, {} failed ({seconds:.2}s)",
+            "{} plugin{}: {} present, {} substituted, {} built, {} failed ({seconds:.2}s)",
             outcomes.len(),
+            if outcomes.len() == 1 { "" } else { "s" },
             count(Status::Local),
             count(Status::Substituted),
             count(Status::Built),
