@@ -117,7 +117,8 @@ pub fn collect_local(
             continue;
         }
         let meta = local.meta(&key).ok().flatten();
-        let size = files.get(key.as_str()).map(|m| m.len()).unwrap_or(0);
+        // The object and the venv it runs from, which goes with it.
+        let size = files.get(key.as_str()).map(|m| m.len()).unwrap_or(0) + local.venv_size(&key);
         if !opts.dry_run {
             local.remove(&key)?;
         }

@@ -222,6 +222,31 @@ impl LocalStore {
             .then_some(venv)
     }
 
+    /// The bytes removing `key`'s venv frees: its files no other link
+    /// holds. uv links most of a venv in from its cache, and a venv pex
+    /// made under its root is only linked to from the store.
+    pub fn venv_size(&self, key: &Key) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match std::fs::symlink_metadata(e.path()) {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) if m.is_file() && m.nlink() == 1 => m.len(),
+                    _ => 0,
+                })
+                .sum()
+        }
+        let venv = self.venv_path(key);
+        match std::fs::symlink_metadata(&venv) {
+            Ok(m) if m.is_dir() => walk(&venv),
+            _ => 0,
+        }
+    }
+
     /// Puts `from` (a venv directory, or a link to one, inside the store's
     /// `tmp/`) in place as `key`'s venv, replacing any there.
     pub fn install_venv(&self, key: &Key, from: &Path) -> Result<(), StoreError> {
@@ -458,13 +483,23 @@ mod tests {
         let venv = store.temp_path("venv");
         std::fs::create_dir_all(venv.join("bin")).unwrap();
         std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        std::fs::write(venv.join("bin/own"), [0u8; 100]).unwrap();
+        let cached = tempfile::tempdir().unwrap();
+        std::fs::write(cached.path().join("shared"), [0u8; 50]).unwrap();
+        std::fs::hard_link(cached.path().join("shared"), venv.join("bin/shared")).unwrap();
         store.install_venv(&key, &venv).unwrap();
         assert!(store.venv_path(&key).join("pyvenv.cfg").is_file());
+        // What removing it frees: its own files, not those uv's cache also holds.
+        assert_eq!(
+            store.venv_size(&key),
+            100 + "home = /usr/bin\n".len() as u64
+        );
         let elsewhere = tempfile::tempdir().unwrap();
         std::fs::write(elsewhere.path().join("pyvenv.cfg"), "").unwrap();
         let link = store.temp_path("link");
         std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
         store.install_venv(&key, &link).unwrap();
+        assert_eq!(store.venv_size(&key), 0);
         assert!(
             std::fs::symlink_metadata(store.venv_path(&key))
                 .unwrap()
