@@ -248,14 +248,33 @@ impl LocalStore {
     }
 
     /// Puts `from` (a venv directory, or a link to one, inside the store's
-    /// `tmp/`) in place as `key`'s venv, replacing any there.
+    /// `tmp/`) in place as `key`'s venv, replacing one that is not usable.
+    /// A usable one stays and `from` goes: another process built or
+    /// substituted the same key meanwhile, and a plugin may be running
+    /// from it.
     pub fn install_venv(&self, key: &Key, from: &Path) -> Result<(), StoreError> {
         let to = self.venv_path(key);
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(StoreError::io("cannot create", parent))?;
         }
+        let discard = || match std::fs::symlink_metadata(from) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(from),
+            _ => std::fs::remove_file(from),
+        };
+        if self.venv(key).is_some() {
+            let _ = discard();
+            return Ok(());
+        }
         self.remove_venv(key)?;
-        std::fs::rename(from, &to).map_err(StoreError::io("cannot move into the store", &to))
+        match std::fs::rename(from, &to) {
+            Ok(()) => Ok(()),
+            // Another process put its venv there between the two lines above.
+            Err(_) if self.venv(key).is_some() => {
+                let _ = discard();
+                Ok(())
+            }
+            Err(e) => Err(StoreError::io("cannot move into the store", &to)(e)),
+        }
     }
 
     /// Removes `key`'s venv: moved aside first, so no half-removed venv is
@@ -507,6 +526,22 @@ mod tests {
                 .is_symlink()
         );
         // Nothing of the old venv is left behind in tmp/.
+        assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+        // A usable venv stays (a plugin may run from it); the newcomer goes.
+        std::fs::create_dir_all(elsewhere.path().join("bin")).unwrap();
+        std::os::unix::fs::symlink("/bin/true", elsewhere.path().join("bin/python")).unwrap();
+        assert_eq!(store.venv(&key), Some(store.venv_path(&key)));
+        let late = store.temp_path("late-venv");
+        std::fs::create_dir_all(late.join("bin")).unwrap();
+        std::fs::write(late.join("pyvenv.cfg"), "").unwrap();
+        store.install_venv(&key, &late).unwrap();
+        assert!(
+            std::fs::symlink_metadata(store.venv_path(&key))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(!late.exists());
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
         // Removing the object removes the link, not what it points to.
         store.remove(&key).unwrap();
