@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 /// `sha256` for it; `honest: false` serves another sha256.
 const INDEX: &str = r##"
 import hashlib, http.server, io, json, sys, zipfile
-version, honest, port = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+version, honest = sys.argv[1], sys.argv[2] == "1"
 name = "uv-%s-py3-none-any.whl" % version
 buf = io.BytesIO()
 with zipfile.ZipFile(buf, "w") as z:
@@ -42,7 +42,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
 "##;
 
 struct Index {
@@ -58,26 +60,20 @@ impl Drop for Index {
 }
 
 fn index(honest: bool) -> Index {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
+    let mut child = Command::new("python3")
         .args(["-c", INDEX, alto::realize::uv::UV_VERSION])
         .arg(if honest { "1" } else { "0" })
-        .arg(port.to_string())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the index did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    // It prints its port once it listens.
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let port: u16 = port.trim().parse().expect("the index did not start");
     Index {
         child,
         url: format!("http://127.0.0.1:{port}/simple"),

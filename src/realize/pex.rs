@@ -2,7 +2,7 @@
 //! store's tools (through the interpreter's pip, from the package registry),
 //! or the executable the `pex` setting names.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -153,12 +153,20 @@ pub fn provision_pip(tool: &PexTool, python: &Path, out: &Path) -> Command {
 /// the interpreter the venv was made from).
 pub fn pack(tool: &PexTool, python: &Path, venv: &Path, out: &Path) -> Command {
     let mut cmd = tool.command(python);
-    cmd.arg("--venv-repository")
-        .arg(venv)
-        .arg("-o")
-        .arg(out)
-        .args(PEX_FLAGS);
+    cmd.args(pack_args(venv, out));
     cmd
+}
+
+/// pex's arguments for [`pack`], and for a pex [`prestarted`] to pack.
+fn pack_args<'a>(venv: &'a Path, out: &'a Path) -> impl Iterator<Item = &'a OsStr> {
+    [
+        OsStr::new("--venv-repository"),
+        venv.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ]
+    .into_iter()
+    .chain(PEX_FLAGS.iter().map(OsStr::new))
 }
 
 /// pex started ahead of packing, then given its arguments: pex's own start
@@ -194,14 +202,8 @@ pub fn prestarted(
     let PexTool::Provisioned { lib } = tool else {
         return None;
     };
-    let mut args = vec![
-        "--venv-repository".to_string(),
-        venv.to_str()?.to_string(),
-        "-o".to_string(),
-        out.to_str()?.to_string(),
-    ];
-    args.extend(PEX_FLAGS.iter().map(|f| f.to_string()));
-    let input = serde_json::to_vec(&args).ok()?;
+    let args: Option<Vec<&str>> = pack_args(venv, out).map(OsStr::to_str).collect();
+    let input = serde_json::to_vec(&args?).ok()?;
     let mut cmd = python_with(lib, python);
     cmd.args(["-c", PRESTART]);
     Some((cmd, input))

@@ -233,7 +233,8 @@ impl LocalStore {
             };
             entries
                 .flatten()
-                .map(|e| match std::fs::symlink_metadata(e.path()) {
+                // A DirEntry's metadata does not follow a link.
+                .map(|e| match e.metadata() {
                     Ok(m) if m.is_dir() => walk(&e.path()),
                     Ok(m) if m.is_file() && m.nlink() == 1 => m.len(),
                     _ => 0,
