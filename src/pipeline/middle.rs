@@ -183,17 +183,27 @@ pub fn run(
             match m.line(body) {
                 Fate::Pass => {}
                 fate => {
-                    pieces.push(Piece::Read(pending, pos));
+                    if pending < pos {
+                        pieces.push(Piece::Read(pending, pos));
+                    }
                     if let Fate::Rewritten = fate {
                         m.out.push(b'\n');
-                        pieces.push(Piece::Rewritten(before, m.out.len()));
+                        // Rewritten lines in a row are one slice: the
+                        // kernel copies each slice of a gathered write on
+                        // its own.
+                        match pieces.last_mut() {
+                            Some(Piece::Rewritten(_, e)) if *e == before => *e = m.out.len(),
+                            _ => pieces.push(Piece::Rewritten(before, m.out.len())),
+                        }
                     }
                     pending = end;
                 }
             }
             pos = end;
         }
-        pieces.push(Piece::Read(pending, pos));
+        if pending < pos {
+            pieces.push(Piece::Read(pending, pos));
+        }
         m.digests.fill(&mut m.out);
         // One allocation a read buffer: the slices borrow this buffer.
         let mut slices: Vec<IoSlice> = Vec::with_capacity(pieces.len());
@@ -327,6 +337,54 @@ mod tests {
         assert_eq!(lines[3], long);
         assert_eq!(lines[4], r#"{"type":"STATE","value":{"x":1}}"#);
         assert!(!lines[5].contains("last") && lines[5].ends_with("}}"));
+    }
+
+    /// How many slices each gathered write was given.
+    #[derive(Default)]
+    struct Gathered {
+        data: Vec<u8>,
+        slices: Vec<usize>,
+    }
+
+    impl std::io::Write for &mut Gathered {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice]) -> std::io::Result<usize> {
+            self.slices.push(bufs.len());
+            let mut n = 0;
+            for b in bufs {
+                self.data.extend_from_slice(b);
+                n += b.len();
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Rewritten lines in a row go on as one slice (the kernel copies each
+    /// slice on its own); a line that passes between them is its own.
+    #[test]
+    fn rewritten_lines_in_a_row_are_one_slice() {
+        let hashed = r#"{"type":"RECORD","stream":"users","record":{"email":"a"}}"#;
+        let state = r#"{"type":"STATE","value":{"n":1}}"#;
+        let input = format!("{hashed}\n{hashed}\n{hashed}\n{state}\n{hashed}\n{hashed}\n");
+        let hasher = StreamHasher::new(&["~users.email".into()]).unwrap();
+        let redactor = Redactor::default();
+        let report = Report {
+            tap: "tap-x",
+            redactor: &redactor,
+            log: None,
+        };
+        let mut out = Gathered::default();
+        run(input.as_bytes(), &mut out, hasher, report, 1 << 20).unwrap();
+        assert_eq!(out.slices, [3]);
+        let text = String::from_utf8(out.data).unwrap();
+        assert_eq!(text.lines().count(), 6);
+        assert_eq!(text.lines().nth(3), Some(state));
+        assert!(!text.contains(r#""email":"a""#));
     }
 
     /// A reader that hands out one chunk a read, as a slow tap's pipe does.

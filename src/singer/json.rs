@@ -89,8 +89,26 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips whitespace; the next byte, if any.
-    #[inline]
+    #[inline(always)]
     pub fn peek(&mut self) -> Option<u8> {
+        // Whitespace is at most a space: anything above it is the answer,
+        // the usual case, decided in one compare.
+        match self.bytes.get(self.pos) {
+            Some(&c) if c > b' ' => Some(c),
+            // One space, as in `"a": 1, "b": 2`.
+            Some(b' ') => match self.bytes.get(self.pos + 1) {
+                Some(&c) if c > b' ' => {
+                    self.pos += 1;
+                    Some(c)
+                }
+                _ => self.peek_past_whitespace(),
+            },
+            _ => self.peek_past_whitespace(),
+        }
+    }
+
+    #[inline(never)]
+    fn peek_past_whitespace(&mut self) -> Option<u8> {
         while let Some(&c) = self.bytes.get(self.pos) {
             if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
                 self.pos += 1;

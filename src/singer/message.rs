@@ -129,7 +129,14 @@ fn record_prefix(line: &[u8]) -> Option<(&str, usize)> {
     if !tail.trim_ascii_end().ends_with(b"}") {
         return None;
     }
-    let stream = std::str::from_utf8(&rest[..end]).ok()?;
+    let name = &rest[..end];
+    // Stream names are ASCII as a rule: checked inline, before a call.
+    let stream = if name.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        unsafe { std::str::from_utf8_unchecked(name) }
+    } else {
+        std::str::from_utf8(name).ok()?
+    };
     Some((stream, line.len() - tail.len()))
 }
 
@@ -699,12 +706,11 @@ impl StreamHasher {
     ) -> Result<Applied<'l>, NotSinger> {
         let (len, owed) = (out.len(), digests.owed.len());
         if let Some((stream, after)) = record_prefix(line) {
-            if self.affects(stream) {
+            let at = self.root(stream);
+            if self.roots[at].descend {
                 // One pass over the rest of the line, hashing on the way,
                 // unless a later `type` or `stream` key changes the head.
-                if let Some(rewritten) =
-                    self.record_after_head(line, stream, after, out, digests)?
-                {
+                if let Some(rewritten) = self.record_after_head(line, at, after, out, digests)? {
                     return Ok(Applied {
                         head: Head {
                             kind: Cow::Borrowed("RECORD"),
@@ -733,7 +739,8 @@ impl StreamHasher {
         let head = env.head()?;
         let rewritten = match (&*head.kind, &head.stream) {
             ("RECORD", Some(stream)) if self.affects(stream) => {
-                self.record(line, stream, &records, out, digests)?
+                let at = self.root(stream);
+                self.record(line, at, &records, out, digests)?
             }
             ("SCHEMA", Some(stream)) if self.affects(stream) => self.schema(line, stream, out)?,
             _ => false,
@@ -741,15 +748,15 @@ impl StreamHasher {
         Ok(Applied { head, rewritten })
     }
 
-    /// A walk that rewrites `line` onto `out`, and the stream's root node.
+    /// A walk that rewrites `line` onto `out`, and the stream's root node
+    /// (at `at` in `roots`).
     fn walk<'s, 'l, 'o>(
         &'s mut self,
-        stream: &str,
+        at: usize,
         line: &'l [u8],
         out: &'o mut Vec<u8>,
         digests: &'o mut Digests,
     ) -> (Walk<'s, 'l, 'o>, &'s mut Node) {
-        let at = self.root(stream);
         let StreamHasher {
             rules,
             roots,
@@ -777,12 +784,12 @@ impl StreamHasher {
     fn record_after_head(
         &mut self,
         line: &[u8],
-        stream: &str,
+        at: usize,
         after: usize,
         out: &mut Vec<u8>,
         digests: &mut Digests,
     ) -> Result<Option<bool>, NotSinger> {
-        let (mut walk, root) = self.walk(stream, line, out, digests);
+        let (mut walk, root) = self.walk(at, line, out, digests);
         let mut sc = Scanner {
             bytes: line,
             pos: after,
@@ -810,12 +817,12 @@ impl StreamHasher {
     fn record(
         &mut self,
         line: &[u8],
-        stream: &str,
+        at: usize,
         starts: &[usize],
         out: &mut Vec<u8>,
         digests: &mut Digests,
     ) -> Result<bool, NotSinger> {
-        let (mut walk, root) = self.walk(stream, line, out, digests);
+        let (mut walk, root) = self.walk(at, line, out, digests);
         for &start in starts {
             let mut sc = Scanner {
                 bytes: line,
