@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
 use yaml_rust2::Yaml;
+
+use super::kdl::MAX_DEPTH;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -348,9 +350,40 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         error: None,
     };
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, true) {
-        let offset = CharIndex::new(text).byte(e.marker().index());
-        return Err(SyntaxError::new(e.info(), offset, 1));
+    // The events one after another: yaml-rust2's `load` recurses once per
+    // level of nesting, and block nesting (`- - - ...`) has no limit of its
+    // own, so a hostile file could overflow the stack.
+    let mut depth = 0usize;
+    loop {
+        let (ev, mark) = match parser.next_token() {
+            Ok(next) => next,
+            Err(e) => {
+                let offset = CharIndex::new(text).byte(e.marker().index());
+                return Err(SyntaxError::new(e.info(), offset, 1));
+            }
+        };
+        match ev {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    let offset = CharIndex::new(text).byte(mark.index());
+                    return Err(SyntaxError::new(
+                        format!(
+                            "recursion limit exceeded: collections nest deeper than {MAX_DEPTH} levels"
+                        ),
+                        offset,
+                        1,
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        let end = ev == Event::StreamEnd;
+        builder.on_event(ev, mark);
+        if end {
+            break;
+        }
     }
     if let Some(err) = builder.error {
         return Err(err);
@@ -365,6 +398,18 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Nesting is bounded whatever its style: block sequences have no
+    /// limit in the scanner, and used to overflow the stack.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for text in ["- ".repeat(5000), "a:\n".to_string() + &"- ".repeat(5000)] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.message.contains("recursion limit"), "{err:?}");
+        }
+        let ok = "- ".repeat(MAX_DEPTH) + "1\n";
+        assert!(parse(&ok).is_ok());
+    }
 
     #[test]
     fn anchors_and_merge_keys() {
