@@ -358,7 +358,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         let (ev, mark) = match parser.next_token() {
             Ok(next) => next,
             Err(e) => {
-                let offset = CharIndex::new(text).byte(e.marker().index());
+                let offset = builder.chars.byte(e.marker().index());
                 return Err(SyntaxError::new(e.info(), offset, 1));
             }
         };
@@ -366,7 +366,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    let offset = CharIndex::new(text).byte(mark.index());
+                    let offset = builder.chars.byte(mark.index());
                     return Err(SyntaxError::new(
                         format!(
                             "recursion limit exceeded: collections nest deeper than {MAX_DEPTH} levels"
