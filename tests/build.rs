@@ -897,3 +897,77 @@ fn a_secret_in_pip_url_reaches_pex_and_nothing_else() {
             .ends_with(".meta.json")
     }));
 }
+
+/// alto writes each PEX itself, and writes the bytes pex makes of the same
+/// venv: a registry plugin (sdists uv built, console scripts) and a local
+/// one. A venv it does not reproduce (a file name with a comma, which
+/// RECORD quotes) is packed by pex, and its build log says why.
+#[test]
+fn alto_packs_each_venv_as_pex_does_byte_for_byte() {
+    let p = plugin_project(
+        "default:\n  project_name: packs\n  taps:\n    tap-fixture:\n      pip_url: ./plugins/tap-fixture\n  targets:\n    target-jsonl:\n      pip_url: target-jsonl==0.1.4\n  utilities:\n    utility-comma:\n      pip_url: ./plugins/utility-comma\n",
+    );
+    let m = Machine::new(true);
+    let built = p.json_on(&m, &["build"]);
+    assert_eq!(statuses(&built), vec!["built"; 3], "{built}");
+    let logs = p.path().join(".alto/logs/build");
+    let log_of = |plugin: &str| -> String {
+        std::fs::read_dir(&logs)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{plugin}-"))
+            })
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect()
+    };
+    let pex_lib = m
+        .cache
+        .path()
+        .join(format!("tools/pex-{}", alto::realize::pex::PEX_VERSION));
+    for (plugin, ours) in [
+        ("tap-fixture", true),
+        ("target-jsonl", true),
+        ("utility-comma", false),
+    ] {
+        let log = log_of(plugin);
+        if ours {
+            assert!(log.contains("alto packed the venv as pex"), "{log}");
+        } else {
+            assert!(
+                log.contains("RECORD has quoted rows") && log.contains("pex packs it"),
+                "{log}"
+            );
+        }
+        let key = p.json_on(&m, &["show", plugin])["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let venv = m.cache.path().join("store/v1/venvs").join(&key);
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("pex.pex");
+        let status = std::process::Command::new("python3")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", p.home.path())
+            .env("PYTHONPATH", &pex_lib)
+            .env("PEX_ROOT", work.path().join("pex-root"))
+            .args(["-m", "pex", "--venv-repository"])
+            .arg(&venv)
+            .arg("-o")
+            .arg(&out)
+            .args(["--venv", "--no-emit-warnings", "--no-compress"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let stored = std::fs::read(m.objects().join(&key)).unwrap();
+        assert!(
+            std::fs::read(&out).unwrap() == stored,
+            "{plugin}: alto's PEX differs from pex's"
+        );
+    }
+    let (code, out, err) = p.run_on(&m, &["invoke", "utility-comma"]);
+    assert_eq!((code, out.trim()), (0, "comma"), "{err}");
+}

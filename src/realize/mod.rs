@@ -5,6 +5,7 @@
 
 pub mod about;
 pub mod catalog;
+pub mod pack;
 pub mod pex;
 pub mod python;
 pub mod tools;
@@ -1129,16 +1130,28 @@ impl<'p> Realizer<'p> {
         let built = match &d.build.resolve {
             Resolve::Uv(input) => {
                 let uv = self.uv_ready(&d.python)?;
-                say(&format!(
-                    "uv {} installs pip_url into a fresh venv, pex {} packs it",
-                    uv::UV_VERSION,
-                    self.pex.version()
-                ));
                 let venv = self.local.temp_path(&format!("{}.venv", d.key));
+                // alto writes the PEX itself where it can (see `pack`): the
+                // provisioned pex's bytes, for a CPython venv.
+                let own = match &self.pex {
+                    PexTool::Provisioned { lib } if d.platform.implementation == "cpython" => {
+                        Some(lib.join("pex"))
+                    }
+                    _ => None,
+                };
+                say(&format!(
+                    "uv {} installs pip_url into a fresh venv, {} packs it",
+                    uv::UV_VERSION,
+                    match own {
+                        Some(_) => format!("alto (as pex {})", self.pex.version()),
+                        None => format!("pex {}", self.pex.version()),
+                    }
+                ));
                 // While uv installs, pex is provisioned (once per machine)
-                // and started (see `pex::prestarted`). Started here, not on
-                // uv's thread: a step's process is killed when the thread
-                // that started it ends (PR_SET_PDEATHSIG).
+                // and, where alto does not pack, started (see
+                // `pex::prestarted`). Started here, not on uv's thread: a
+                // step's process is killed when the thread that started it
+                // ends (PR_SET_PDEATHSIG).
                 let (pex_started, installed) = alongside(
                     || {
                         self.step(
@@ -1162,6 +1175,9 @@ impl<'p> Realizer<'p> {
                     },
                     || {
                         self.pex_ready(&d.python, Some(&uv))?;
+                        if own.is_some() {
+                            return Ok(None);
+                        }
                         pex::prestarted(&self.pex, &d.python, &venv, out)
                             .map(|(cmd, args)| {
                                 Ok((self.start_step(cmd, true, &log, &redactor)?, args))
@@ -1180,8 +1196,30 @@ impl<'p> Realizer<'p> {
                 // failed) is killed as it is dropped.
                 let result = installed.and(pex_started).and_then(|started| {
                     let pack = || {
-                        log_line(&log, "running pex");
                         let begun = std::time::Instant::now();
+                        if let Some(pex_dir) = &own {
+                            match pack::pack(&venv, pex_dir, &d.platform.python_version, out) {
+                                Ok(()) => {
+                                    log_line(
+                                        &log,
+                                        &format!(
+                                            "alto packed the venv as pex {} would, in {:.2} s",
+                                            pex::PEX_VERSION,
+                                            begun.elapsed().as_secs_f64()
+                                        ),
+                                    );
+                                    return Ok(());
+                                }
+                                Err(why) => log_line(
+                                    &log,
+                                    &format!(
+                                        "alto does not pack this venv itself ({}): pex packs it",
+                                        redactor.redact(&why.0)
+                                    ),
+                                ),
+                            }
+                        }
+                        log_line(&log, "running pex");
                         match started {
                             Some((step, args)) => self.finish_step(
                                 d,
