@@ -353,6 +353,8 @@ pub struct Realizer<'p> {
     pex: PexTool,
     pythons: Mutex<HashMap<PathBuf, PythonInfo>>,
     provision: Mutex<()>,
+    /// Interpreters the provisioned pex was byte-compiled for.
+    pex_compiled: Mutex<HashSet<PathBuf>>,
     signing: Option<store::signing::SecretKey>,
     trusted: Vec<store::signing::PublicKey>,
     /// `untrusted_substitutes: build`: build what the remote cannot prove.
@@ -479,6 +481,7 @@ impl<'p> Realizer<'p> {
             pex,
             pythons: Mutex::new(HashMap::new()),
             provision: Mutex::new(()),
+            pex_compiled: Mutex::new(HashSet::new()),
             temp_roots: Mutex::new(None),
             remote_down: std::sync::atomic::AtomicBool::new(false),
         })
@@ -895,10 +898,21 @@ impl<'p> Realizer<'p> {
         result
     }
 
-    /// Provisions pex (with uv when alto has it).
-    fn pex_ready(&self, python: &Path, uv: Option<&Path>) -> Result<(), RealizeError> {
+    /// Provisions pex (with uv when alto has it); with `run`, byte-compiled
+    /// for `python` too, once per interpreter in this process.
+    fn pex_ready(&self, python: &Path, uv: Option<&Path>, run: bool) -> Result<(), RealizeError> {
         let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
-        pex::ensure(&self.pex, python, uv.map(|u| (u, self.cache_dir.as_path())))
+        pex::ensure(&self.pex, python, uv.map(|u| (u, self.cache_dir.as_path())))?;
+        if run
+            && self
+                .pex_compiled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(python.to_path_buf())
+        {
+            pex::byte_compile(&self.pex, python);
+        }
+        Ok(())
     }
 
     /// Makes sure pex has its pinned pip for `d`'s interpreter, fetched from
@@ -1120,7 +1134,7 @@ impl<'p> Realizer<'p> {
         keep_venv: bool,
     ) -> Result<Built, RealizeError> {
         if let Resolve::Pip(_) = d.build.resolve {
-            self.pex_ready(&d.python, None)?;
+            self.pex_ready(&d.python, None, true)?;
         }
         let (log_path, log) = self.attempt_log(d)?;
         let log = Arc::new(Mutex::new(log));
@@ -1174,7 +1188,7 @@ impl<'p> Realizer<'p> {
                         )
                     },
                     || {
-                        self.pex_ready(&d.python, Some(&uv))?;
+                        self.pex_ready(&d.python, Some(&uv), own.is_none())?;
                         if own.is_some() {
                             return Ok(None);
                         }
@@ -1218,6 +1232,9 @@ impl<'p> Realizer<'p> {
                                     ),
                                 ),
                             }
+                        }
+                        if own.is_some() {
+                            self.pex_ready(&d.python, None, true)?;
                         }
                         log_line(&log, "running pex");
                         match started {
