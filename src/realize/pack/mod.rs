@@ -1114,9 +1114,9 @@ pub fn pack(venv: &Path, pex_dir: &Path, python_version: &str, out: &Path) -> Re
     top.insert("__main__.py", Top::File(main_py.as_bytes(), true));
     top.insert("__pex__/__init__.py", Top::File(hook.as_bytes(), false));
 
-    let tmp = out.with_extension("alto-pack");
-    let file = fs::File::create(&tmp)
-        .map_err(|e| Declined(format!("cannot create {}: {e}", tmp.display())))?;
+    // `out` is the build's own temporary path (the caller commits it).
+    let file = fs::File::create(out)
+        .map_err(|e| Declined(format!("cannot create {}: {e}", out.display())))?;
     let written = (|| -> Result<(), zip::ZipError> {
         let mut zip = zip::ZipWriter::new(
             BufWriter::with_capacity(1 << 20, file),
@@ -1164,16 +1164,13 @@ pub fn pack(venv: &Path, pex_dir: &Path, python_version: &str, out: &Path) -> Re
         w.flush()?;
         Ok(())
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return declined(format!("cannot write the PEX: {e}"));
-    }
     use std::os::unix::fs::PermissionsExt;
-    let finish = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
-        .and_then(|()| fs::rename(&tmp, out));
-    if let Err(e) = finish {
-        let _ = fs::remove_file(&tmp);
-        return declined(format!("cannot write {}: {e}", out.display()));
+    let written = written.map_err(|e| e.to_string()).and_then(|()| {
+        fs::set_permissions(out, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(out);
+        return declined(format!("cannot write the PEX: {e}"));
     }
     Ok(())
 }
