@@ -412,13 +412,13 @@ fn sigterm_stops_a_build_leaving_no_temporary_file() {
     .unwrap();
     let mut run = s.start(&["build", "tap-fixture"]);
     let pid = run.pid();
-    // Stopped while uv installs (pex no longer runs: alto packs the venv).
+    // Stopped while uv installs, as soon as it is seen (pex no longer runs:
+    // alto packs the venv).
     wait_until("uv to install", Duration::from_secs(60), || {
         s.survivors()
             .iter()
             .any(|(_, cmd)| cmd.contains("uv") && cmd.contains("pip install"))
     });
-    std::thread::sleep(Duration::from_millis(200));
     run.signal(libc::SIGTERM);
     let status = run.wait(Duration::from_secs(30));
     let err = run.stderr();

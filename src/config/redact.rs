@@ -89,9 +89,10 @@ fn forms_of(secret: &str) -> Vec<String> {
     forms
 }
 
-/// JSON string content with every non-ASCII character as `\uXXXX` (UTF-16,
-/// as Python's `json.dumps` writes it), hex in lower or upper case.
-fn json_ascii(s: &str, upper: bool) -> String {
+/// JSON string content with every character outside `' '..='~'` as
+/// `\uXXXX` (UTF-16, as Python's `json.dumps` writes it, DEL included),
+/// hex in lower or upper case.
+pub(crate) fn json_ascii(s: &str, upper: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -103,7 +104,7 @@ fn json_ascii(s: &str, upper: bool) -> String {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || !c.is_ascii() => {
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
                     let _ = if upper {
