@@ -352,7 +352,11 @@ pub struct Realizer<'p> {
     remote: Mutex<Option<Arc<Remote>>>,
     pex: PexTool,
     pythons: Mutex<HashMap<PathBuf, PythonInfo>>,
-    provision: Mutex<()>,
+    /// Held while pex (and its pip) is provisioned.
+    provision_pex: Mutex<()>,
+    /// Held while uv is provisioned: a lock of its own, so that one build
+    /// provisioning pex does not hold back another build's uv install.
+    provision_uv: Mutex<()>,
     /// Interpreters the provisioned pex was byte-compiled for.
     pex_compiled: Mutex<HashSet<PathBuf>>,
     signing: Option<store::signing::SecretKey>,
@@ -480,7 +484,8 @@ impl<'p> Realizer<'p> {
             remote: Mutex::new(None),
             pex,
             pythons: Mutex::new(HashMap::new()),
-            provision: Mutex::new(()),
+            provision_pex: Mutex::new(()),
+            provision_uv: Mutex::new(()),
             pex_compiled: Mutex::new(HashSet::new()),
             temp_roots: Mutex::new(None),
             remote_down: std::sync::atomic::AtomicBool::new(false),
@@ -901,7 +906,7 @@ impl<'p> Realizer<'p> {
     /// Provisions pex (with uv when alto has it); with `run`, byte-compiled
     /// for `python` too, once per interpreter in this process.
     fn pex_ready(&self, python: &Path, uv: Option<&Path>, run: bool) -> Result<(), RealizeError> {
-        let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.provision_pex.lock().unwrap_or_else(|e| e.into_inner());
         pex::ensure(&self.pex, python, uv.map(|u| (u, self.cache_dir.as_path())))?;
         if run
             && self
@@ -925,7 +930,7 @@ impl<'p> Realizer<'p> {
         log_path: &Path,
         redactor: &crate::config::Redactor,
     ) -> Result<(), RealizeError> {
-        let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.provision_pex.lock().unwrap_or_else(|e| e.into_inner());
         let python = blake3::hash(d.python.as_os_str().as_encoded_bytes()).to_hex();
         let marker = self.pex_root().join(format!(
             ".alto-pip-{}-{}-{}",
@@ -957,7 +962,7 @@ impl<'p> Realizer<'p> {
     }
 
     fn uv_ready(&self, python: &Path) -> Result<PathBuf, RealizeError> {
-        let _guard = self.provision.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.provision_uv.lock().unwrap_or_else(|e| e.into_inner());
         uv::ensure(python, &self.cache_dir)
     }
 
