@@ -277,26 +277,31 @@ fn versus_meltano(root: &Path, python: &str) {
         floor.push(start.elapsed());
     }
     let f = median(floor.clone());
-    let line = |label: &str, d: Duration| {
+    // The median, and every run's time: on a shared machine the spread says
+    // how far one median can be trusted.
+    let line = |label: &str, runs: &[Duration]| {
+        let d = median(runs.to_vec());
+        let each: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.1}", r.as_secs_f64()))
+            .collect();
         println!(
-            "  {label:<44} median {:7.1} s   {:5.2}x the floor",
+            "  {label:<44} median {:7.1} s   {:5.2}x the floor   (runs: {} s)",
             d.as_secs_f64(),
-            d.as_secs_f64() / f.as_secs_f64()
+            d.as_secs_f64() / f.as_secs_f64(),
+            each.join(", ")
         );
     };
     println!(
         "  (load average at the start: {load_before}; at the end: {})",
         load()
     );
-    line("alto build, nothing provisioned", median(alto.clone()));
-    line(
-        "alto build, uv and pex provisioned",
-        median(alto_tools.clone()),
-    );
+    line("alto build, nothing provisioned", &alto);
+    line("alto build, uv and pex provisioned", &alto_tools);
     match meltano {
         Some(_) => {
             let m = median(melt.clone());
-            line("meltano install (Meltano 4.4.1)", m);
+            line("meltano install (Meltano 4.4.1)", &melt);
             println!(
                 "  alto / Meltano: {:.2}x from nothing, {:.2}x with tools provisioned (goal: at most 1.0x, never above 1.5x)",
                 median(alto).as_secs_f64() / m.as_secs_f64(),
@@ -314,7 +319,7 @@ fn versus_meltano(root: &Path, python: &str) {
             "  (Meltano 4.4.1 could not be installed into target/bench-meltano; no Meltano line)"
         ),
     }
-    line("floor: uv venv + uv pip install, two venvs", f);
+    line("floor: uv venv + uv pip install, two venvs", &floor);
 }
 
 /// Seconds from starting `alto invoke PLUGIN ARGS` to its first line of output.
