@@ -370,7 +370,13 @@ fn load_dists(venv: &Venv) -> Result<Vec<Dist>, Declined> {
             let url: serde_json::Value =
                 serde_json::from_slice(&read(&dir.join("direct_url.json"))?)
                     .map_err(|_| Declined(format!("an invalid {dist_info}/direct_url.json")))?;
-            let editable = url["dir_info"]["editable"].as_bool().unwrap_or(false);
+            // pex takes any true value as editable, and fails on a file
+            // that is not an object: only a plain boolean is followed.
+            let editable = match (&url, &url["dir_info"]["editable"]) {
+                (serde_json::Value::Object(_), serde_json::Value::Null) => false,
+                (serde_json::Value::Object(_), serde_json::Value::Bool(b)) => *b,
+                _ => return declined(format!("an unusual {dist_info}/direct_url.json")),
+            };
             if editable && url["url"].as_str().is_some_and(|u| !u.is_empty()) {
                 return declined(format!("{dist_info} is an editable install"));
             }
@@ -385,7 +391,7 @@ fn load_dists(venv: &Venv) -> Result<Vec<Dist>, Declined> {
         let wheel = utf8(&dir.join("WHEEL"))?;
         let wheel: String = lines(&wheel, true)
             .into_iter()
-            .filter(|l| !l.trim().is_empty())
+            .filter(|l| !l.trim_matches(is_py_space).is_empty())
             .collect();
         let wheel = headers(&wheel)?;
         let tags = parse_tags(&wheel)?;
@@ -464,12 +470,19 @@ fn entry_points(data: &[u8], dist_info: &str) -> Result<Scripts, Declined> {
     let mut groups: IndexMap<String, Group> = IndexMap::new();
     let mut group: Option<String> = None;
     let text = std::str::from_utf8(data).map_err(|_| bad())?;
+    // Python's `str.strip` also strips \x1c-\x1f, which `trim` keeps.
+    if text.contains(|c: char| ('\x1c'..='\x1f').contains(&c)) {
+        return Err(bad());
+    }
     for raw in lines(text, false) {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         if line.starts_with('[') && line.ends_with(']') {
+            if line.len() == 2 {
+                return Err(bad());
+            }
             group = Some(line[1..line.len() - 1].to_string());
             continue;
         }
@@ -550,7 +563,11 @@ fn python_script(data: &[u8]) -> Result<bool, Declined> {
         return Ok(false);
     };
     let line = rest.split(|&b| b == b'\n').next().unwrap_or(b"");
-    let shebang = line.trim_ascii_end();
+    let end = line
+        .iter()
+        .rposition(|&b| !is_py_space(b as char))
+        .map_or(0, |i| i + 1);
+    let shebang = &line[..end];
     if shebang == b"/bin/sh" {
         return declined("a /bin/sh launcher script");
     }
@@ -594,6 +611,30 @@ fn headers_dir(d: &Dist) -> Result<String, Declined> {
         ".prefix/include/site/python{major}.{minor}/{}",
         d.name
     ))
+}
+
+/// Whitespace as Python's `bytes.strip` sees it (ASCII only).
+fn is_py_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
+/// Whether Python writes text files as UTF-8 under this environment's
+/// locale: UTF-8 mode, a UTF-8 locale, or the C locale (coerced to UTF-8).
+fn utf8_locale() -> bool {
+    if std::env::var_os("PYTHONUTF8").is_some_and(|v| v == "1") {
+        return true;
+    }
+    let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.is_empty());
+    match locale.as_deref() {
+        None | Some("C" | "POSIX") => true,
+        Some(l) => {
+            let l = l.to_ascii_lowercase();
+            l.contains("utf-8") || l.contains("utf8")
+        }
+    }
 }
 
 /// One RECORD field as csv writes it, declining what would need quoting.
@@ -661,6 +702,10 @@ fn chroot(d: &Dist, venv: &Venv) -> Result<(Files, String), Declined> {
         if path.ends_with('/') {
             record.push([path.into(), hash.into(), size]);
             continue;
+        }
+        // `os.path.join` would let it replace site-packages.
+        if path.starts_with('/') {
+            return declined(format!("an absolute RECORD path: {path}"));
         }
         if path == record_path {
             let own = read(&Path::new(loc).join(path))?;
@@ -741,6 +786,11 @@ fn chroot(d: &Dist, venv: &Venv) -> Result<(Files, String), Declined> {
         }
     }
     let mut out = String::new();
+    if !record.iter().flatten().all(|f| f.is_ascii()) && !utf8_locale() {
+        return declined(
+            "non-ASCII RECORD paths, which pex writes in a locale's encoding that is not UTF-8",
+        );
+    }
     for row in &record {
         for (i, field) in row.iter().enumerate() {
             if i > 0 {
@@ -1001,11 +1051,17 @@ fn bootstrap(pex_dir: &Path) -> Result<(Files, String), Declined> {
 /// `pex.cache.root.path(expand_user=False)`: pex's default root as its
 /// `__main__.py` names it, from `$HOME` and `$XDG_CACHE_HOME`.
 fn raw_pex_root() -> Result<String, Declined> {
+    // pex's appdirs names another root on macOS (`~/Library/Caches`), and
+    // takes an empty or relative XDG_CACHE_HOME against its working directory.
+    if !cfg!(target_os = "linux") {
+        return declined("pex's default root is not worked out on this OS");
+    }
     let home = std::env::var_os("HOME").ok_or_else(|| Declined("HOME is not set".into()))?;
     let home = realpath(Path::new(&home));
     let cache = match std::env::var_os("XDG_CACHE_HOME") {
-        Some(x) if !x.is_empty() => PathBuf::from(x),
-        _ => home.join(".cache"),
+        Some(x) if Path::new(&x).is_absolute() => PathBuf::from(x),
+        Some(_) => return declined("XDG_CACHE_HOME is empty or relative"),
+        None => home.join(".cache"),
     };
     let dir = realpath(&cache.join("pex"));
     let root = match dir.strip_prefix(&home) {
@@ -1241,7 +1297,98 @@ mod tests {
         assert!(python_script(b"#!/usr/bin/env python3.11 -E\n").unwrap());
         assert!(!python_script(b"#!/bin/bash\n").unwrap());
         assert!(!python_script(b"plain").unwrap());
+        // `bytes.rstrip` strips a vertical tab, `trim_ascii_end` does not.
+        assert!(python_script(b"#!/usr/bin/python3\x0b\n").unwrap());
         assert!(python_script(b"#!/bin/sh\n'''exec' x\n").is_err());
+    }
+
+    /// A venv layout over a temporary site-packages holding `foo 1.0`,
+    /// its dist-info files as given (METADATA, WHEEL and RECORD unless
+    /// overridden).
+    fn one_dist(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Venv) {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("lib/python3.11/site-packages");
+        let info = site.join("foo-1.0.dist-info");
+        fs::create_dir_all(&info).unwrap();
+        fs::write(info.join("METADATA"), "Name: foo\nVersion: 1.0\n").unwrap();
+        fs::write(
+            info.join("WHEEL"),
+            "Wheel-Version: 1.0\nTag: py3-none-any\n",
+        )
+        .unwrap();
+        fs::write(info.join("RECORD"), "foo-1.0.dist-info/RECORD,,\n").unwrap();
+        for (name, data) in files {
+            fs::write(info.join(name), data).unwrap();
+        }
+        let root = dir.path().to_string_lossy().into_owned();
+        let venv = Venv {
+            major_minor: "3.11".into(),
+            site_packages: site.to_string_lossy().into_owned(),
+            scripts: format!("{root}/bin"),
+            data: root.clone(),
+            include_site: format!("{root}/include/site/python3.11"),
+        };
+        (dir, venv)
+    }
+
+    fn declines(r: Result<impl std::fmt::Debug, Declined>, why: &str) {
+        match r {
+            Err(Declined(d)) => assert!(d.contains(why), "declined for {d:?}, not {why:?}"),
+            Ok(v) => panic!("not declined ({why}): {v:?}"),
+        }
+    }
+
+    #[test]
+    fn what_pex_would_write_otherwise_is_declined() {
+        // A line of a non-ASCII space before the Tag: pex's header parser
+        // stops there (bytes.strip keeps it) and names another wheel.
+        let (_d, venv) = one_dist(&[(
+            "WHEEL",
+            "Wheel-Version: 1.0\n\u{a0}\nTag: py3-none-any\n".as_bytes(),
+        )]);
+        declines(load_dists(&venv).map(|d| d.len()), "");
+        // Any true `editable` is editable to pex; a non-object fails pex.
+        for url in [
+            r#"{"url": "file:///src/foo", "dir_info": {"editable": "yes"}}"#,
+            r#"["not", "an", "object"]"#,
+        ] {
+            let (_d, venv) = one_dist(&[("direct_url.json", url.as_bytes())]);
+            declines(load_dists(&venv).map(|d| d.len()), "direct_url.json");
+        }
+        let (_d, venv) = one_dist(&[(
+            "direct_url.json",
+            br#"{"url": "https://x/foo.whl", "archive_info": {}}"#.as_slice(),
+        )]);
+        assert_eq!(load_dists(&venv).unwrap().len(), 1);
+        // An absolute RECORD path replaces site-packages in os.path.join.
+        let (d, venv) = one_dist(&[]);
+        let abs = d.path().join("bin/footool");
+        fs::create_dir_all(abs.parent().unwrap()).unwrap();
+        fs::write(&abs, "#!/usr/bin/python3\n").unwrap();
+        let record = format!("{},,\nfoo-1.0.dist-info/RECORD,,\n", abs.display());
+        fs::write(
+            Path::new(&venv.site_packages).join("foo-1.0.dist-info/RECORD"),
+            record,
+        )
+        .unwrap();
+        let dists = load_dists(&venv).unwrap();
+        declines(
+            chroot(&dists[0], &venv).map(|f| f.1),
+            "absolute RECORD path",
+        );
+        // Entry points `str.strip` reads otherwise than `trim`, or an
+        // empty group, which pex fails on.
+        declines(
+            entry_points(b"[console_scripts]\n\x1ffoo = m:f\n", "d"),
+            "entry point",
+        );
+        declines(entry_points(b"[]\nfoo = m:f\n", "d"), "entry point");
+        assert_eq!(
+            entry_points(b"[console_scripts]\n foo = m:f \n", "d")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

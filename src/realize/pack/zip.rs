@@ -9,6 +9,12 @@ use std::io::{self, Write};
 /// which this writer does not; a caller leaves such a PEX to pex.
 pub const LIMIT: u64 = (1 << 31) - 1;
 
+/// Whether Python's zipfile writes an entry of `size` bytes with zip64
+/// fields: when its size, with 5% to spare, passes the limit.
+fn needs_zip64(size: u64) -> bool {
+    size as f64 * 1.05 > LIMIT as f64
+}
+
 /// DOS date of 1980-01-01 (`(1980 - 1980) << 9 | 1 << 5 | 1`), time 00:00.
 const DOS_DATE: u16 = 33;
 /// zipfile's `DEFAULT_VERSION`: what a stored entry needs, and the version
@@ -59,7 +65,7 @@ impl<W: Write> ZipWriter<W> {
 
     fn entry(&mut self, name: &str, external: u32, data: &[u8]) -> Result<(), ZipError> {
         let size = data.len() as u64;
-        if size > LIMIT || self.offset > LIMIT {
+        if needs_zip64(size) || self.offset > LIMIT {
             return Err(ZipError::TooLarge);
         }
         let flags = if name.is_ascii() { 0 } else { UTF8 };
@@ -124,5 +130,18 @@ impl<W: Write> ZipWriter<W> {
         end.extend_from_slice(&0u16.to_le_bytes()); // comment
         self.out.write_all(&end)?;
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zip64_starts_where_python_s_zipfile_starts_it() {
+        // 2 045 222 520 * 1.05 is just under 2**31 - 1; one byte more is not.
+        assert!(!needs_zip64(2_045_222_520));
+        assert!(needs_zip64(2_045_222_521));
+        assert!(needs_zip64(LIMIT));
     }
 }
