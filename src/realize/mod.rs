@@ -1385,20 +1385,17 @@ impl<'p> Realizer<'p> {
     /// Runs [`COMPILE_VENV`] with `python` (its arguments so far start the
     /// plugin's venv) for `d`'s entry points; what it printed.
     fn compile(&self, d: &PluginDerivation, mut cmd: Command) -> Result<String, RealizeError> {
-        // At a lower priority (ten nice steps below alto's): it runs beside other builds' uv,
-        // whose work (resolving, building sdists) is what a cold build
-        // waits for; on an idle machine it changes nothing.
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: nice is a plain system call and touches no memory of
-            // the parent; a refusal leaves the priority as it was.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::nice(10);
-                    Ok(())
-                });
-            }
+        // Ten nice steps below alto: it runs beside other builds' uv, whose
+        // work (resolving, building sdists) is what a cold build waits for;
+        // on an idle machine it changes nothing.
+        use std::os::unix::process::CommandExt;
+        // SAFETY: nice is a plain system call and touches no memory of the
+        // parent; a refusal leaves the priority as it was.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::nice(10);
+                Ok(())
+            });
         }
         cmd.args(["-c", COMPILE_VENV])
             .args(self.entry_modules(d))

@@ -1346,7 +1346,7 @@ mod tests {
             "WHEEL",
             "Wheel-Version: 1.0\n\u{a0}\nTag: py3-none-any\n".as_bytes(),
         )]);
-        declines(load_dists(&venv).map(|d| d.len()), "");
+        declines(load_dists(&venv).map(|d| d.len()), "WHEEL has no Tag");
         // Any true `editable` is editable to pex; a non-object fails pex.
         for url in [
             r#"{"url": "file:///src/foo", "dir_info": {"editable": "yes"}}"#,
