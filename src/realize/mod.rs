@@ -334,7 +334,24 @@ pub fn remote_settings(project: &Project) -> Result<RemoteSettings, ConfigError>
 /// (kept to run from) when uv did.
 struct Built {
     meta: ObjectMeta,
-    venv: Option<PathBuf>,
+    venv: Option<KeptVenv>,
+}
+
+/// uv's venv, kept to be the one the plugin runs from, and the
+/// byte-compiling of it ([`COMPILE_VENV`]) started while pex packed it:
+/// [`Realizer::ready`] waits for that, so the upload goes on beside it.
+struct KeptVenv {
+    path: PathBuf,
+    compiling: crate::interrupt::Process,
+    started: std::time::Instant,
+}
+
+impl KeptVenv {
+    /// Stops the compiling, then removes the venv.
+    fn discard(self) {
+        drop(self.compiling);
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// Calls a `module:function` entry point (`-c`, then the module and the
@@ -1130,8 +1147,9 @@ impl<'p> Realizer<'p> {
     ///
     /// With `keep_venv`, uv's venv is kept as the one the plugin runs from
     /// (the caller puts it in place): what the plugin's entry points import
-    /// is byte-compiled in it while pex packs it (pex packs what each
-    /// distribution's RECORD lists, never the byte code).
+    /// is byte-compiled in it, started as pex packs it (pex packs what each
+    /// distribution's RECORD lists, never the byte code) and waited for by
+    /// [`Realizer::ready`]: the commit and the upload need not wait.
     fn build_to(
         &self,
         d: &PluginDerivation,
@@ -1267,25 +1285,30 @@ impl<'p> Realizer<'p> {
                         }
                     };
                     if !keep_venv {
-                        return pack();
+                        return pack().map(|()| None);
                     }
-                    let (packed, compiled) = alongside(
-                        || {
-                            let mut cmd = Command::new(venv.join("bin").join("python"));
-                            cmd.arg("-I");
-                            self.compile(d, cmd).map(|_| ())
-                        },
-                        pack,
-                        || prepare_panicked(d),
-                    );
-                    packed.and(compiled)
+                    // Started on this thread, which outlives it (see
+                    // `interrupt::Process`); a failed pack drops it, killed.
+                    let mut cmd = Command::new(venv.join("bin").join("python"));
+                    cmd.arg("-I");
+                    let started = std::time::Instant::now();
+                    let compiling = self.start_compile(d, cmd)?;
+                    pack().map(|()| Some((compiling, started)))
                 });
-                if result.is_ok() && keep_venv {
-                    kept = Some(venv);
-                } else {
-                    let _ = std::fs::remove_dir_all(&venv);
+                match result {
+                    Ok(Some((compiling, started))) => {
+                        kept = Some(KeptVenv {
+                            path: venv,
+                            compiling,
+                            started,
+                        });
+                        Ok(())
+                    }
+                    other => {
+                        let _ = std::fs::remove_dir_all(&venv);
+                        other.map(|_| ())
+                    }
                 }
-                result
             }
             Resolve::Pip(reason) => {
                 let why = format!(
@@ -1301,41 +1324,40 @@ impl<'p> Realizer<'p> {
                 self.step(d, "pex", cmd, argfile, &log, &log_path, &redactor)
             }
         };
-        let discard = |kept: &Option<PathBuf>| {
+        let discard = |kept: Option<KeptVenv>| {
             let _ = std::fs::remove_file(out);
             if let Some(venv) = kept {
-                let _ = std::fs::remove_dir_all(venv);
+                venv.discard();
             }
         };
         if let Err(e) = built {
-            discard(&kept);
+            discard(kept);
             return Err(e);
         }
         if !d.build.secrets.is_empty() {
-            let found = pex::find_secrets(&d.python, out, &d.build.secrets);
-            if !matches!(found, Ok(None)) {
-                discard(&kept);
-            }
-            match found {
-                Ok(None) => {}
-                Ok(Some(entry)) => {
-                    return Err(RealizeError::SecretInOutput {
-                        plugins: d.plugins.join(", "),
-                        entry: redactor.redact(&entry),
-                    });
-                }
-                Err(message) => {
-                    return Err(RealizeError::SecretCheck {
-                        plugins: d.plugins.join(", "),
-                        message: redactor.redact(&message),
-                    });
-                }
+            let refused = match pex::find_secrets(&d.python, out, &d.build.secrets) {
+                Ok(None) => None,
+                Ok(Some(entry)) => Some(RealizeError::SecretInOutput {
+                    plugins: d.plugins.join(", "),
+                    entry: redactor.redact(&entry),
+                }),
+                Err(message) => Some(RealizeError::SecretCheck {
+                    plugins: d.plugins.join(", "),
+                    message: redactor.redact(&message),
+                }),
+            };
+            if let Some(e) = refused {
+                discard(kept);
+                return Err(e);
             }
         }
-        let (blake3, size) = hash_file(out).map_err(|e| {
-            discard(&kept);
-            StoreError::io("cannot read", out)(e)
-        })?;
+        let (blake3, size) = match hash_file(out) {
+            Ok(hashed) => hashed,
+            Err(e) => {
+                discard(kept);
+                return Err(StoreError::io("cannot read", out)(e).into());
+            }
+        };
         let mut meta = ObjectMeta {
             format: store::META_FORMAT.to_string(),
             key: d.key.clone(),
@@ -1384,7 +1406,17 @@ impl<'p> Realizer<'p> {
 
     /// Runs [`COMPILE_VENV`] with `python` (its arguments so far start the
     /// plugin's venv) for `d`'s entry points; what it printed.
-    fn compile(&self, d: &PluginDerivation, mut cmd: Command) -> Result<String, RealizeError> {
+    fn compile(&self, d: &PluginDerivation, cmd: Command) -> Result<String, RealizeError> {
+        let compiling = self.start_compile(d, cmd)?;
+        self.finish_compile(d, compiling)
+    }
+
+    /// Starts [`COMPILE_VENV`] (see [`Realizer::compile`]).
+    fn start_compile(
+        &self,
+        d: &PluginDerivation,
+        mut cmd: Command,
+    ) -> Result<crate::interrupt::Process, RealizeError> {
         // Ten nice steps below alto: it runs beside other builds' uv, whose
         // work (resolving, building sdists) is what a cold build waits for;
         // on an idle machine it changes nothing.
@@ -1404,9 +1436,22 @@ impl<'p> Realizer<'p> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let program = PathBuf::from(cmd.get_program());
-        let out = crate::interrupt::Process::spawn(&mut cmd)
-            .and_then(|mut p| p.wait_with_output())
-            .map_err(|source| RealizeError::Spawn { program, source })?;
+        crate::interrupt::Process::spawn(&mut cmd)
+            .map_err(|source| RealizeError::Spawn { program, source })
+    }
+
+    /// Waits for a started [`COMPILE_VENV`]; what it printed.
+    fn finish_compile(
+        &self,
+        d: &PluginDerivation,
+        mut compiling: crate::interrupt::Process,
+    ) -> Result<String, RealizeError> {
+        let out = compiling
+            .wait_with_output()
+            .map_err(|source| RealizeError::Spawn {
+                program: d.python.clone(),
+                source,
+            })?;
         if let Some(signal) = crate::interrupt::signal() {
             return Err(RealizeError::Interrupted {
                 what: format!("preparing {}", d.plugins.join(", ")),
@@ -1434,14 +1479,28 @@ impl<'p> Realizer<'p> {
 
     /// Makes what was just built ready to start: uv's venv put in place,
     /// or, where pex resolved, the PEX prepared.
-    fn ready(&self, d: &PluginDerivation, venv: Option<PathBuf>) -> Result<(), RealizeError> {
-        match venv {
-            Some(venv) => self.local.install_venv(&d.key, &venv).map_err(|e| {
-                let _ = std::fs::remove_dir_all(&venv);
-                e.into()
-            }),
-            None => self.prepare(d),
-        }
+    fn ready(&self, d: &PluginDerivation, venv: Option<KeptVenv>) -> Result<(), RealizeError> {
+        let Some(KeptVenv {
+            path,
+            compiling,
+            started,
+        }) = venv
+        else {
+            return self.prepare(d);
+        };
+        // The venv moves only once nothing writes into it.
+        self.finish_compile(d, compiling)
+            .and_then(|_| {
+                tracing::debug!(
+                    "{}: what it imports byte-compiled ({:.1}s)",
+                    d.plugins.join(", "),
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(self.local.install_venv(&d.key, &path)?)
+            })
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&path);
+            })
     }
 
     /// Builds, commits to the local store, and makes it ready to start.
@@ -1456,14 +1515,13 @@ impl<'p> Realizer<'p> {
     fn build_committed(&self, d: &PluginDerivation) -> Result<Built, RealizeError> {
         let tmp = self.local.temp_path(&format!("{}.pex", d.key));
         let built = self.build_to(d, &tmp, true)?;
-        let result = self.local.commit(&d.key, &tmp, &built.meta, true);
-        if result.is_err() {
+        if let Err(e) = self.local.commit(&d.key, &tmp, &built.meta, true) {
             let _ = std::fs::remove_file(&tmp);
-            if let Some(venv) = &built.venv {
-                let _ = std::fs::remove_dir_all(venv);
+            if let Some(venv) = built.venv {
+                venv.discard();
             }
+            return Err(e.into());
         }
-        result?;
         Ok(built)
     }
 
