@@ -215,7 +215,8 @@ pub fn entries(archive: &[u8]) -> Result<Vec<Entry<'_>>, ZipError> {
 impl Entry<'_> {
     /// The entry's bytes, inflated and checked against its CRC-32 and size.
     pub fn read(&self) -> Result<Vec<u8>, ZipError> {
-        let mut bytes = Vec::with_capacity(self.size);
+        // The size is the archive's word: room for it grows as bytes come.
+        let mut bytes = Vec::with_capacity(self.size.min(1 << 26));
         self.inflate(|chunk| {
             bytes.extend_from_slice(&chunk);
             Ok(())
