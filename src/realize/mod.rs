@@ -1293,7 +1293,16 @@ impl<'p> Realizer<'p> {
                     cmd.arg("-I");
                     let started = std::time::Instant::now();
                     let compiling = self.start_compile(d, cmd)?;
-                    pack().map(|()| Some((compiling, started)))
+                    pack()?;
+                    // A signal during the pack stops the build here, before
+                    // the commit and the upload (the compiling is killed).
+                    if let Some(signal) = crate::interrupt::signal() {
+                        return Err(RealizeError::Interrupted {
+                            what: format!("building {}", d.plugins.join(", ")),
+                            signal,
+                        });
+                    }
+                    Ok(Some((compiling, started)))
                 });
                 match result {
                     Ok(Some((compiling, started))) => {
@@ -1407,8 +1416,9 @@ impl<'p> Realizer<'p> {
     /// Runs [`COMPILE_VENV`] with `python` (its arguments so far start the
     /// plugin's venv) for `d`'s entry points; what it printed.
     fn compile(&self, d: &PluginDerivation, cmd: Command) -> Result<String, RealizeError> {
+        let program = PathBuf::from(cmd.get_program());
         let compiling = self.start_compile(d, cmd)?;
-        self.finish_compile(d, compiling)
+        self.finish_compile(d, &program, compiling)
     }
 
     /// Starts [`COMPILE_VENV`] (see [`Realizer::compile`]).
@@ -1440,16 +1450,17 @@ impl<'p> Realizer<'p> {
             .map_err(|source| RealizeError::Spawn { program, source })
     }
 
-    /// Waits for a started [`COMPILE_VENV`]; what it printed.
+    /// Waits for a started [`COMPILE_VENV`] (run by `program`); what it printed.
     fn finish_compile(
         &self,
         d: &PluginDerivation,
+        program: &Path,
         mut compiling: crate::interrupt::Process,
     ) -> Result<String, RealizeError> {
         let out = compiling
             .wait_with_output()
             .map_err(|source| RealizeError::Spawn {
-                program: d.python.clone(),
+                program: program.to_path_buf(),
                 source,
             })?;
         if let Some(signal) = crate::interrupt::signal() {
@@ -1489,7 +1500,7 @@ impl<'p> Realizer<'p> {
             return self.prepare(d);
         };
         // The venv moves only once nothing writes into it.
-        self.finish_compile(d, compiling)
+        self.finish_compile(d, &path.join("bin").join("python"), compiling)
             .and_then(|_| {
                 tracing::debug!(
                     "{}: what it imports byte-compiled ({:.1}s)",
