@@ -113,11 +113,11 @@ def pip_config():
 /// use, checks its sha256 against the index's, and writes it on stdout
 /// (alto unpacks it: Python's zlib took 0.26 s to inflate the 38 MB
 /// binary, zlib-rs 0.15 s): 0.5 s where `pip install uv` took 3.9 s,
-/// weighing every one of the 6 025 files of uv's index page. Python's own HTTP client, so
-/// pip's certificate setting and the proxy variables hold as for pip; a
-/// setting it does not follow (several indexes, a proxy or a client
-/// certificate in pip's configuration), an index without PEP 691's JSON
-/// pages, or no fitting wheel, and pip installs uv instead.
+/// weighing every one of the 6 025 files of uv's index page. Python's own
+/// HTTP client, so pip's certificate setting and the proxy variables hold
+/// as for pip; a setting it does not follow (several indexes, a proxy or a
+/// client certificate in pip's configuration), an index without PEP 691's
+/// JSON pages, or no fitting wheel, and pip installs uv instead.
 const FETCH_WHEEL: &str = concat!(
     pip_config!(),
     r#"
