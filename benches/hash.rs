@@ -55,7 +55,15 @@ fn per_line(rules: &[&str], input: &[u8], runs: usize) -> f64 {
 }
 
 fn main() {
-    let n = 500_000;
+    // ALTO_BENCH_RECORDS, ALTO_BENCH_RUNS: fewer, under callgrind.
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env("ALTO_BENCH_RECORDS", 500_000) as u64;
+    let runs = env("ALTO_BENCH_RUNS", 5);
     let narrow = lines(n, false);
     let wide = lines(n, true);
     // ALTO_BENCH_CASE=1|3|other: just that case (for a profiler); `skip`:
@@ -84,7 +92,7 @@ fn main() {
     if only.as_deref() == Some("skip") {
         for (label, input) in [("4 fields", &narrow), ("10 fields", &wide)] {
             let mut times = Vec::new();
-            for _ in 0..5 {
+            for _ in 0..runs {
                 let t = Instant::now();
                 let mut ok = 0usize;
                 let mut from = 0;
@@ -98,16 +106,19 @@ fn main() {
                 assert_eq!(ok as u64, n);
             }
             times.sort_by(f64::total_cmp);
-            println!("  skip, {label}: {:6.0} ns per record", times[2]);
+            println!(
+                "  skip, {label}: {:6.0} ns per record",
+                times[times.len() / 2]
+            );
         }
         return;
     }
-    println!("alto in the pipe, in process, into a sink (medians of 5, {n} records):");
+    println!("alto in the pipe, in process, into a sink (medians of {runs}, {n} records):");
     for (name, rules, input, label) in cases {
         if only.as_deref().is_none_or(|o| o == name) {
             println!(
                 "  {label:<42} {:6.0} ns per record",
-                per_line(rules, input, 5)
+                per_line(rules, input, runs)
             );
         }
     }

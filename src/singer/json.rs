@@ -169,6 +169,13 @@ impl<'a> Scanner<'a> {
         if self.peek() != Some(b'"') {
             return Err(self.invalid());
         }
+        self.string_here()
+    }
+
+    /// A string whose opening quote is at the cursor (a [`Self::peek`]
+    /// saw it).
+    #[inline(always)]
+    pub fn string_here(&mut self) -> Result<RawStr, ScanError> {
         let start = self.pos + 1;
         let mut i = start;
         let mut escaped = false;
@@ -299,7 +306,7 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     pub fn scalar(&mut self) -> Result<Option<Scalar>, ScanError> {
         Ok(Some(match self.peek() {
-            Some(b'"') => Scalar::Str(self.string()?),
+            Some(b'"') => Scalar::Str(self.string_here()?),
             Some(b'{' | b'[') => return Ok(None),
             Some(b't') => {
                 self.literal(b"true")?;

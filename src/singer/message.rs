@@ -243,9 +243,9 @@ pub struct Applied<'a> {
 /// covers it, or could cover something below it.
 struct Node {
     crumb: Box<str>,
-    /// Its name between quotes, when that is its JSON string as it stands
-    /// (no character to escape).
-    quoted: Option<Box<[u8]>>,
+    /// Its name as a key stands in a line, when that is its JSON string as
+    /// it is (no character to escape).
+    quoted: Option<QuotedKey>,
     covered: bool,
     descend: bool,
     children: Vec<(Box<str>, Node)>,
@@ -264,6 +264,53 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let (ra, rb) = (ca.remainder(), cb.remainder());
     let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
     ca.zip(cb).all(|(x, y)| word(x) == word(y)) && ra.iter().zip(rb).all(|(x, y)| x == y)
+}
+
+/// A key as records write it, `"name":` (Python's `json.dumps` puts no
+/// space before the colon), to be recognised at a position in a line: up
+/// to 16 bytes as two masked words, longer ones byte for byte.
+struct QuotedKey {
+    bytes: Box<[u8]>,
+    words: [u64; 2],
+    masks: [u64; 2],
+}
+
+impl QuotedKey {
+    fn new(name: &str) -> QuotedKey {
+        let bytes: Box<[u8]> = format!("\"{name}\":").into_bytes().into();
+        let mut padded = [0u8; 16];
+        let n = bytes.len().min(16);
+        padded[..n].copy_from_slice(&bytes[..n]);
+        let mut mask = [0u8; 16];
+        mask[..n].fill(0xff);
+        let word = |b: &[u8; 16], i: usize| {
+            u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default())
+        };
+        QuotedKey {
+            words: [word(&padded, 0), word(&padded, 1)],
+            masks: [word(&mask, 0), word(&mask, 1)],
+            bytes,
+        }
+    }
+
+    /// The position after the key and its colon, if they stand at `at`.
+    #[inline]
+    fn after(&self, line: &[u8], at: usize) -> Option<usize> {
+        let end = at + self.bytes.len();
+        let same = match line.get(at..at + 16) {
+            Some(w) if self.bytes.len() <= 16 => {
+                let word =
+                    |i: usize| u64::from_le_bytes(w[i..i + 8].try_into().unwrap_or_default());
+                ((word(0) ^ self.words[0]) & self.masks[0])
+                    | ((word(8) ^ self.words[1]) & self.masks[1])
+                    == 0
+            }
+            _ => line
+                .get(at..end)
+                .is_some_and(|w| same_bytes(w, &self.bytes)),
+        };
+        same.then_some(end)
+    }
 }
 
 /// Fields remembered per path, and in all: past these, paths are worked
@@ -313,7 +360,7 @@ impl Node {
         }
         let mut node = Node::new(format!("{}.{name}", self.crumb), self.covered, rules);
         if !name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
-            node.quoted = Some(format!("\"{name}\"").into_bytes().into());
+            node.quoted = Some(QuotedKey::new(name));
         }
         if *budget == 0 || self.children.len() >= MAX_CHILDREN {
             return scratch.insert(node);
@@ -385,17 +432,6 @@ impl Digests {
 
     /// Writes every owed digest into `out`, as lowercase hex.
     pub fn fill(&mut self, out: &mut [u8]) {
-        // Each byte's two lowercase hex digits, looked up at once.
-        static HEX: [[u8; 2]; 256] = {
-            let digits = b"0123456789abcdef";
-            let mut t = [[0u8; 2]; 256];
-            let mut b = 0;
-            while b < 256 {
-                t[b] = [digits[b >> 4], digits[b & 0xf]];
-                b += 1;
-            }
-            t
-        };
         let mut texts: Vec<&[u8]> = Vec::with_capacity(Self::BATCH);
         let mut sums = [[0u8; 16]; Self::BATCH];
         let mut start = 0;
@@ -407,15 +443,51 @@ impl Digests {
             }
             self.engine.0.hash_many(&texts, &mut sums[..batch.len()]);
             for (&(at, _), sum) in batch.iter().zip(&sums) {
-                let mut hex = [0u8; 32];
-                for (pair, &b) in hex.chunks_exact_mut(2).zip(sum) {
-                    pair.copy_from_slice(&HEX[b as usize]);
-                }
-                out[at..at + 32].copy_from_slice(&hex);
+                out[at..at + 32].copy_from_slice(&hex(sum));
             }
         }
         self.clear();
     }
+}
+
+/// A digest's 32 lowercase hex digits.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn hex(sum: &[u8; 16]) -> [u8; 32] {
+    use std::arch::x86_64::*;
+    let mut hex = [0u8; 32];
+    // SAFETY: SSE2, which every x86_64 has; unaligned loads and stores of
+    // 16 bytes, inside `sum` and `hex` (16 and 32 bytes long).
+    unsafe {
+        // Each nibble to its digit, sixteen at a time: '0' + n, and 39
+        // more past 9 to reach 'a'.
+        let digits = |n: __m128i| {
+            let past_nine = _mm_and_si128(_mm_cmpgt_epi8(n, _mm_set1_epi8(9)), _mm_set1_epi8(39));
+            _mm_add_epi8(_mm_add_epi8(n, _mm_set1_epi8(b'0' as i8)), past_nine)
+        };
+        let v = _mm_loadu_si128(sum.as_ptr().cast());
+        let low = _mm_set1_epi8(0x0f);
+        let high = _mm_and_si128(_mm_srli_epi16::<4>(v), low);
+        let v = _mm_and_si128(v, low);
+        // The high nibble's digit comes first.
+        _mm_storeu_si128(hex.as_mut_ptr().cast(), digits(_mm_unpacklo_epi8(high, v)));
+        _mm_storeu_si128(
+            hex.as_mut_ptr().add(16).cast(),
+            digits(_mm_unpackhi_epi8(high, v)),
+        );
+    }
+    hex
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn hex(sum: &[u8; 16]) -> [u8; 32] {
+    let digits = b"0123456789abcdef";
+    let mut hex = [0u8; 32];
+    for (pair, &b) in hex.chunks_exact_mut(2).zip(sum) {
+        pair[0] = digits[usize::from(b >> 4)];
+        pair[1] = digits[usize::from(b & 0xf)];
+    }
+    hex
 }
 
 /// Rewrites a line onto the end of `out`: copies it up to each hashed
@@ -440,11 +512,11 @@ impl Writer<'_, '_> {
     #[inline]
     fn replace(&mut self, start: usize, end: usize, text: &[u8]) {
         self.changed = true;
+        // The digest's place between quotes, filled later.
+        const PLACE: &[u8; 34] = b"\"00000000000000000000000000000000\"";
         self.out.extend_from_slice(&self.line[self.copied..start]);
-        self.out.push(b'"');
-        self.digests.owe(self.out.len(), text);
-        self.out.extend_from_slice(&[b'0'; 32]);
-        self.out.push(b'"');
+        self.digests.owe(self.out.len() + 1, text);
+        self.out.extend_from_slice(PLACE);
         self.copied = end;
     }
 }
@@ -541,22 +613,17 @@ impl Walk<'_, '_, '_> {
         }
         loop {
             // Records repeat their keys in order: the key that came after
-            // the last one is tried first, as its bytes between quotes (a
-            // name that needs no escape is its own JSON string).
+            // the last one is tried first, as its bytes between quotes and
+            // its colon (a name that needs no escape is its own JSON string).
             sc.peek();
-            let predicted = node.children.get(node.next).and_then(|(_, n)| {
-                let q = n.quoted.as_deref()?;
-                let end = sc.pos + q.len();
-                sc.bytes
-                    .get(sc.pos..end)
-                    .is_some_and(|w| same_bytes(w, q))
-                    .then_some(end)
-            });
+            let predicted = node
+                .children
+                .get(node.next)
+                .and_then(|(_, n)| n.quoted.as_ref()?.after(sc.bytes, sc.pos));
             let known: Result<usize, RawStr> = match predicted {
                 Some(end) => {
                     sc.pos = end;
                     node.next += 1;
-                    sc.expect(b':')?;
                     Ok(node.next - 1)
                 }
                 None => {
@@ -582,6 +649,9 @@ impl Walk<'_, '_, '_> {
                 hash_all(sc, &mut self.w, depth + 1)?;
             } else if child.descend {
                 self.value(sc, child, depth + 1)?;
+            } else if sc.peek() == Some(b'"') {
+                // The usual value, skipped here rather than in a call.
+                sc.string_here()?;
             } else {
                 sc.skip(depth + 1)?;
             }
@@ -944,6 +1014,15 @@ mod tests {
         assert_eq!(python_str(&json!(42)), "42");
         assert_eq!(python_str(&json!(true)), "True");
         assert_eq!(python_str(&json!(null)), "None");
+    }
+
+    #[test]
+    fn hex_digits_of_every_byte() {
+        for first in (0..=255u8).step_by(16) {
+            let sum: [u8; 16] = std::array::from_fn(|i| first + i as u8);
+            let want: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(String::from_utf8_lossy(&hex(&sum)), want);
+        }
     }
 
     #[test]
@@ -1526,6 +1605,8 @@ mod tests {
                             members.push(format!("{k}: \"again\""));
                         }
                         2 => members.push(format!(r#""\u0065mail":{w}{v}"#)),
+                        // Not the colon a key is predicted with.
+                        3 => members.push(format!("{k} :{w}{v}")),
                         _ => members.push(format!("{k}:{w}{v}")),
                     }
                 }
