@@ -490,7 +490,7 @@ pub fn python_number(text: &[u8]) -> Cow<'_, [u8]> {
         b"-0" => return Cow::Borrowed(b"0"),
         _ => {}
     }
-    if !text.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) || repr_is_text(text) {
+    if prints_as_itself(text) {
         return Cow::Borrowed(text);
     }
     // Rust's parse rounds correctly, as Python's float() does; out of range
@@ -502,19 +502,28 @@ pub fn python_number(text: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(crate::config::project::python_float(f).into_bytes())
 }
 
-/// Whether Python's `repr(float(text))` is `text` itself, seen without
-/// converting: a plain decimal (`-?int.frac`, no exponent) of at most 15
-/// significant digits (so no shorter decimal reads as the same float, and
-/// it reads back as itself), not below 1e-4 (Python's exponent form), with
-/// no trailing zero but in `.0`.
-fn repr_is_text(text: &[u8]) -> bool {
+/// Whether Python prints the number as `text` itself, seen in one pass
+/// without converting: an integer (JSON's has no leading zero; `-0` is
+/// handled before), or a plain decimal (`-?int.frac`, no exponent) whose
+/// float's `repr` is the text: at most 15 significant digits (so no shorter
+/// decimal reads as the same float, and it reads back as itself), not
+/// below 1e-4 (Python's exponent form), with no trailing zero but in `.0`.
+fn prints_as_itself(text: &[u8]) -> bool {
     let t = text.strip_prefix(b"-").unwrap_or(text);
-    let Some(dot) = t.iter().position(|&b| b == b'.') else {
-        return false;
+    let mut dot = None;
+    for (i, &b) in t.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {}
+            b'.' if dot.is_none() => dot = Some(i),
+            // An exponent: converted.
+            _ => return false,
+        }
+    }
+    let Some(dot) = dot else {
+        return true;
     };
     let (int, frac) = (&t[..dot], &t[dot + 1..]);
-    let all_digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
-    if !all_digits(int) || !all_digits(frac) || (frac.len() > 1 && frac.ends_with(b"0")) {
+    if int.is_empty() || frac.is_empty() || (frac.len() > 1 && frac.ends_with(b"0")) {
         return false;
     }
     let significant = if int == b"0" {
