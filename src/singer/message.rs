@@ -93,14 +93,16 @@ pub fn fast_record(line: &[u8]) -> Option<&str> {
 /// [`fast_record`], and where the stream's string ends (past its quote).
 fn fast_record_at(line: &[u8]) -> Option<(&str, usize)> {
     let (stream, after) = record_prefix(line)?;
+    settled_after(line, after).then_some((stream, after))
+}
+
+/// Whether nothing after `after` can change a RECORD's head: no later
+/// `stream` or `type` key, and no `\u` escape that could spell one.
+fn settled_after(line: &[u8], after: usize) -> bool {
     let tail = &line[after..];
-    if STREAM_KEY.find(tail).is_some()
-        || TYPE_KEY.find(tail).is_some()
-        || ESCAPE_U.find(tail).is_some()
-    {
-        return None;
-    }
-    Some((stream, after))
+    STREAM_KEY.find(tail).is_none()
+        && TYPE_KEY.find(tail).is_none()
+        && ESCAPE_U.find(tail).is_none()
 }
 
 /// The usual start of a RECORD line, `{"type": "RECORD", "stream": "...",`
@@ -796,7 +798,7 @@ impl StreamHasher {
                 // Read again, whole: drop what the first pass wrote.
                 out.truncate(len);
                 digests.truncate(owed);
-            } else if fast_record_at(line).is_some() {
+            } else if settled_after(line, after) {
                 return Ok(Applied {
                     head: Head {
                         kind: Cow::Borrowed("RECORD"),
