@@ -572,6 +572,18 @@ impl<'r, 'p> Session<'r, 'p> {
         args: &[std::ffi::OsString],
         stdin: Stdio,
     ) -> Result<Launched, RunError> {
+        self.launch_to(prepared, i, args, stdin, Stdio::piped())
+    }
+
+    /// [`Self::launch`] with its stdout going to `stdout`.
+    pub fn launch_to(
+        &self,
+        prepared: &Prepared,
+        i: usize,
+        args: &[std::ffi::OsString],
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> Result<Launched, RunError> {
         self.check()?;
         let plugin = prepared.roles[i].plugin;
         let mut cmd = self.realizer.command(plugin, &prepared.derivs[i], false)?;
@@ -579,7 +591,7 @@ impl<'r, 'p> Session<'r, 'p> {
             .arg(&prepared.configs[i])
             .args(args)
             .stdin(stdin)
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped());
         let mut process = spawn(&mut cmd)?;
         // The command, and its copy of an upstream pipe, go now: a plugin
