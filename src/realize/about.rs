@@ -94,12 +94,7 @@ pub fn about(
         let output = crate::interrupt::Process::spawn(&mut cmd)
             .and_then(|mut p| p.wait_with_output())
             .map_err(|source| RealizeError::Spawn { program, source })?;
-        if let Some(signal) = crate::interrupt::signal() {
-            return Err(RealizeError::Interrupted {
-                what: format!("asking {} for its --about", plugin.name),
-                signal,
-            });
-        }
+        RealizeError::if_signalled(|| format!("asking {} for its --about", plugin.name))?;
         let answer = if output.status.success() {
             serde_json::from_slice::<Value>(&output.stdout)
                 .ok()

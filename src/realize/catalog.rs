@@ -155,13 +155,11 @@ fn discover(
     let output = crate::interrupt::Process::spawn(&mut cmd)
         .and_then(|mut p| p.wait_with_output())
         .map_err(|source| RealizeError::Spawn { program, source })?;
-    if let Some(signal) = crate::interrupt::signal() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(RealizeError::Interrupted {
-            what: format!("discovering the streams of {}", tap.name),
-            signal,
-        });
-    }
+    RealizeError::if_signalled(|| format!("discovering the streams of {}", tap.name)).inspect_err(
+        |_| {
+            let _ = std::fs::remove_file(&tmp);
+        },
+    )?;
     let fail = |message: String| {
         let _ = std::fs::remove_file(&tmp);
         RealizeError::Discovery {

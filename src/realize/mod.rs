@@ -165,6 +165,18 @@ pub enum RealizeError {
 }
 
 impl RealizeError {
+    /// [`RealizeError::Interrupted`] if a signal asked alto to stop, naming
+    /// what it was doing; else nothing.
+    pub(crate) fn if_signalled(what: impl FnOnce() -> String) -> Result<(), RealizeError> {
+        match crate::interrupt::signal() {
+            Some(signal) => Err(RealizeError::Interrupted {
+                what: what(),
+                signal,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// 2 when the input (config, a missing interpreter or local source) is
     /// at fault, 1 for a failure while working, 128 + the signal when
     /// interrupted.
@@ -1117,12 +1129,7 @@ impl<'p> Realizer<'p> {
                 started.elapsed().as_secs_f64()
             ),
         );
-        if let Some(signal) = crate::interrupt::signal() {
-            return Err(RealizeError::Interrupted {
-                what: format!("building {}", d.plugins.join(", ")),
-                signal,
-            });
-        }
+        RealizeError::if_signalled(|| format!("building {}", d.plugins.join(", ")))?;
         if !status.success() {
             let text = std::fs::read_to_string(log_path).unwrap_or_default();
             return Err(RealizeError::BuildFailed {
@@ -1296,12 +1303,7 @@ impl<'p> Realizer<'p> {
                     pack()?;
                     // A signal during the pack stops the build here, before
                     // the commit and the upload (the compiling is killed).
-                    if let Some(signal) = crate::interrupt::signal() {
-                        return Err(RealizeError::Interrupted {
-                            what: format!("building {}", d.plugins.join(", ")),
-                            signal,
-                        });
-                    }
+                    RealizeError::if_signalled(|| format!("building {}", d.plugins.join(", ")))?;
                     Ok(Some((compiling, started)))
                 });
                 match result {
@@ -1463,12 +1465,7 @@ impl<'p> Realizer<'p> {
                 program: program.to_path_buf(),
                 source,
             })?;
-        if let Some(signal) = crate::interrupt::signal() {
-            return Err(RealizeError::Interrupted {
-                what: format!("preparing {}", d.plugins.join(", ")),
-                signal,
-            });
-        }
+        RealizeError::if_signalled(|| format!("preparing {}", d.plugins.join(", ")))?;
         if !out.status.success() {
             return Err(RealizeError::PrepareFailed {
                 plugins: d.plugins.join(", "),

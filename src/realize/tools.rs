@@ -107,13 +107,9 @@ pub fn ensure(
     let out = crate::interrupt::Process::spawn(&mut cmd)
         .and_then(|mut p| p.wait_with_output())
         .map_err(|e| error(tool, format!("cannot run pip: {e}"), None))?;
-    if let Some(signal) = crate::interrupt::signal() {
+    RealizeError::if_signalled(|| format!("provisioning {}", tool.name)).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(RealizeError::Interrupted {
-            what: format!("provisioning {}", tool.name),
-            signal,
-        });
-    }
+    })?;
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
         let text = String::from_utf8_lossy(&out.stderr).into_owned();
