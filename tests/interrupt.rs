@@ -517,3 +517,66 @@ fn a_remote_that_stops_answering_stops_the_run_before_the_lock_expires() {
     assert_eq!(s.survivors(), vec![]);
     assert_eq!(s.run_dirs(), Vec::<PathBuf>::new());
 }
+
+/// An index that accepts connections and never answers, saying on stdout
+/// when one came.
+const SILENT_INDEX: &str = r#"
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+print(s.getsockname()[1], flush=True)
+held = []
+while True:
+    c, _ = s.accept()
+    held.append(c)
+    print("connected", flush=True)
+"#;
+
+#[test]
+fn sigint_while_uv_is_fetched_stops_the_build_at_once() {
+    use std::io::BufRead;
+    let mut index = Command::new("python3")
+        .args(["-c", SILENT_INDEX])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = std::io::BufReader::new(index.stdout.take().unwrap()).lines();
+    let port = said.next().unwrap().unwrap();
+    let p = plugin_project(&config(""));
+    // A machine without uv: alto fetches it first.
+    let cache = tempfile::tempdir().unwrap();
+    let log = p.path().join("stderr.log");
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("alto"));
+    c.current_dir(p.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", p.home.path())
+        .env("NO_COLOR", "1")
+        .env("ALTO_CACHE_DIR", cache.path())
+        .env("PIP_INDEX_URL", format!("http://127.0.0.1:{port}/simple"))
+        .args(["build", "tap-fixture"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .process_group(0);
+    let mut run = Running {
+        child: Some(c.spawn().unwrap()),
+        log,
+    };
+    assert_eq!(said.next().unwrap().unwrap(), "connected");
+    let asked = Instant::now();
+    run.signal(libc::SIGINT);
+    // Not after the index's read timeout (a minute): at once.
+    let status = run.wait(Duration::from_secs(10));
+    let err = run.stderr();
+    assert!(asked.elapsed() < Duration::from_secs(3), "{err}");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let tools: Vec<_> = std::fs::read_dir(cache.path().join("tools"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert_eq!(tools, Vec::<std::ffi::OsString>::new(), "a tool was left");
+    let _ = index.kill();
+    let _ = index.wait();
+}

@@ -5,6 +5,7 @@
 
 pub mod about;
 pub mod catalog;
+mod index;
 pub mod pack;
 pub mod pex;
 pub mod python;

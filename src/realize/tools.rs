@@ -69,6 +69,7 @@ pub fn ensure(
             Ok(()) => return place(tool, &tmp, dir),
             Err(why) => {
                 let _ = std::fs::remove_dir_all(&tmp);
+                RealizeError::if_signalled(|| format!("provisioning {}", tool.name))?;
                 tracing::debug!("{} {}: {why}; pip installs it", tool.name, tool.version);
             }
         }

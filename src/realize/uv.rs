@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::RealizeError;
+use super::index::{self, PinnedWheel};
 use super::tools::{self, Pinned};
 use crate::eval::UvInput;
 
@@ -60,131 +61,74 @@ pub fn ensure(python: &Path, cache_dir: &Path) -> Result<PathBuf, RealizeError> 
     Ok(binary(&dir))
 }
 
-/// `pip_config()`: pip's configuration (`section.key` to value), read as
-/// pip reads it (`pip/_internal/configuration.py`, `Configuration.load`:
-/// its files in override order, then `PIP_*` variables) without importing
-/// `pip._internal`, which took a third of a second of every cold build;
-/// where pip's file locations differ (not Linux), pip reads it.
-macro_rules! pip_config {
-    () => {
-        r#"
-import os, sys
-def pip_config():
-    if not sys.platform.startswith("linux"):
-        from pip._internal.configuration import Configuration
-        conf = Configuration(isolated=False)
-        conf.load()
-        return dict(conf.items())
-    import configparser, locale
-    def name(key):
-        key = key.lower().replace("_", "-")
-        return key[2:] if key.startswith("--") else key
-    env_file = os.environ.get("PIP_CONFIG_FILE")
-    items = {}
-    if env_file != os.devnull:
-        dirs = os.environ.get("XDG_CONFIG_DIRS", "")
-        dirs = dirs if dirs.strip() else "/etc/xdg"
-        files = [os.path.join(os.path.expanduser(d), "pip", "pip.conf") for d in dirs.split(os.pathsep)]
-        files.append("/etc/pip.conf")
-        if not (env_file and os.path.exists(env_file)):
-            home = os.environ.get("XDG_CONFIG_HOME", "")
-            home = home if home.strip() else os.path.expanduser("~/.config")
-            files.append(os.path.join(os.path.expanduser("~"), ".pip", "pip.conf"))
-            files.append(os.path.join(home, "pip", "pip.conf"))
-        files.append(os.path.join(sys.prefix, "pip.conf"))
-        if env_file is not None:
-            files.append(env_file)
-        for f in files:
-            if os.path.exists(f):
-                parser = configparser.RawConfigParser()
-                parser.read(f, encoding=locale.getpreferredencoding(False))
-                for section in parser.sections():
-                    for key, value in parser.items(section):
-                        items[section + "." + name(key)] = value
-    for key, value in os.environ.items():
-        if key.startswith("PIP_") and key[4:].lower() not in ("version", "help"):
-            items[":env:." + name(key[4:])] = value
-    return items
-"#
-    };
+/// uv's wheels for Linux on PyPI, pinned with [`UV_VERSION`]: where pip
+/// uses PyPI, the one that fits is fetched straight away and checked
+/// against this sha256.
+const PYPI_WHEELS: &[PinnedWheel] = &[
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/74/80/cf6656f96f6ee9c26227e8aa8a81997b9e8a040d4ab9763657dac6dd5442/uv-0.13.8-py3-none-linux_armv6l.whl",
+        sha256: "0ec33661a14e38dea8dfb18167d2a4a5c7fe3d476c62dd8eb6acf5f378727201",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/9e/f0/d989ac5fcebf83f1c8c5d78974f27788e8364945969eb646f5d0db35d924/uv-0.13.8-py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.musllinux_1_1_aarch64.whl",
+        sha256: "0b3e8b1a4f5e405e31e2ff33de8af4744831e9f7338539671efbd8c3c94e791d",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/ae/d6/2e3a344ead9c5a52f60a0605a3e0a6688f962d51b42e5062638785932a38/uv-0.13.8-py3-none-manylinux_2_17_armv7l.manylinux2014_armv7l.whl",
+        sha256: "86f1319f851e645bc295bb921e6be19beae7e69216c75ae809010ca7817393aa",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/e6/3c/12db1b688f523893130d825c0de3986b1db302b6ef1aa61fd41c21aeaf84/uv-0.13.8-py3-none-manylinux_2_17_i686.manylinux2014_i686.whl",
+        sha256: "5ace7ec339798aca31be51a75fa7c1544fe84e02fadd17a9fa3324813bbaf237",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/bd/1d/c03fbe2a700484e369556b1a198745f92f44734a47279f3fbce95fbdbbaa/uv-0.13.8-py3-none-manylinux_2_17_ppc64le.manylinux2014_ppc64le.whl",
+        sha256: "6999618363d03a0a085a9491db319e00b461dbda205db06ef1fd55dfcbf6472b",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/73/09/52cdbdc3100cb67a6aa7e0c6b2b1a6a5834b1ac06de684944a9a0f408528/uv-0.13.8-py3-none-manylinux_2_17_s390x.manylinux2014_s390x.whl",
+        sha256: "13050c64530a1ccfc223af0306a8152d41c0d36ea63bc19161221ca65dfe480a",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/c5/32/52ee34636aea1ab3f8baeeae1c3599461b8cddfb379862cc72ac61b8d91c/uv-0.13.8-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        sha256: "e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/80/ce/f5eba24d8ec7fa566f9d50d1a69dbf9510137c30366b9f16dbeaf9b9dae4/uv-0.13.8-py3-none-manylinux_2_28_aarch64.whl",
+        sha256: "5337c30bb893b4f9ce0ceb921ba2da0d13f649da644f40ad3bef84083bef0203",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/ab/02/caccaed9a86060eea158f2a16101258e122473c5cb8c4bd9b22b009493c3/uv-0.13.8-py3-none-manylinux_2_31_riscv64.whl",
+        sha256: "b26fe533dc6153787e40443b7d9428ed41349127bff36a954ec82c48be01ded9",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/78/cb/42aa2094f03371df6a0585bbd1b6c9c1d10861d71099d75142603d0d37e8/uv-0.13.8-py3-none-musllinux_1_1_i686.whl",
+        sha256: "63d807451e63c8d21b1b33c945af16438ac9d8ffddc59b31ce69c692135891f5",
+    },
+    PinnedWheel {
+        url: "https://files.pythonhosted.org/packages/4d/a3/1ac9cd75985371da0d29c9c12132e6d5b5627b9d0de87c5ad97ab9ad69b0/uv-0.13.8-py3-none-musllinux_1_1_x86_64.whl",
+        sha256: "29451c60f5e8b07403e0a175d5229efc36b0289b34143ff4aaa499a5dd52553a",
+    },
+];
+
+/// Fetches uv's wheel for this machine from the index pip is set to use
+/// (see [`index::fetch_wheel`]: 0.1-0.2 s where running Python to fetch it
+/// took 0.46 s and `pip install uv` 3.9 s, weighing every one of the 6 025
+/// files of uv's index page) and puts the executables of its wheel
+/// (`uv-VERSION.data/scripts/`) in `dest/bin`. Inflating them as the wheel
+/// arrived, on a thread of its own, ended no sooner: the 38 MB binary
+/// takes longer to inflate and write than its 17 MB take to arrive.
+fn fetch(python: &Path, dest: &Path) -> Result<(), String> {
+    let wheel = index::fetch_wheel("uv", UV_VERSION, PYPI_WHEELS, python)?;
+    tracing::debug!("uv {UV_VERSION}: its wheel fetched from the index, sha256 checked");
+    unpack_scripts(&wheel, &format!("uv-{UV_VERSION}.data/scripts/"), dest)
+        .map_err(|e| format!("its wheel: {e}"))
 }
 
-/// Fetches uv's wheel for `python`'s platform from the index pip is set to
-/// use, checks its sha256 against the index's, and writes it on stdout
-/// (alto unpacks it: Python's zlib took 0.26 s to inflate the 38 MB
-/// binary, zlib-rs 0.15 s): 0.5 s where `pip install uv` took 3.9 s,
-/// weighing every one of the 6 025 files of uv's index page. Python's own
-/// HTTP client, so pip's certificate setting and the proxy variables hold
-/// as for pip; a setting it does not follow (several indexes, a proxy or a
-/// client certificate in pip's configuration), an index without PEP 691's
-/// JSON pages, or no fitting wheel, and pip installs uv instead.
-const FETCH_WHEEL: &str = concat!(
-    pip_config!(),
-    r#"
-import hashlib, json, ssl, urllib.parse, urllib.request
-name, version = sys.argv[1:3]
-from pip._vendor.packaging.tags import sys_tags
-from pip._vendor.packaging.utils import parse_wheel_filename
-items = pip_config()
-def setting(key):
-    for section in (":env:", "install", "global"):
-        if items.get(section + "." + key):
-            return items[section + "." + key]
-for key in ("extra-index-url", "no-index", "proxy", "client-cert", "trusted-host"):
-    if setting(key):
-        sys.exit("pip is set up with " + key)
-index = setting("index-url") or "https://pypi.org/simple"
-context = ssl.create_default_context(cafile=setting("cert"))
-page_url = index.rstrip("/") + "/" + name + "/"
-request = urllib.request.Request(page_url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-with urllib.request.urlopen(request, timeout=15, context=context) as r:
-    if "json" not in r.headers.get("Content-Type", ""):
-        sys.exit("the index gave no JSON page")
-    page = json.load(r)
-    base = r.geturl()
-files = {}
-prefix = "%s-%s-" % (name.replace("-", "_"), version)
-for f in page.get("files", []):
-    if not (f["filename"].startswith(prefix) and f["filename"].endswith(".whl")) or f.get("yanked"):
-        continue
-    try:
-        _, v, _, tags = parse_wheel_filename(f["filename"])
-    except Exception:
-        continue
-    if str(v) == version:
-        for tag in tags:
-            files.setdefault(tag, f)
-chosen = next((files[t] for t in sys_tags() if t in files), None)
-if chosen is None:
-    sys.exit("no wheel of %s %s fits this interpreter" % (name, version))
-digest = chosen.get("hashes", {}).get("sha256")
-if not digest:
-    sys.exit("the index gave no sha256")
-with urllib.request.urlopen(urllib.parse.urljoin(base, chosen["url"]), timeout=120, context=context) as r:
-    data = r.read()
-if hashlib.sha256(data).hexdigest() != digest:
-    sys.exit("%s does not have the sha256 the index gave" % chosen["filename"])
-sys.stdout.buffer.write(data)
-"#
-);
-
-/// Runs [`FETCH_WHEEL`] for the pinned uv and puts the executables of its
-/// wheel (`uv-VERSION.data/scripts/`) in `dest/bin`.
-fn fetch(python: &Path, dest: &Path) -> Result<(), String> {
-    let mut cmd = Command::new(python);
-    cmd.args(["-c", FETCH_WHEEL, "uv", UV_VERSION])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let out = crate::interrupt::Process::spawn(&mut cmd)
-        .and_then(|mut p| p.wait_with_output())
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    if !out.status.success() {
-        return Err(super::tail(&String::from_utf8_lossy(&out.stderr), 3));
-    }
-    tracing::debug!("uv {UV_VERSION}: its wheel fetched from the index, sha256 checked");
-    unpack_scripts(&out.stdout, &format!("uv-{UV_VERSION}.data/scripts/"), dest)
-        .map_err(|e| format!("its wheel: {e}"))
+/// [`PYPI_WHEELS`], for tests elsewhere.
+#[cfg(test)]
+pub(crate) fn pinned_wheels() -> &'static [PinnedWheel] {
+    PYPI_WHEELS
 }
 
 /// Writes the files of `wheel` under `scripts` (its `.data/scripts/`
@@ -392,86 +336,5 @@ mod tests {
             Some("https://e/simple https://f/simple")
         );
         assert_eq!(env["UV_CACHE_DIR"].as_deref(), Some("/c/uv-cache"));
-    }
-
-    /// `pip_config()` gives what pip's own `Configuration` gives, for
-    /// every way of placing pip's settings (files of each kind, XDG
-    /// directories, `PIP_CONFIG_FILE` set, missing or `os.devnull`,
-    /// variables, `_` and `--` in keys), with the python3 on PATH.
-    #[test]
-    fn pip_config_reads_what_pip_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let write = |rel: &str, text: &str| {
-            let p = d.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
-        write(
-            "home/.pip/pip.conf",
-            "[global]\nindex-url = https://legacy/simple\ntimeout = 5\n",
-        );
-        write(
-            "home/.config/pip/pip.conf",
-            "[global]\nindex_url = https://new/simple\n[install]\n--extra-index-url = https://extra/simple\n",
-        );
-        write(
-            "xdg/pip/pip.conf",
-            "[global]\nindex-url = https://xdg/simple\n",
-        );
-        write(
-            "d1/pip/pip.conf",
-            "[global]\ncert = /d1\n[install]\nno-index = true\n",
-        );
-        write(
-            "d2/pip/pip.conf",
-            "[global]\ncert = /d2\nproxy = http://p\n",
-        );
-        write(
-            "env.conf",
-            "[install]\nindex-url = https://envfile/simple\n",
-        );
-        let p = |rel: &str| d.join(rel).to_string_lossy().into_owned();
-        let dirs = format!("{}:{}", p("d1"), p("d2"));
-        let cases: Vec<Vec<(&str, String)>> = vec![
-            vec![],
-            vec![("XDG_CONFIG_HOME", p("xdg"))],
-            vec![("XDG_CONFIG_DIRS", dirs)],
-            vec![("PIP_CONFIG_FILE", p("env.conf"))],
-            vec![("PIP_CONFIG_FILE", p("missing.conf"))],
-            vec![
-                ("PIP_CONFIG_FILE", "/dev/null".into()),
-                ("PIP_INDEX_URL", "https://e/simple".into()),
-                ("PIP_EXTRA_INDEX_URL", "x".into()),
-                ("PIP_VERSION", "1".into()),
-            ],
-            vec![("PIP_CONFIG_FILE", String::new())],
-        ];
-        let compare = concat!(
-            pip_config!(),
-            "\nfrom pip._internal.configuration import Configuration\n",
-            "conf = Configuration(isolated=False)\nconf.load()\n",
-            "assert pip_config() == dict(conf.items()), (pip_config(), dict(conf.items()))\n",
-            "print(len(pip_config()))\n",
-        );
-        for case in cases {
-            let mut c = Command::new("python3");
-            c.args(["-c", compare]).env("HOME", p("home"));
-            for k in ["XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "PIP_CONFIG_FILE"] {
-                c.env_remove(k);
-            }
-            for (k, v) in &case {
-                c.env(k, v);
-            }
-            let out = c.output().expect("python3 runs");
-            assert!(
-                out.status.success(),
-                "{case:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            // Each case read something: the comparison is not of empties.
-            let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-            assert!(n > 0, "{case:?} read nothing");
-        }
     }
 }
