@@ -15,8 +15,20 @@ use sha2::Digest;
 /// The default index, as pip names it.
 const PYPI: &str = "https://pypi.org/simple";
 
-/// The largest wheel alto reads into memory (uv's is 17 MB).
+/// The largest wheel alto reads into memory (uv's is 17 MB), and the
+/// largest index page (uv's is 2.6 MB).
 const MAX_WHEEL: usize = 256 << 20;
+const MAX_PAGE: usize = 64 << 20;
+
+/// pip's settings alto does not follow: with any of them set, pip
+/// installs the tool.
+const UNFOLLOWED: [&str; 5] = [
+    "extra-index-url",
+    "no-index",
+    "proxy",
+    "client-cert",
+    "trusted-host",
+];
 
 /// A wheel on PyPI, pinned beside the tool's version: fetched without
 /// reading the index page (2.6 MB for uv) when pip uses PyPI, and checked
@@ -53,22 +65,23 @@ pub fn fetch_wheel(
     let machine = Machine::this()?;
     let client = settings.client()?;
     on_own_runtime(async move {
-        let (url, sha256) = match &settings.index_url {
+        let ((url, sha256), whose) = match &settings.index_url {
             None => {
                 let chosen = machine
                     .best(pinned.iter().map(|w| (w.filename(), w)), name, version)
                     .ok_or_else(|| format!("no wheel of {name} {version} fits this machine"))?;
-                (
-                    reqwest::Url::parse(chosen.url).map_err(|e| e.to_string())?,
-                    chosen.sha256.to_string(),
-                )
+                let url = reqwest::Url::parse(chosen.url).map_err(|e| e.to_string())?;
+                ((url, chosen.sha256.to_string()), "alto pins")
             }
-            Some(index) => from_page(&client, index, &machine, name, version).await?,
+            Some(index) => (
+                from_page(&client, index, &machine, name, version).await?,
+                "the index gave",
+            ),
         };
-        let wheel = download(&client, url).await?;
-        if hex(&sha2::Sha256::digest(&wheel)) != sha256.to_ascii_lowercase() {
+        let wheel = get(&client, url, None, MAX_WHEEL, "the wheel").await?.body;
+        if super::pack::hex(&sha2::Sha256::digest(&wheel)) != sha256.to_ascii_lowercase() {
             return Err(format!(
-                "the wheel of {name} {version} does not have the sha256 the index gave"
+                "the wheel of {name} {version} does not have the sha256 {whose}"
             ));
         }
         Ok(wheel)
@@ -98,26 +111,13 @@ async fn from_page(
         yanked: serde_json::Value,
     }
     let page_url = format!("{}/{name}/", index.trim_end_matches('/'));
-    let response = client
-        .get(&page_url)
-        .header("Accept", "application/vnd.pypi.simple.v1+json")
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("the index page: {}", e.without_url()))?;
-    let json = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if !json {
+    let page_url = reqwest::Url::parse(&page_url).map_err(|e| format!("pip's index-url: {e}"))?;
+    let accept = "application/vnd.pypi.simple.v1+json";
+    let page = get(client, page_url, Some(accept), MAX_PAGE, "the index page").await?;
+    if !page.content_type.contains("json") {
         return Err("the index gave no JSON page".into());
     }
-    let base = response.url().clone();
-    let text = response
-        .bytes()
-        .await
-        .map_err(|e| format!("the index page: {}", e.without_url()))?;
+    let (text, base) = (page.body, page.url);
     let page: Page = serde_json::from_slice(&text).map_err(|e| format!("the index page: {e}"))?;
     let yanked = |v: &serde_json::Value| match v {
         serde_json::Value::Bool(b) => *b,
@@ -145,24 +145,52 @@ async fn from_page(
     Ok((url, sha256.clone()))
 }
 
-/// The body at `url`, read as it arrives, never more than [`MAX_WHEEL`].
-async fn download(client: &reqwest::Client, url: reqwest::Url) -> Result<Vec<u8>, String> {
-    let failed = |e: reqwest::Error| format!("the wheel: {}", e.without_url());
-    let mut response = client
-        .get(url)
+/// What a GET gave: its URL after redirects, its Content-Type, its body.
+struct Fetched {
+    url: reqwest::Url,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+/// GETs `url` (`accept`: the Accept header), its body read as it arrives,
+/// never more than `limit` bytes. Errors name `what`, never the URL (it
+/// may hold an index's credentials).
+async fn get(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    accept: Option<&str>,
+    limit: usize,
+    what: &str,
+) -> Result<Fetched, String> {
+    let failed = |e: reqwest::Error| format!("{what}: {}", e.without_url());
+    let mut request = client.get(url);
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
+    }
+    let mut response = request
         .send()
         .await
         .and_then(|r| r.error_for_status())
         .map_err(failed)?;
-    let mut body =
-        Vec::with_capacity((response.content_length().unwrap_or(0) as usize).min(MAX_WHEEL));
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let url = response.url().clone();
+    let mut body = Vec::with_capacity((response.content_length().unwrap_or(0) as usize).min(limit));
     while let Some(chunk) = response.chunk().await.map_err(failed)? {
-        if body.len() + chunk.len() > MAX_WHEEL {
-            return Err("the wheel is larger than any tool alto provisions".into());
+        if body.len() + chunk.len() > limit {
+            return Err(format!("{what} passes {} MiB", limit >> 20));
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(Fetched {
+        url,
+        content_type,
+        body,
+    })
 }
 
 /// Runs `fut` on a runtime of its own, on a thread of its own (the caller
@@ -193,10 +221,6 @@ fn on_own_runtime<T: Send>(
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// What alto takes from pip's configuration.
 #[derive(Debug, PartialEq)]
 struct PipSettings {
@@ -216,13 +240,7 @@ impl PipSettings {
                 .find_map(|s| items.get(&format!("{s}.{key}")).filter(|v| !v.is_empty()))
                 .cloned()
         };
-        for key in [
-            "extra-index-url",
-            "no-index",
-            "proxy",
-            "client-cert",
-            "trusted-host",
-        ] {
+        for key in UNFOLLOWED {
             if setting(key).is_some() {
                 return Err(format!("pip is set up with {key}"));
             }
@@ -675,13 +693,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        for key in [
-            "extra-index-url",
-            "no-index",
-            "proxy",
-            "client-cert",
-            "trusted-host",
-        ] {
+        for key in UNFOLLOWED {
             let err = PipSettings::read(&items(&[(&format!("install.{key}"), "x")])).unwrap_err();
             assert!(err.contains(key), "{err}");
         }
@@ -707,6 +719,29 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(read.index_url, None);
+    }
+
+    /// An index's credentials never reach an error (which `-vv` shows).
+    #[test]
+    fn a_failed_fetch_does_not_name_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let settings = PipSettings {
+            index_url: Some(format!("http://alto:s3cret@127.0.0.1:{port}/simple")),
+            cert: None,
+        };
+        let client = settings.client().unwrap();
+        let machine = Machine::this().unwrap();
+        let err = on_own_runtime(async {
+            let index = settings.index_url.as_deref().unwrap_or_default();
+            from_page(&client, index, &machine, "uv", "1.0").await
+        })
+        .unwrap_err();
+        assert!(err.starts_with("the index page: "), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("alto:"), "{err}");
     }
 
     #[test]

@@ -837,7 +837,7 @@ fn chroot(d: &Dist, venv: &Venv) -> Result<(Files, String), Declined> {
     Ok((files, fingerprint))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
