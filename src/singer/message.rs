@@ -397,9 +397,10 @@ impl Default for Md5Engine {
 }
 
 impl Digests {
-    /// Digests worked out in one call: one group of md5-many's eight AVX2
-    /// lanes. Larger batches cost more in its choice of kernels than they
-    /// save (151 fewer instructions per 10-field record with 3 rules than
+    /// Digests worked out in one call: eight AVX2 lanes ([`super::md5x8`]
+    /// for texts of one md5 block, md5-many otherwise). For md5-many too,
+    /// larger batches cost more in its choice of kernels than they save
+    /// (151 fewer instructions per 10-field record with 3 rules than
     /// batches of 64, and 49 fewer than 16).
     const BATCH: usize = 8;
 
@@ -446,7 +447,9 @@ impl Digests {
                 texts.push(&self.texts[start..end]);
                 start = end;
             }
-            self.engine.0.hash_many(&texts, &mut sums[..batch.len()]);
+            if super::md5x8::digest(&texts, &mut sums).is_none() {
+                self.engine.0.hash_many(&texts, &mut sums[..batch.len()]);
+            }
             for (&(at, _), sum) in batch.iter().zip(&sums) {
                 out[at..at + 32].copy_from_slice(&hex(sum));
             }
