@@ -795,7 +795,7 @@ mod tests {
         )) {
             return;
         }
-        let pinned = crate::realize::uv::pinned_wheels();
+        let pinned = crate::realize::uv::PYPI_WHEELS;
         let chosen = Machine::this()
             .unwrap()
             .best(

@@ -64,7 +64,7 @@ pub fn ensure(python: &Path, cache_dir: &Path) -> Result<PathBuf, RealizeError> 
 /// uv's wheels for Linux on PyPI, pinned with [`UV_VERSION`]: where pip
 /// uses PyPI, the one that fits is fetched straight away and checked
 /// against this sha256.
-const PYPI_WHEELS: &[PinnedWheel] = &[
+pub(super) const PYPI_WHEELS: &[PinnedWheel] = &[
     PinnedWheel {
         url: "https://files.pythonhosted.org/packages/74/80/cf6656f96f6ee9c26227e8aa8a81997b9e8a040d4ab9763657dac6dd5442/uv-0.13.8-py3-none-linux_armv6l.whl",
         sha256: "0ec33661a14e38dea8dfb18167d2a4a5c7fe3d476c62dd8eb6acf5f378727201",
@@ -123,12 +123,6 @@ fn fetch(python: &Path, dest: &Path) -> Result<(), String> {
     tracing::debug!("uv {UV_VERSION}: its wheel fetched from the index, sha256 checked");
     unpack_scripts(&wheel, &format!("uv-{UV_VERSION}.data/scripts/"), dest)
         .map_err(|e| format!("its wheel: {e}"))
-}
-
-/// [`PYPI_WHEELS`], for tests elsewhere.
-#[cfg(test)]
-pub(crate) fn pinned_wheels() -> &'static [PinnedWheel] {
-    PYPI_WHEELS
 }
 
 /// Writes the files of `wheel` under `scripts` (its `.data/scripts/`
