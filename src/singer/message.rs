@@ -38,6 +38,9 @@ use serde_json::Value;
 use super::catalog::{HashRule, hash_rules};
 use super::json::{MAX_DEPTH, RawStr, Scalar, ScanError, Scanner, python_number};
 
+mod shape;
+use shape::{Field, Shape, Span};
+
 /// fnmatch: `*`, `?`, `[...]`, `[!...]`; case-sensitive.
 pub fn fnmatch(pattern: &str, text: &str) -> bool {
     if !pattern.contains(['*', '?', '[']) {
@@ -132,14 +135,19 @@ fn record_prefix(line: &[u8]) -> Option<(&str, usize)> {
         return None;
     }
     let name = &rest[..end];
-    // Stream names are ASCII as a rule: checked inline, before a call.
-    let stream = if name.is_ascii() {
+    Some((stream_name(name)?, line.len() - tail.len()))
+}
+
+/// A stream's name as text, if UTF-8. Names are ASCII as a rule: checked
+/// inline, before a call.
+#[inline]
+fn stream_name(name: &[u8]) -> Option<&str> {
+    if name.is_ascii() {
         // SAFETY: ASCII is UTF-8.
-        unsafe { std::str::from_utf8_unchecked(name) }
+        Some(unsafe { std::str::from_utf8_unchecked(name) })
     } else {
-        std::str::from_utf8(name).ok()?
-    };
-    Some((stream, line.len() - tail.len()))
+        std::str::from_utf8(name).ok()
+    }
 }
 
 /// A whole line scanned at its top level: the last `type` and `stream`
@@ -351,27 +359,27 @@ impl Node {
         rules: &[HashRule],
         budget: &mut usize,
         scratch: &'n mut Option<Node>,
-    ) -> &'n mut Node {
+    ) -> (&'n mut Node, Option<usize>) {
         let at = match self.children.get(self.next) {
             Some((k, _)) if **k == *name => Some(self.next),
             _ => self.children.iter().position(|(k, _)| **k == *name),
         };
         if let Some(i) = at {
             self.next = i + 1;
-            return &mut self.children[i].1;
+            return (&mut self.children[i].1, Some(i));
         }
         let mut node = Node::new(format!("{}.{name}", self.crumb), self.covered, rules);
         if !name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
             node.quoted = Some(QuotedKey::new(name));
         }
         if *budget == 0 || self.children.len() >= MAX_CHILDREN {
-            return scratch.insert(node);
+            return (scratch.insert(node), None);
         }
         *budget -= 1;
         self.children.push((name.into(), node));
         self.next = self.children.len();
         let last = self.children.len() - 1;
-        &mut self.children[last].1
+        (&mut self.children[last].1, Some(last))
     }
 }
 
@@ -586,6 +594,9 @@ struct Walk<'r, 'l, 'o> {
     rules: &'r [HashRule],
     budget: &'r mut usize,
     w: Writer<'l, 'o>,
+    /// The values of the record's fields (and of the line's other
+    /// members), as met, when a layout is being learned.
+    spans: Option<&'r mut Vec<Span>>,
 }
 
 impl Walk<'_, '_, '_> {
@@ -646,22 +657,43 @@ impl Walk<'_, '_, '_> {
                 }
             };
             let mut scratch = None;
-            let child = match known {
-                Ok(i) => &mut node.children[i].1,
+            let (child, index) = match known {
+                Ok(i) => (&mut node.children[i].1, Some(i)),
                 Err(key) => {
                     let name = sc.text(key, true)?;
                     node.child(&name, self.rules, self.budget, &mut scratch)
                 }
             };
-            if child.covered {
+            let start = match self.spans {
+                Some(_) => {
+                    sc.peek();
+                    sc.pos
+                }
+                None => 0,
+            };
+            let field = if child.covered {
                 hash_all(sc, &mut self.w, depth + 1)?;
+                Field::Covered
             } else if child.descend {
                 self.value(sc, child, depth + 1)?;
+                Field::Below(index)
             } else if sc.peek() == Some(b'"') {
                 // The usual value, skipped here rather than in a call.
                 sc.string_here()?;
+                Field::Plain
             } else {
                 sc.skip(depth + 1)?;
+                Field::Plain
+            };
+            if depth == 2
+                && let Some(spans) = self.spans.as_deref_mut()
+            {
+                spans.push(Span {
+                    start,
+                    end: sc.pos,
+                    field,
+                    depth: depth + 1,
+                });
             }
             if !sc.more(b'}')? {
                 return Ok(());
@@ -680,6 +712,12 @@ pub struct StreamHasher {
     budget: usize,
     /// The stream asked about last, and its root (lines come in runs).
     last: Option<(Box<str>, usize)>,
+    /// Each root's learned RECORD layout.
+    shapes: Vec<Shape>,
+    /// The root whose layout the last line fitted, tried first.
+    fitted: Option<usize>,
+    /// Where the walk notes values while a layout is learned.
+    spans: Vec<Span>,
 }
 
 impl StreamHasher {
@@ -692,6 +730,9 @@ impl StreamHasher {
             roots: Vec::new(),
             budget: MAX_NODES,
             last: None,
+            shapes: Vec::new(),
+            fitted: None,
+            spans: Vec::new(),
         })
     }
 
@@ -716,6 +757,8 @@ impl StreamHasher {
                     // A tap inventing streams: start over rather than grow.
                     self.streams.clear();
                     self.roots.clear();
+                    self.shapes.clear();
+                    self.fitted = None;
                     self.budget = MAX_NODES;
                 }
                 let descend = self.rules.iter().any(|r| r.may_name_below(stream));
@@ -727,6 +770,7 @@ impl StreamHasher {
                     children: Vec::new(),
                     next: 0,
                 });
+                self.shapes.push(Shape::default());
                 self.streams
                     .insert(stream.to_string(), self.roots.len() - 1);
                 self.roots.len() - 1
@@ -783,12 +827,44 @@ impl StreamHasher {
         digests: &mut Digests,
     ) -> Result<Applied<'l>, NotSinger> {
         let (len, owed) = (out.len(), digests.owed.len());
+        // Lines come in runs of a stream, in its layout.
+        let tried = self.fitted.take();
+        if let Some(at) = tried
+            && let Some(applied) = self.shaped(at, line, out, digests)
+        {
+            return Ok(applied);
+        }
         if let Some((stream, after)) = record_prefix(line) {
             let at = self.root(stream);
             if self.roots[at].descend {
+                let learn = self.shapes[at].ready();
+                if learn
+                    && tried != Some(at)
+                    && let Some(applied) = self.shaped(at, line, out, digests)
+                {
+                    return Ok(applied);
+                }
+                if learn && self.shapes[at].learned() {
+                    self.shapes[at].missed();
+                }
                 // One pass over the rest of the line, hashing on the way,
                 // unless a later `type` or `stream` key changes the head.
-                if let Some(rewritten) = self.record_after_head(line, at, after, out, digests)? {
+                let mut spans = std::mem::take(&mut self.spans);
+                spans.clear();
+                let walked = self.record_after_head(
+                    line,
+                    at,
+                    after,
+                    out,
+                    digests,
+                    learn.then_some(&mut spans),
+                );
+                if learn && let Ok(Some(_)) = walked {
+                    let start = after - 1 - stream.len();
+                    self.shapes[at].learn(line, &spans, (start, after - 1));
+                }
+                self.spans = spans;
+                if let Some(rewritten) = walked? {
                     return Ok(Applied {
                         head: Head {
                             kind: Cow::Borrowed("RECORD"),
@@ -851,8 +927,56 @@ impl StreamHasher {
                 copied: 0,
                 changed: false,
             },
+            spans: None,
         };
         (walk, &mut roots[at])
+    }
+
+    /// `line` read by the layout learned for the root at `at`, if it fits
+    /// (what the walk would have made of it); if not, `out` and `digests`
+    /// are as they were.
+    fn shaped<'l>(
+        &mut self,
+        at: usize,
+        line: &'l [u8],
+        out: &mut Vec<u8>,
+        digests: &mut Digests,
+    ) -> Option<Applied<'l>> {
+        let (len, owed) = (out.len(), digests.owed.len());
+        let StreamHasher {
+            rules,
+            roots,
+            budget,
+            shapes,
+            ..
+        } = self;
+        let mut walk = Walk {
+            rules: rules.as_slice(),
+            budget,
+            w: Writer {
+                line,
+                out,
+                digests,
+                copied: 0,
+                changed: false,
+            },
+            spans: None,
+        };
+        let Some(stream) = shapes[at].read(line, &mut walk, &mut roots[at]) else {
+            out.truncate(len);
+            digests.truncate(owed);
+            return None;
+        };
+        let rewritten = walk.w.finish();
+        self.fitted = Some(at);
+        Some(Applied {
+            head: Head {
+                kind: Cow::Borrowed("RECORD"),
+                stream: Some(Cow::Borrowed(stream)),
+                checked: true,
+            },
+            rewritten,
+        })
     }
 
     /// A RECORD whose head [`record_prefix`] read: the members after the
@@ -866,8 +990,10 @@ impl StreamHasher {
         after: usize,
         out: &mut Vec<u8>,
         digests: &mut Digests,
+        spans: Option<&mut Vec<Span>>,
     ) -> Result<Option<bool>, NotSinger> {
         let (mut walk, root) = self.walk(at, line, out, digests);
+        walk.spans = spans;
         let mut sc = Scanner {
             bytes: line,
             pos: after,
@@ -880,10 +1006,32 @@ impl StreamHasher {
                 // An escaped key may spell `type` or `stream`.
                 return Ok(None);
             }
-            match name {
+            sc.peek();
+            let start = sc.pos;
+            let field = match name {
                 b"type" | b"stream" => return Ok(None),
-                b"record" if sc.peek() == Some(b'{') => walk.object(&mut sc, root, 2)?,
-                _ => sc.skip(1)?,
+                b"record" if sc.peek() == Some(b'{') => {
+                    walk.object(&mut sc, root, 2)?;
+                    None
+                }
+                // Whatever stands here, a later line's `record` may be an
+                // object to walk.
+                b"record" => {
+                    sc.skip(1)?;
+                    Some(Field::Below(None))
+                }
+                _ => {
+                    sc.skip(1)?;
+                    Some(Field::Plain)
+                }
+            };
+            if let (Some(field), Some(spans)) = (field, walk.spans.as_deref_mut()) {
+                spans.push(Span {
+                    start,
+                    end: sc.pos,
+                    field,
+                    depth: 1,
+                });
             }
         }
         if !sc.at_end() {
@@ -1258,6 +1406,71 @@ mod tests {
         );
     }
 
+    /// What a hasher that has learned layouts makes of each line, against
+    /// a fresh hasher per line (which has learned none, so walks each).
+    fn same_as_walked(rules: &[&str], lines: &[String]) -> usize {
+        let mut learning = hasher(rules);
+        let mut fitted = 0;
+        for line in lines {
+            let got = pass(&mut learning, line);
+            // Set only by a line that fitted.
+            fitted += usize::from(learning.fitted.is_some());
+            assert_eq!(got, pass(&mut hasher(rules), line), "the line: {line}");
+        }
+        fitted
+    }
+
+    /// A learned layout reads a line only as the walk would: a field that
+    /// turns into an object, a `record` that becomes one, another stream
+    /// in the same layout, other spacing or keys all go to the walk.
+    #[test]
+    fn layouts_read_lines_as_the_walk_does() {
+        let lines: Vec<String> = [
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 1, "email": "a@b.c", "address": {"city": "P"}}, "time_extracted": "t1"}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 2, "email": "d@e.f", "address": {"city": "Q"}}, "time_extracted": "t2"}"#,
+            // A value's type changes: same layout between the values.
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": "x", "email": null, "address": {"city": 7}}, "time_extracted": null}"#,
+            // A plain field becomes an object, a covered one a list.
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": {"n": 1}, "email": ["a", {"b": 2}], "address": {"city": "R"}}, "time_extracted": "t3"}"#,
+            // Another stream in the same layout: its own rules.
+            r#"{"type": "RECORD", "stream": "other", "record": {"id": 3, "email": "g@h.i", "address": {"city": "S"}}, "time_extracted": "t4"}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 4, "email": "j@k.l", "address": {"city": "T"}}, "time_extracted": "t5"}"#,
+            // Spacing, a key more, a key escaped, a later stream key.
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 5,  "email": "m@n.o", "address": {"city": "U"}}, "time_extracted": "t6"}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 6, "email": "p@q.r", "address": {"city": "V"}, "email": "s@t.u"}, "time_extracted": "t7"}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 7, "email": "v@w.x", "address": {"city": "W"}}, "time_extracted": "t8"}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 8, "email": "y@z.a", "address": {"city": "X"}}, "stream": "other"}"#,
+            // Broken in a value, or after the layout's end.
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 9, "email": "b@c.d", "address": {"city": "Y"}}, "time_extracted": "t9"}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 01, "email": "e@f.g", "address": {"city": "Z"}}, "time_extracted": "t9"}"#,
+            "{\"type\": \"RECORD\", \"stream\": \"users\", \"record\": {\"id\": 10, \"email\": \"h\u{1}\", \"address\": {\"city\": \"Z\"}}, \"time_extracted\": \"t9\"}",
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 11, "email": "i@j.k", "address": {"city": "Z"}}, "time_extracted": "t9"}}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 12, "email": "l@m.n", "address": {"city": "Z"}}, "time_extracted": "t9"}"#,
+        ]
+        .map(String::from)
+        .into();
+        let fitted = same_as_walked(&["users.email", "users.address.city", "other.id"], &lines);
+        // The layout was used, not only learned: lines 2-4 and 6 fitted;
+        // after them it keeps changing, and the layout rests.
+        assert_eq!(fitted, 4);
+        // A `record` that was not an object when the layout was learned
+        // is walked when it is one.
+        let scalar_then_object = [
+            r#"{"type": "RECORD", "stream": "users", "record": 5}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": 6}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"email": "a@b.c"}}"#,
+        ]
+        .map(String::from);
+        same_as_walked(&["users.email"], &scalar_then_object);
+        let mut h = hasher(&["users.email"]);
+        let out: Vec<Option<String>> = scalar_then_object.iter().map(|l| pass(&mut h, l)).collect();
+        assert!(
+            out[2]
+                .as_deref()
+                .is_some_and(|o| o.contains(&md5_hex("a@b.c")))
+        );
+    }
+
     /// Of duplicate keys every occurrence is hashed: whichever one a target
     /// keeps is hashed. The stream is the last `stream`, wherever it is.
     #[test]
@@ -1601,9 +1814,11 @@ mod tests {
         /// RECORD lines of one shape, as taps write them (the same keys in
         /// the same order, other values), now and then a key left out,
         /// given twice or spelled with an escape.
-        fn shaped_line() -> impl Strategy<Value = String> {
+        fn shaped_line(variety: u8) -> impl Strategy<Value = String> {
             let keys = [r#""id""#, r#""email""#, r#""a""#, r#""b""#, r#""note""#];
-            (prop::collection::vec((value(), 0..12u8), 5), ws()).prop_map(move |(values, w)| {
+            let ws = prop_oneof![u32::from(variety / 4) => Just(""), 1 => ws()];
+            let values = prop::collection::vec((value(), 0..variety), 5);
+            (values, ws).prop_map(move |(values, w)| {
                 let mut members = Vec::new();
                 for (k, (v, how)) in keys.iter().zip(values) {
                     match how {
@@ -1625,6 +1840,23 @@ mod tests {
             })
         }
 
+        /// Lines mostly of one layout (other values, now and then another
+        /// key, spacing or stream, or a random line): a hasher that learns
+        /// layouts writes what the walk writes, byte for byte.
+        #[test]
+        fn learned_layouts_write_what_the_walk_writes() {
+            let mut runner = TestRunner::new(Config {
+                rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
+                ..Config::default()
+            });
+            let strategy = prop_oneof![8 => shaped_line(100), 1 => line()];
+            let lines: Vec<String> = (0..3000)
+                .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+                .collect();
+            let fitted = same_as_walked(&["users.email", "users.b.c", "users.note"], &lines);
+            assert!(fitted > 100, "{fitted}");
+        }
+
         /// Lines of one shape, through alto and Python.
         #[test]
         fn records_of_one_shape_hash_as_python_hashes_them() {
@@ -1632,7 +1864,7 @@ mod tests {
                 rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
                 ..Config::default()
             });
-            let strategy = shaped_line();
+            let strategy = shaped_line(12);
             let lines: Vec<String> = (0..500)
                 .map(|_| strategy.new_tree(&mut runner).unwrap().current())
                 .collect();

@@ -1,0 +1,200 @@
+//! The layout a tap keeps writing a stream's RECORD lines in: the bytes
+//! between the values (`{"type": "RECORD", "stream": "users", "record":
+//! {"id": `, then `, "email": `, ..., then `}}`), learned from a line the
+//! full walk read, and what each value is to the hash rules.
+//!
+//! A line that has exactly those bytes between its values is the same
+//! JSON but for the values, so each value is read (and checked) where it
+//! stands, a covered one hashed as the walk would hash it, without looking
+//! at the keys, the spacing or the nesting again. A line that differs
+//! anywhere (another key, spacing, order, a value that would need the walk)
+//! goes to the full walk, which may learn its layout instead: the output is
+//! the walk's, byte for byte, either way.
+
+use super::{Node, Walk, hash_all, same_bytes, stream_name};
+use crate::singer::json::Scanner;
+
+/// What a value of the layout is to the hash rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Field {
+    /// Nothing at or below it is hashed: skipped (and checked).
+    Plain,
+    /// A rule covers it: every leaf hashed.
+    Covered,
+    /// A rule may cover something below it: a scalar is skipped, an
+    /// object or a list walked from the root's child at this index. With
+    /// no index (the `record` itself when it was no object, or a field
+    /// past what the root remembers), an object or a list ends the read.
+    Below(Option<usize>),
+}
+
+/// A value as the walk met it: where it stands in the line, what it is,
+/// and the nesting it starts at.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub field: Field,
+    pub depth: usize,
+}
+
+/// Longer lines, or more values, are not learned (memory stays small
+/// whatever a tap writes).
+const MAX_BYTES: usize = 16 * 1024;
+const MAX_VALUES: usize = 512;
+/// Lines a layout that never fitted keeps the walk from trying again, at
+/// most (it doubles each time).
+const MAX_PAUSE: u32 = 1024;
+
+/// A stream's learned layout.
+#[derive(Default)]
+pub(super) struct Shape {
+    /// The gaps between values, one after another, the tail last.
+    bytes: Vec<u8>,
+    /// Per value: where its gap ends in `bytes`, what it is, its depth.
+    values: Vec<(usize, Field, usize)>,
+    /// Where the stream's name stands in a line that fits.
+    stream: (usize, usize),
+    learned: bool,
+    /// Lines that fitted since it was learned.
+    hits: u32,
+    /// Lines still to go to the walk without trying or learning.
+    pause: u32,
+    backoff: u32,
+}
+
+impl Shape {
+    /// Whether to try this layout (and to learn from the walk): not while
+    /// paused, which one more line of the stream shortens.
+    pub fn ready(&mut self) -> bool {
+        if self.pause > 0 {
+            self.pause -= 1;
+            return false;
+        }
+        true
+    }
+
+    pub fn learned(&self) -> bool {
+        self.learned
+    }
+
+    /// Learns the layout of `line` from the values the walk met, in order;
+    /// `stream` is where the stream's name stands. A value the layout could
+    /// not stand for (a `Below` one that is an object or a list) leaves it
+    /// unlearned.
+    pub fn learn(&mut self, line: &[u8], spans: &[Span], stream: (usize, usize)) {
+        self.learned = false;
+        self.bytes.clear();
+        self.values.clear();
+        if line.len() > MAX_BYTES || spans.len() > MAX_VALUES {
+            return;
+        }
+        let mut from = 0;
+        for s in spans {
+            if s.start < from
+                || (s.field == Field::Below(None) && matches!(line.get(s.start), Some(b'{' | b'[')))
+            {
+                return;
+            }
+            self.bytes.extend_from_slice(&line[from..s.start]);
+            self.values.push((self.bytes.len(), s.field, s.depth));
+            from = s.end;
+        }
+        self.bytes.extend_from_slice(&line[from..]);
+        self.stream = stream;
+        self.learned = true;
+        self.hits = 0;
+    }
+
+    /// Reads `line` by this layout, hashing into the walk's writer as the
+    /// walk would (`root`: the stream's paths): the stream's name when it
+    /// fits, `None` (with what was written left for the caller to drop)
+    /// when it does not.
+    pub fn read<'l>(
+        &mut self,
+        line: &'l [u8],
+        walk: &mut Walk<'_, 'l, '_>,
+        root: &mut Node,
+    ) -> Option<&'l str> {
+        if !self.learned {
+            return None;
+        }
+        let mut sc = Scanner::new(line);
+        let mut gap = 0;
+        for &(end, field, depth) in &self.values {
+            sc.pos = starts_with_at(line, sc.pos, &self.bytes[gap..end])?;
+            gap = end;
+            match field {
+                // A scalar read here, not in a call.
+                Field::Plain => {
+                    if sc.scalar().ok()?.is_none() {
+                        sc.skip(depth).ok()?;
+                    }
+                }
+                Field::Covered => hash_all(&mut sc, &mut walk.w, depth).ok()?,
+                Field::Below(index) => {
+                    if sc.scalar().ok()?.is_none() {
+                        let child = &mut root.children.get_mut(index?)?.1;
+                        walk.value(&mut sc, child, depth).ok()?;
+                    }
+                }
+            }
+        }
+        let tail = &self.bytes[gap..];
+        if !same_bytes(&line[sc.pos..], tail) {
+            return None;
+        }
+        let name = stream_name(line.get(self.stream.0..self.stream.1)?)?;
+        self.hits += 1;
+        self.backoff = 0;
+        Some(name)
+    }
+
+    /// A line of the stream did not fit: a layout that never fitted since
+    /// it was learned rests a while (longer each time), so that a tap whose
+    /// lines keep changing layout does not pay for trying.
+    pub fn missed(&mut self) {
+        if self.hits == 0 {
+            self.backoff = (self.backoff * 2).clamp(1, MAX_PAUSE);
+            self.pause = self.backoff;
+        }
+    }
+}
+
+/// Where `lit` ends if it stands in `line` at `at`. Gaps are short: words
+/// compared in registers, the last one overlapping, no call to memcmp.
+#[inline]
+fn starts_with_at(line: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
+    let end = at + lit.len();
+    let here = line.get(at..end)?;
+    let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+    let same = if lit.len() >= 8 {
+        let last = lit.len() - 8;
+        (0..last).step_by(8).all(|i| word(here, i) == word(lit, i))
+            && word(here, last) == word(lit, last)
+    } else {
+        same_bytes(here, lit)
+    };
+    same.then_some(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_found_where_they_stand() {
+        let line = b"{\"a\": 1, \"bcdefghijklmnop\": 2}";
+        assert_eq!(starts_with_at(line, 0, b"{\"a\": "), Some(6));
+        assert_eq!(
+            starts_with_at(line, 7, b", \"bcdefghijklmnop\": "),
+            Some(28)
+        );
+        assert_eq!(starts_with_at(line, 7, b", \"bcdefghijklmnoq\": "), None);
+        assert_eq!(starts_with_at(line, 7, b", \"bcdefgh"), Some(17));
+        assert_eq!(starts_with_at(line, 7, b", \"bcdefgX"), None);
+        assert_eq!(starts_with_at(line, 29, b"}"), Some(30));
+        assert_eq!(starts_with_at(line, 29, b"}}"), None);
+        assert_eq!(starts_with_at(line, 30, b""), Some(30));
+    }
+}
