@@ -22,7 +22,10 @@
 //! when it has the usual shape (`{"type": "RECORD", "stream": "...", ...`
 //! with no later `type` or `stream` key and no `\u` escape); any other line
 //! is scanned once, in place ([`super::json`]), and only the bytes of the
-//! hashed values are rewritten: everything else is copied byte for byte. Of
+//! hashed values are rewritten: everything else is copied byte for byte.
+//! A RECORD with the same bytes between its values as the stream's last
+//! one is read by that layout, each value where it stands (`shape`); what
+//! it writes is what the scan would. Of
 //! duplicate keys every occurrence is hashed, so whichever a target keeps
 //! (Python keeps the last) is hashed.
 //! A line that is not a Singer message, or whose value to hash no UTF-8 can
