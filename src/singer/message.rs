@@ -840,7 +840,7 @@ impl StreamHasher {
         if let Some((stream, after)) = record_prefix(line) {
             let at = self.root(stream);
             if self.roots[at].descend {
-                let learn = self.shapes[at].ready();
+                let mut learn = self.shapes[at].ready();
                 if learn
                     && tried != Some(at)
                     && let Some(applied) = self.shaped(at, line, out, digests)
@@ -848,7 +848,7 @@ impl StreamHasher {
                     return Ok(applied);
                 }
                 if learn && self.shapes[at].learned() {
-                    self.shapes[at].missed();
+                    learn = self.shapes[at].missed();
                 }
                 // One pass over the rest of the line, hashing on the way,
                 // unless a later `type` or `stream` key changes the head.
@@ -1441,7 +1441,7 @@ mod tests {
             // Spacing, a key more, a key escaped, a later stream key.
             r#"{"type": "RECORD", "stream": "users", "record": {"id": 5,  "email": "m@n.o", "address": {"city": "U"}}, "time_extracted": "t6"}"#,
             r#"{"type": "RECORD", "stream": "users", "record": {"id": 6, "email": "p@q.r", "address": {"city": "V"}, "email": "s@t.u"}, "time_extracted": "t7"}"#,
-            r#"{"type": "RECORD", "stream": "users", "record": {"id": 7, "email": "v@w.x", "address": {"city": "W"}}, "time_extracted": "t8"}"#,
+            r#"{"type": "RECORD", "stream": "users", "record": {"id": 7, "\u0065mail": "v@w.x", "address": {"city": "W"}}, "time_extracted": "t8"}"#,
             r#"{"type": "RECORD", "stream": "users", "record": {"id": 8, "email": "y@z.a", "address": {"city": "X"}}, "stream": "other"}"#,
             // Broken in a value, or after the layout's end.
             r#"{"type": "RECORD", "stream": "users", "record": {"id": 9, "email": "b@c.d", "address": {"city": "Y"}}, "time_extracted": "t9"}"#,
@@ -1857,7 +1857,8 @@ mod tests {
                 .map(|_| strategy.new_tree(&mut runner).unwrap().current())
                 .collect();
             let fitted = same_as_walked(&["users.email", "users.b.c", "users.note"], &lines);
-            assert!(fitted > 100, "{fitted}");
+            // About seven lines in ten are of the usual layout.
+            assert!(fitted > lines.len() / 3, "{fitted}");
         }
 
         /// Lines of one shape, through alto and Python.

@@ -42,8 +42,8 @@ pub(super) struct Span {
 /// whatever a tap writes).
 const MAX_BYTES: usize = 16 * 1024;
 const MAX_VALUES: usize = 512;
-/// Lines a layout that never fitted keeps the walk from trying again, at
-/// most (it doubles each time).
+/// Lines a stream whose layouts keep changing rests from them, at most
+/// (the rest doubles each time).
 const MAX_PAUSE: u32 = 1024;
 
 /// A stream's learned layout.
@@ -58,9 +58,12 @@ pub(super) struct Shape {
     learned: bool,
     /// Lines that fitted since it was learned.
     hits: u32,
+    /// Lines in a row that did not.
+    misses: u32,
     /// Lines still to go to the walk without trying or learning.
     pause: u32,
-    backoff: u32,
+    /// Layouts in a row that missed the line after they were learned.
+    unfit: u32,
 }
 
 impl Shape {
@@ -104,6 +107,7 @@ impl Shape {
         self.stream = stream;
         self.learned = true;
         self.hits = 0;
+        self.misses = 0;
     }
 
     /// Reads `line` by this layout, hashing into the walk's writer as the
@@ -146,18 +150,29 @@ impl Shape {
         }
         let name = stream_name(line.get(self.stream.0..self.stream.1)?)?;
         self.hits += 1;
-        self.backoff = 0;
+        self.misses = 0;
+        self.unfit = 0;
         Some(name)
     }
 
-    /// A line of the stream did not fit: a layout that never fitted since
-    /// it was learned rests a while (longer each time), so that a tap whose
-    /// lines keep changing layout does not pay for trying.
-    pub fn missed(&mut self) {
-        if self.hits == 0 {
-            self.backoff = (self.backoff * 2).clamp(1, MAX_PAUSE);
-            self.pause = self.backoff;
+    /// A line of the stream did not fit: whether to learn its layout
+    /// instead. A layout that has fitted is kept over one odd line (a
+    /// second in a row replaces it). When layouts keep missing the line
+    /// after they were learned (a tap whose lines keep changing layout),
+    /// the stream rests from trying and learning a while, longer each
+    /// time (up to [`MAX_PAUSE`] lines), then learns afresh.
+    pub fn missed(&mut self) -> bool {
+        self.misses += 1;
+        if self.hits > 0 {
+            return self.misses >= 2;
         }
+        self.unfit += 1;
+        if self.unfit < 2 {
+            return true;
+        }
+        self.pause = MAX_PAUSE.min(1 << (self.unfit - 2).min(31));
+        self.learned = false;
+        false
     }
 }
 
@@ -168,12 +183,24 @@ fn starts_with_at(line: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
     let end = at + lit.len();
     let here = line.get(at..end)?;
     let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
-    let same = if lit.len() >= 8 {
-        let last = lit.len() - 8;
-        (0..last).step_by(8).all(|i| word(here, i) == word(lit, i))
-            && word(here, last) == word(lit, last)
-    } else {
-        same_bytes(here, lit)
+    let same = match lit.len() {
+        // The usual gap (`, "email": `): two words, overlapping.
+        8..=16 => {
+            let last = lit.len() - 8;
+            word(here, 0) == word(lit, 0) && word(here, last) == word(lit, last)
+        }
+        0..8 => same_bytes(here, lit),
+        n => {
+            let last = n - 8;
+            let mut i = 0;
+            while i < last {
+                if word(here, i) != word(lit, i) {
+                    return None;
+                }
+                i += 8;
+            }
+            word(here, last) == word(lit, last)
+        }
     };
     same.then_some(end)
 }
@@ -181,6 +208,40 @@ fn starts_with_at(line: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A layout that fitted outlives one odd line; layouts that keep
+    /// missing make the stream rest, longer each time.
+    #[test]
+    fn layouts_that_keep_missing_rest() {
+        let line = br#"{"a": 1}"#;
+        let span = Span {
+            start: 6,
+            end: 7,
+            field: Field::Plain,
+            depth: 3,
+        };
+        let mut shape = Shape::default();
+        shape.learn(line, &[span], (0, 0));
+        assert!(shape.learned());
+        shape.hits = 1;
+        assert!(!shape.missed(), "kept over one odd line");
+        assert!(shape.missed(), "replaced after a second");
+        let mut rests = Vec::new();
+        for _ in 0..14 {
+            shape.learn(line, &[span], (0, 0));
+            if shape.missed() {
+                continue;
+            }
+            assert!(!shape.learned(), "a rest ends in learning afresh");
+            let mut n = 0;
+            while !shape.ready() {
+                n += 1;
+            }
+            rests.push(shape.pause + n);
+        }
+        assert_eq!(rests[..4], [1, 2, 4, 8]);
+        assert_eq!(*rests.last().unwrap(), MAX_PAUSE);
+    }
 
     #[test]
     fn literals_are_found_where_they_stand() {
