@@ -905,19 +905,20 @@ impl StreamHasher {
         Ok(Applied { head, rewritten })
     }
 
-    /// A walk that rewrites `line` onto `out`, and the stream's root node
-    /// (at `at` in `roots`).
+    /// A walk that rewrites `line` onto `out`, the stream's root node (at
+    /// `at` in `roots`) and its layout.
     fn walk<'s, 'l, 'o>(
         &'s mut self,
         at: usize,
         line: &'l [u8],
         out: &'o mut Vec<u8>,
         digests: &'o mut Digests,
-    ) -> (Walk<'s, 'l, 'o>, &'s mut Node) {
+    ) -> (Walk<'s, 'l, 'o>, &'s mut Node, &'s mut Shape) {
         let StreamHasher {
             rules,
             roots,
             budget,
+            shapes,
             ..
         } = self;
         let walk = Walk {
@@ -932,7 +933,7 @@ impl StreamHasher {
             },
             spans: None,
         };
-        (walk, &mut roots[at])
+        (walk, &mut roots[at], &mut shapes[at])
     }
 
     /// `line` read by the layout learned for the root at `at`, if it fits
@@ -946,26 +947,8 @@ impl StreamHasher {
         digests: &mut Digests,
     ) -> Option<Applied<'l>> {
         let (len, owed) = (out.len(), digests.owed.len());
-        let StreamHasher {
-            rules,
-            roots,
-            budget,
-            shapes,
-            ..
-        } = self;
-        let mut walk = Walk {
-            rules: rules.as_slice(),
-            budget,
-            w: Writer {
-                line,
-                out,
-                digests,
-                copied: 0,
-                changed: false,
-            },
-            spans: None,
-        };
-        let Some(stream) = shapes[at].read(line, &mut walk, &mut roots[at]) else {
+        let (mut walk, root, shape) = self.walk(at, line, out, digests);
+        let Some(stream) = shape.read(line, &mut walk, root) else {
             out.truncate(len);
             digests.truncate(owed);
             return None;
@@ -995,7 +978,7 @@ impl StreamHasher {
         digests: &mut Digests,
         spans: Option<&mut Vec<Span>>,
     ) -> Result<Option<bool>, NotSinger> {
-        let (mut walk, root) = self.walk(at, line, out, digests);
+        let (mut walk, root, _) = self.walk(at, line, out, digests);
         walk.spans = spans;
         let mut sc = Scanner {
             bytes: line,
@@ -1051,7 +1034,7 @@ impl StreamHasher {
         out: &mut Vec<u8>,
         digests: &mut Digests,
     ) -> Result<bool, NotSinger> {
-        let (mut walk, root) = self.walk(at, line, out, digests);
+        let (mut walk, root, _) = self.walk(at, line, out, digests);
         for &start in starts {
             let mut sc = Scanner {
                 bytes: line,
