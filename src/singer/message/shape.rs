@@ -83,8 +83,8 @@ impl Shape {
 
     /// Learns the layout of `line` from the values the walk met, in order;
     /// `stream` is where the stream's name stands. A value the layout could
-    /// not stand for (a `Below` one that is an object or a list) leaves it
-    /// unlearned.
+    /// not stand for (a `Below` one without an index that is an object or a
+    /// list) leaves it unlearned, as do spans that do not fit the line.
     pub fn learn(&mut self, line: &[u8], spans: &[Span], stream: (usize, usize)) {
         self.learned = false;
         self.bytes.clear();
@@ -94,16 +94,20 @@ impl Shape {
         }
         let mut from = 0;
         for s in spans {
-            if s.start < from
-                || (s.field == Field::Below(None) && matches!(line.get(s.start), Some(b'{' | b'[')))
-            {
+            let Some(gap) = line.get(from..s.start) else {
+                return;
+            };
+            if s.field == Field::Below(None) && matches!(line.get(s.start), Some(b'{' | b'[')) {
                 return;
             }
-            self.bytes.extend_from_slice(&line[from..s.start]);
+            self.bytes.extend_from_slice(gap);
             self.values.push((self.bytes.len(), s.field, s.depth));
             from = s.end;
         }
-        self.bytes.extend_from_slice(&line[from..]);
+        let Some(tail) = line.get(from..) else {
+            return;
+        };
+        self.bytes.extend_from_slice(tail);
         self.stream = stream;
         self.learned = true;
         self.hits = 0;
@@ -144,8 +148,7 @@ impl Shape {
                 }
             }
         }
-        let tail = &self.bytes[gap..];
-        if !same_bytes(&line[sc.pos..], tail) {
+        if !same_bytes(line.get(sc.pos..)?, &self.bytes[gap..]) {
             return None;
         }
         let name = stream_name(line.get(self.stream.0..self.stream.1)?)?;
