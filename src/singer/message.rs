@@ -992,11 +992,11 @@ impl StreamHasher {
                 // An escaped key may spell `type` or `stream`.
                 return Ok(None);
             }
-            sc.peek();
+            let first = sc.peek();
             let start = sc.pos;
             let field = match name {
                 b"type" | b"stream" => return Ok(None),
-                b"record" if sc.peek() == Some(b'{') => {
+                b"record" if first == Some(b'{') => {
                     walk.object(&mut sc, root, 2)?;
                     None
                 }
