@@ -13,10 +13,9 @@
 //! (but for half a millisecond after a small read, see [`GATHER`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
+use std::io::{ErrorKind, IoSlice, Read, Write};
 
 use crate::run::{Redactor, RunError, RunLog};
-use crate::singer::line;
 use crate::singer::message::{Digests, StreamHasher};
 
 /// How long alto waits after a read that found less than a quarter of its
@@ -138,17 +137,21 @@ impl Middle<'_> {
 /// Copies the tap's output to the target, applying the hash rules, until
 /// the tap's output ends or the target stops reading. The number of lines
 /// skipped; a line longer than `max` bytes fails.
+///
+/// The read buffer is alto's own: the part of a line a read cut off is
+/// moved to its front and the next read lands after it, so every read's
+/// whole lines go on in one gathered write (a `BufReader` hands a cut-off
+/// line out alone, one more write and one more wake-up of the target per
+/// read). A line longer than the buffer grows it, up to `max`.
 pub fn run(
-    from: impl Read,
-    to: impl Write,
+    mut from: impl Read,
+    mut to: impl Write,
     hasher: StreamHasher,
     report: Report,
     max: usize,
 ) -> Result<Passed, RunError> {
     let capacity = 1 << 16;
-    let mut reader = BufReader::with_capacity(capacity, from);
-    // Unbuffered: a read buffer's worth goes on in one gathered write.
-    let mut writer = to;
+    let mut buf = vec![0u8; capacity];
     let mut m = Middle {
         hasher,
         out: Vec::new(),
@@ -158,53 +161,107 @@ pub fn run(
         records: Counts::default(),
         report,
     };
-    let too_long = |tap: &str| RunError::LineTooLong {
-        plugin: tap.to_string(),
-        limit: max,
-    };
-    let mut long = Vec::new();
     let mut pieces = Vec::new();
+    // `buf[..end]` was read; what is there is a cut-off line.
+    let mut end = 0;
     loop {
-        let buf = match reader.fill_buf() {
-            Ok(b) => b,
+        if end == buf.len() {
+            if end > max {
+                return Err(m.too_long(max));
+            }
+            buf.resize(buf.len().saturating_mul(2).min(max.saturating_add(1)), 0);
+        }
+        let n = match from.read(&mut buf[end..]) {
+            Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             // Both pipes close with this thread: the tap stops on a broken
             // pipe, the target at the end of its input.
             Err(_) => break,
         };
-        if buf.is_empty() {
-            break;
-        }
         // A short read: the tap has nothing more for now. What was read is
         // written below; the writer is flushed too (nothing to do on a
         // pipe, but a buffered writer must not keep a slow tap's STATE back).
-        let drained = buf.len() < capacity;
-        // Whole lines in the buffer, in place: what goes on is runs of the
-        // buffer and rewritten lines in `m.out`, in order.
+        let drained = end + n < buf.len();
+        let at_end = n == 0;
+        end += n;
+        let passed = match m.pass(&buf[..end], at_end, &mut to, &mut pieces, max)? {
+            Some(passed) => passed,
+            None => break,
+        };
+        if at_end {
+            break;
+        }
+        buf.copy_within(passed..end, 0);
+        end -= passed;
+        if end < capacity && buf.len() > capacity {
+            // A long line has gone: its memory goes too.
+            buf.truncate(capacity);
+            buf.shrink_to_fit();
+        }
+        if drained && to.flush().is_err() {
+            break;
+        }
+        if drained && n < capacity / 4 {
+            // Little had come: let the tap's next writes gather in the
+            // pipe (see `GATHER`).
+            std::thread::sleep(GATHER);
+        }
+    }
+    let _ = to.flush();
+    Ok(Passed {
+        skipped: m.skipped,
+        records: m.records.into_map(),
+    })
+}
+
+impl Middle<'_> {
+    fn too_long(&self, max: usize) -> RunError {
+        RunError::LineTooLong {
+            plugin: self.report.tap.to_string(),
+            limit: max,
+        }
+    }
+
+    /// Passes the whole lines of `buf` on in one gathered write (at the
+    /// end of the tap's output, the last line without its newline too):
+    /// how many bytes were passed, `None` when the target stopped reading.
+    fn pass(
+        &mut self,
+        buf: &[u8],
+        at_end: bool,
+        to: &mut impl Write,
+        pieces: &mut Vec<Piece>,
+        max: usize,
+    ) -> Result<Option<usize>, RunError> {
         let mut pos = 0;
         let mut pending = 0;
         pieces.clear();
-        while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
-            let end = pos + nl + 1;
-            let body = &buf[pos..end - 1];
+        loop {
+            let (body, end) = match memchr::memchr(b'\n', &buf[pos..]) {
+                Some(nl) => (&buf[pos..pos + nl], pos + nl + 1),
+                None if at_end && pos < buf.len() => (&buf[pos..], buf.len()),
+                None => break,
+            };
             if body.len() > max {
-                return Err(too_long(m.report.tap));
+                return Err(self.too_long(max));
             }
-            let before = m.out.len();
-            match m.line(body) {
+            let before = self.out.len();
+            match self.line(body) {
                 Fate::Pass => {}
                 fate => {
                     if pending < pos {
                         pieces.push(Piece::Read(pending, pos));
                     }
                     if let Fate::Rewritten = fate {
-                        m.out.push(b'\n');
+                        if end > pos + body.len() {
+                            self.out.push(b'\n');
+                        }
                         // Rewritten lines in a row are one slice: the
                         // kernel copies each slice of a gathered write on
                         // its own.
                         match pieces.last_mut() {
-                            Some(Piece::Rewritten(_, e)) if *e == before => *e = m.out.len(),
-                            _ => pieces.push(Piece::Rewritten(before, m.out.len())),
+                            Some(Piece::Rewritten(_, e)) if *e == before => *e = self.out.len(),
+                            _ => pieces.push(Piece::Rewritten(before, self.out.len())),
                         }
                     }
                     pending = end;
@@ -215,70 +272,20 @@ pub fn run(
         if pending < pos {
             pieces.push(Piece::Read(pending, pos));
         }
-        m.digests.fill(&mut m.out);
+        self.digests.fill(&mut self.out);
         // One allocation a read buffer: the slices borrow this buffer.
         let mut slices: Vec<IoSlice> = Vec::with_capacity(pieces.len());
         slices.extend(pieces.iter().filter_map(|p| {
             let piece = match *p {
                 Piece::Read(a, b) => &buf[a..b],
-                Piece::Rewritten(a, b) => &m.out[a..b],
+                Piece::Rewritten(a, b) => &self.out[a..b],
             };
             (!piece.is_empty()).then(|| IoSlice::new(piece))
         }));
-        let written = write_all_vectored(&mut writer, &mut slices);
-        m.out.clear();
-        if written.is_err() {
-            break;
-        }
-        if pos > 0 {
-            reader.consume(pos);
-            if drained && writer.flush().is_err() {
-                break;
-            }
-            if drained && pos < capacity / 4 {
-                // Little had come: let the tap's next writes gather in
-                // the pipe (see `GATHER`).
-                std::thread::sleep(GATHER);
-            }
-            continue;
-        }
-        // A line longer than the buffer, or the last one without a newline.
-        long.clear();
-        line::shrink(&mut long);
-        match line::read_line(&mut reader, &mut long, max) {
-            Ok(line::Read::Line(_)) => {}
-            Ok(line::Read::End) | Err(_) => break,
-            Ok(line::Read::TooLong) => return Err(too_long(m.report.tap)),
-        }
-        let (body, newline) = match long.strip_suffix(b"\n") {
-            Some(b) => (b, true),
-            None => (&long[..], false),
-        };
-        let written = match m.line(body) {
-            Fate::Pass => writer.write_all(&long),
-            Fate::Rewritten => {
-                m.digests.fill(&mut m.out);
-                let w = writer.write_all(&m.out).and_then(|_| {
-                    if newline {
-                        writer.write_all(b"\n")
-                    } else {
-                        Ok(())
-                    }
-                });
-                m.out.clear();
-                w
-            }
-            Fate::Skipped => Ok(()),
-        };
-        if written.is_err() {
-            break;
-        }
+        let written = write_all_vectored(to, &mut slices);
+        self.out.clear();
+        Ok(written.is_ok().then_some(pos))
     }
-    let _ = writer.flush();
-    Ok(Passed {
-        skipped: m.skipped,
-        records: m.records.into_map(),
-    })
 }
 
 /// Writes all of `slices`, as few system calls as the writer allows (no
@@ -395,6 +402,55 @@ mod tests {
         assert!(!text.contains(r#""email":"a""#));
     }
 
+    /// A line that a read cut off goes on with the next read's lines, in
+    /// one gathered write (not alone, waking the target once more).
+    #[test]
+    fn a_cut_off_line_goes_on_with_the_next_reads_lines() {
+        let hashed = r#"{"type":"RECORD","stream":"users","record":{"email":"a"}}"#;
+        let state = r#"{"type":"STATE","value":{"n":1}}"#;
+        let input = format!("{state}\n{hashed}\n{state}\n");
+        let cut = state.len() + 10;
+        let chunks = Chunks(vec![
+            input.as_bytes()[..cut].to_vec(),
+            input.as_bytes()[cut..].to_vec(),
+        ]);
+        let mut out = Gathered::default();
+        run_hashing_email(chunks, &mut out);
+        assert_eq!(out.slices.len(), 2, "one write a read: {:?}", out.slices);
+        let text = String::from_utf8(out.data).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(!text.contains(r#""email":"a""#));
+    }
+
+    /// A line longer than the limit fails the run, whether or not a read
+    /// cut it off; one within it passes whole, however many reads it took.
+    #[test]
+    fn lines_are_bounded_across_reads() {
+        let run_max = |input: &[u8], max: usize| {
+            let hasher = StreamHasher::new(&["*.*".into(), "~users.email".into()]).unwrap();
+            let redactor = Redactor::default();
+            let report = Report {
+                tap: "tap-x",
+                redactor: &redactor,
+                log: None,
+            };
+            let mut out = Vec::new();
+            let chunks = Chunks(input.chunks(1000).map(<[u8]>::to_vec).collect());
+            run(chunks, &mut out, hasher, report, max).map(|_| out)
+        };
+        let long = format!(r#"{{"type":"STATE","value":"{}"}}"#, "x".repeat(100_000));
+        for input in [long.clone(), format!("{long}\n")] {
+            assert!(matches!(
+                run_max(input.as_bytes(), 50_000),
+                Err(RunError::LineTooLong { limit: 50_000, .. })
+            ));
+            assert_eq!(
+                run_max(input.as_bytes(), 200_000).unwrap(),
+                input.as_bytes()
+            );
+        }
+    }
+
     /// A reader that hands out one chunk a read, as a slow tap's pipe does.
     struct Chunks(Vec<Vec<u8>>);
 
@@ -403,9 +459,14 @@ mod tests {
             if self.0.is_empty() {
                 return Ok(0);
             }
-            let chunk = self.0.remove(0);
-            buf[..chunk.len()].copy_from_slice(&chunk);
-            Ok(chunk.len())
+            // What does not fit is left for the next read.
+            let n = self.0[0].len().min(buf.len());
+            buf[..n].copy_from_slice(&self.0[0][..n]);
+            self.0[0].drain(..n);
+            if self.0[0].is_empty() {
+                self.0.remove(0);
+            }
+            Ok(n)
         }
     }
 
