@@ -306,8 +306,9 @@ fn write_all_vectored(to: &mut impl Write, mut slices: &mut [IoSlice]) -> std::i
 mod tests {
     use super::*;
 
-    /// `run` with the rule `~users.email`, skipped lines reported nowhere.
-    fn run_hashing_email(from: impl Read, to: impl Write) -> Passed {
+    /// `run` with the rule `~users.email` and lines of at most `max`
+    /// bytes, skipped lines reported nowhere.
+    fn hashing_email(from: impl Read, to: impl Write, max: usize) -> Result<Passed, RunError> {
         let hasher = StreamHasher::new(&["*.*".into(), "~users.email".into()]).unwrap();
         let redactor = Redactor::default();
         let report = Report {
@@ -315,7 +316,11 @@ mod tests {
             redactor: &redactor,
             log: None,
         };
-        run(from, to, hasher, report, 1 << 20).unwrap()
+        run(from, to, hasher, report, max)
+    }
+
+    fn run_hashing_email(from: impl Read, to: impl Write) -> Passed {
+        hashing_email(from, to, 1 << 20).unwrap()
     }
 
     fn through(input: &[u8], cap: usize) -> (Vec<u8>, Passed) {
@@ -427,16 +432,9 @@ mod tests {
     #[test]
     fn lines_are_bounded_across_reads() {
         let run_max = |input: &[u8], max: usize| {
-            let hasher = StreamHasher::new(&["*.*".into(), "~users.email".into()]).unwrap();
-            let redactor = Redactor::default();
-            let report = Report {
-                tap: "tap-x",
-                redactor: &redactor,
-                log: None,
-            };
             let mut out = Vec::new();
             let chunks = Chunks(input.chunks(1000).map(<[u8]>::to_vec).collect());
-            run(chunks, &mut out, hasher, report, max).map(|_| out)
+            hashing_email(chunks, &mut out, max).map(|_| out)
         };
         let long = format!(r#"{{"type":"STATE","value":"{}"}}"#, "x".repeat(100_000));
         for input in [long.clone(), format!("{long}\n")] {
