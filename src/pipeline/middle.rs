@@ -132,6 +132,78 @@ impl Middle<'_> {
             }
         }
     }
+
+    fn too_long(&self, max: usize) -> RunError {
+        RunError::LineTooLong {
+            plugin: self.report.tap.to_string(),
+            limit: max,
+        }
+    }
+
+    /// Passes the whole lines of `buf` on in one gathered write (at the
+    /// end of the tap's output, the last line without its newline too):
+    /// how many bytes were passed, `None` when the target stopped reading.
+    fn pass(
+        &mut self,
+        buf: &[u8],
+        at_end: bool,
+        to: &mut impl Write,
+        pieces: &mut Vec<Piece>,
+        max: usize,
+    ) -> Result<Option<usize>, RunError> {
+        let mut pos = 0;
+        let mut pending = 0;
+        pieces.clear();
+        loop {
+            let (body, end) = match memchr::memchr(b'\n', &buf[pos..]) {
+                Some(nl) => (&buf[pos..pos + nl], pos + nl + 1),
+                None if at_end && pos < buf.len() => (&buf[pos..], buf.len()),
+                None => break,
+            };
+            if body.len() > max {
+                return Err(self.too_long(max));
+            }
+            let before = self.out.len();
+            match self.line(body) {
+                Fate::Pass => {}
+                fate => {
+                    if pending < pos {
+                        pieces.push(Piece::Read(pending, pos));
+                    }
+                    if let Fate::Rewritten = fate {
+                        if end > pos + body.len() {
+                            self.out.push(b'\n');
+                        }
+                        // Rewritten lines in a row are one slice: the
+                        // kernel copies each slice of a gathered write on
+                        // its own.
+                        match pieces.last_mut() {
+                            Some(Piece::Rewritten(_, e)) if *e == before => *e = self.out.len(),
+                            _ => pieces.push(Piece::Rewritten(before, self.out.len())),
+                        }
+                    }
+                    pending = end;
+                }
+            }
+            pos = end;
+        }
+        if pending < pos {
+            pieces.push(Piece::Read(pending, pos));
+        }
+        self.digests.fill(&mut self.out);
+        // One allocation a read buffer: the slices borrow this buffer.
+        let mut slices: Vec<IoSlice> = Vec::with_capacity(pieces.len());
+        slices.extend(pieces.iter().filter_map(|p| {
+            let piece = match *p {
+                Piece::Read(a, b) => &buf[a..b],
+                Piece::Rewritten(a, b) => &self.out[a..b],
+            };
+            (!piece.is_empty()).then(|| IoSlice::new(piece))
+        }));
+        let written = write_all_vectored(to, &mut slices);
+        self.out.clear();
+        Ok(written.is_ok().then_some(pos))
+    }
 }
 
 /// Copies the tap's output to the target, applying the hash rules, until
@@ -212,80 +284,6 @@ pub fn run(
         skipped: m.skipped,
         records: m.records.into_map(),
     })
-}
-
-impl Middle<'_> {
-    fn too_long(&self, max: usize) -> RunError {
-        RunError::LineTooLong {
-            plugin: self.report.tap.to_string(),
-            limit: max,
-        }
-    }
-
-    /// Passes the whole lines of `buf` on in one gathered write (at the
-    /// end of the tap's output, the last line without its newline too):
-    /// how many bytes were passed, `None` when the target stopped reading.
-    fn pass(
-        &mut self,
-        buf: &[u8],
-        at_end: bool,
-        to: &mut impl Write,
-        pieces: &mut Vec<Piece>,
-        max: usize,
-    ) -> Result<Option<usize>, RunError> {
-        let mut pos = 0;
-        let mut pending = 0;
-        pieces.clear();
-        loop {
-            let (body, end) = match memchr::memchr(b'\n', &buf[pos..]) {
-                Some(nl) => (&buf[pos..pos + nl], pos + nl + 1),
-                None if at_end && pos < buf.len() => (&buf[pos..], buf.len()),
-                None => break,
-            };
-            if body.len() > max {
-                return Err(self.too_long(max));
-            }
-            let before = self.out.len();
-            match self.line(body) {
-                Fate::Pass => {}
-                fate => {
-                    if pending < pos {
-                        pieces.push(Piece::Read(pending, pos));
-                    }
-                    if let Fate::Rewritten = fate {
-                        if end > pos + body.len() {
-                            self.out.push(b'\n');
-                        }
-                        // Rewritten lines in a row are one slice: the
-                        // kernel copies each slice of a gathered write on
-                        // its own.
-                        match pieces.last_mut() {
-                            Some(Piece::Rewritten(_, e)) if *e == before => *e = self.out.len(),
-                            _ => pieces.push(Piece::Rewritten(before, self.out.len())),
-                        }
-                    }
-                    pending = end;
-                }
-            }
-            pos = end;
-        }
-        if pending < pos {
-            pieces.push(Piece::Read(pending, pos));
-        }
-        self.digests.fill(&mut self.out);
-        // One allocation a read buffer: the slices borrow this buffer.
-        let mut slices: Vec<IoSlice> = Vec::with_capacity(pieces.len());
-        slices.extend(pieces.iter().filter_map(|p| {
-            let piece = match *p {
-                Piece::Read(a, b) => &buf[a..b],
-                Piece::Rewritten(a, b) => &self.out[a..b],
-            };
-            (!piece.is_empty()).then(|| IoSlice::new(piece))
-        }));
-        let written = write_all_vectored(to, &mut slices);
-        self.out.clear();
-        Ok(written.is_ok().then_some(pos))
-    }
 }
 
 /// Writes all of `slices`, as few system calls as the writer allows (no
