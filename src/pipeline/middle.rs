@@ -270,13 +270,15 @@ pub fn run(
             buf.truncate(capacity);
             buf.shrink_to_fit();
         }
-        if drained && to.flush().is_err() {
-            break;
-        }
-        if drained && n < capacity / 4 {
-            // Little had come: let the tap's next writes gather in the
-            // pipe (see `GATHER`).
-            std::thread::sleep(GATHER);
+        if drained {
+            if to.flush().is_err() {
+                break;
+            }
+            if n < capacity / 4 {
+                // Little had come: let the tap's next writes gather in
+                // the pipe (see `GATHER`).
+                std::thread::sleep(GATHER);
+            }
         }
     }
     let _ = to.flush();

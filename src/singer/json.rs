@@ -678,7 +678,7 @@ mod tests {
             let x = next();
             assert_eq!(first_stop(x), table(x.to_le_bytes()), "{x:#x}");
         }
-        // Sixteen at a time, as eight at a time twice.
+        // Sixteen at a time, against the byte table.
         let table16 = |w: &[u8; 16]| w.iter().position(|&c| STOP[c as usize]);
         for c in 0..=255u8 {
             for at in 0..16 {

@@ -56,8 +56,8 @@ pub(super) struct Shape {
     /// Where the stream's name stands in a line that fits.
     stream: (usize, usize),
     learned: bool,
-    /// Lines that fitted since it was learned.
-    hits: u32,
+    /// Whether a line has fitted since it was learned.
+    fitted: bool,
     /// Lines in a row that did not.
     misses: u32,
     /// Lines still to go to the walk without trying or learning.
@@ -110,7 +110,7 @@ impl Shape {
         self.bytes.extend_from_slice(tail);
         self.stream = stream;
         self.learned = true;
-        self.hits = 0;
+        self.fitted = false;
         self.misses = 0;
     }
 
@@ -152,7 +152,7 @@ impl Shape {
             return None;
         }
         let name = stream_name(line.get(self.stream.0..self.stream.1)?)?;
-        self.hits += 1;
+        self.fitted = true;
         self.misses = 0;
         self.unfit = 0;
         Some(name)
@@ -166,7 +166,7 @@ impl Shape {
     /// time (up to [`MAX_PAUSE`] lines), then learns afresh.
     pub fn missed(&mut self) -> bool {
         self.misses += 1;
-        if self.hits > 0 {
+        if self.fitted {
             return self.misses >= 2;
         }
         self.unfit += 1;
@@ -226,7 +226,7 @@ mod tests {
         let mut shape = Shape::default();
         shape.learn(line, &[span], (0, 0));
         assert!(shape.learned());
-        shape.hits = 1;
+        shape.fitted = true;
         assert!(!shape.missed(), "kept over one odd line");
         assert!(shape.missed(), "replaced after a second");
         let mut rests = Vec::new();
